@@ -1,0 +1,154 @@
+"""The HDR-GAN generator: per-exposure encoders, merging blocks, nested decoder (SPEC §2).
+
+Deep HDR supervision: the decoder is nested (UNet++-like). Row `k` at scale `j` sees the
+up-sampled output of row `k-1` one scale coarser, the merged features `m_j`, the reference
+encoder's features `e_j^ref` and all earlier rows at scale `j`. Every row that reaches full
+resolution (scale 0) ends in an output branch, so a 3-scale generator has two branches: the
+auxiliary `d10` and the main `d20`.
+"""
+
+import keras
+from keras import ops
+
+from hdr_gan_tf.layers import MergingBlock, ReflectConv2D, ResidualUnit, UpSample, track_layers
+
+
+@keras.saving.register_keras_serializable(package="hdr_gan_tf")
+class Encoder(keras.layers.Layer):
+    """One exposure's feature pyramid: `e0 = RU(c0)(X)`, `e_s = RU(c_s)(DS(c_{s-1})(e_{s-1}))`.
+
+    `DS(c)` is `relu(conv3x3, stride 2)`. Input `[B, H, W, 6]`; output a list of `scales`
+    tensors, `[B, H / 2**s, W / 2**s, filters[s]]`.
+    """
+
+    def __init__(self, filters=(32, 64, 128), **kwargs):
+        super().__init__(**kwargs)
+        self.filters = tuple(filters)
+        policy = self.dtype_policy
+        self.units = track_layers(self, [ResidualUnit(c, dtype=policy, name=f"unit_{s}")
+                                         for s, c in enumerate(self.filters)])
+        self.downs = track_layers(self, [
+            ReflectConv2D(c, 3, strides=2, activation="relu", dtype=policy, name=f"down_{s}")
+            for s, c in enumerate(self.filters[:-1])])
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.units[0].build(shape)
+        for s in range(1, len(self.filters)):
+            shape = shape[:3] + (self.filters[s - 1],)
+            self.downs[s - 1].build(shape)
+            half = lambda n: None if n is None else n // 2  # noqa: E731
+            shape = (shape[0], half(shape[1]), half(shape[2]), self.filters[s - 1])
+            self.units[s].build(shape)
+
+    def call(self, x, training=None):
+        features = [self.units[0](x, training=training)]
+        for down, unit in zip(self.downs, self.units[1:]):
+            features.append(unit(down(features[-1], training=training), training=training))
+        return features
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=list(self.filters))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="hdr_gan_tf")
+class Generator(keras.Model):
+    """HDR-GAN generator with deep HDR supervision.
+
+    Args:
+      scales: number of scales (2, 3 or 4); 3 is the paper's model.
+      base_filters: channels at full resolution; scale `s` has `base_filters * 2**s`.
+      merging_blocks: use the reference-based residual `MergingBlock`s; if False (ablation) the
+        concatenated encoder features go to the decoder through a `relu(conv1x1)`.
+
+    Call: `generator([x_short, x_ref, x_long], training=...)`, each `[B, H, W, 6]` in [-1, 1]
+    (see `hdr_gan_tf.imaging.network_inputs`); H and W multiples of `2 ** (scales - 1)`.
+    Returns a list of `scales - 1` tensors `[B, H, W, 3]` in [-1, 1] (tanh, μ-law tonemapped HDR
+    on the [-1, 1] scale), auxiliary branches first and the main (final) branch last.
+    """
+
+    def __init__(self, scales=3, base_filters=32, merging_blocks=True, **kwargs):
+        super().__init__(**kwargs)
+        if scales < 2:
+            raise ValueError(f"scales must be at least 2, got {scales}")
+        self.scales = scales
+        self.base_filters = base_filters
+        self.merging_blocks = merging_blocks
+        self.filters = tuple(base_filters * 2 ** s for s in range(scales))
+        policy = self.dtype_policy
+        self.encoders = track_layers(self, [Encoder(self.filters, dtype=policy,
+                                                    name=f"encoder_{i}") for i in range(3)])
+        if merging_blocks:
+            self.mergers = [MergingBlock(c, dtype=policy, name=f"merging_block_{s}")
+                            for s, c in enumerate(self.filters)]
+        else:
+            self.mergers = [ReflectConv2D(c, 1, activation="relu", dtype=policy,
+                                          name=f"merging_conv_{s}")
+                            for s, c in enumerate(self.filters)]
+        track_layers(self, self.mergers)
+        # Nested decoder: node (k, j) is row k >= 1 at scale j, for j <= scales - 1 - k. Its
+        # input is UP(c_j) of node (k-1, j+1); row 0 is the merged features m_j.
+        self.ups = {}
+        self.nodes = {}
+        for k in range(1, scales):
+            for j in range(scales - k):
+                self.ups[(k - 1, j + 1)] = UpSample(self.filters[j], dtype=policy,
+                                                    name=f"up_{k - 1}{j + 1}")
+                self.nodes[(k, j)] = ResidualUnit(self.filters[j], dtype=policy,
+                                                  name=f"decoder_{k}{j}")
+        self.heads = track_layers(self, [
+            ReflectConv2D(3, 1, activation="tanh", dtype=policy, name=f"output_{k}")
+            for k in range(1, scales)])
+        track_layers(self, list(self.ups.values()) + list(self.nodes.values()))
+
+    def build(self, input_shape):
+        shape = tuple(input_shape[0])
+        scale = lambda n, j: None if n is None else n // 2 ** j  # noqa: E731
+        shape_at = lambda j, c: (shape[0], scale(shape[1], j), scale(shape[2], j), c)  # noqa
+        for encoder, in_shape in zip(self.encoders, input_shape):
+            encoder.build(tuple(in_shape))
+        for j, (merger, c) in enumerate(zip(self.mergers, self.filters)):
+            merger.build([shape_at(j, c)] * 3 if self.merging_blocks else shape_at(j, 3 * c))
+        for (k, j), node in self.nodes.items():
+            # Rows 0 (merged features) and above all have c_{j+1} channels at scale j + 1.
+            self.ups[(k - 1, j + 1)].build(shape_at(j + 1, self.filters[j + 1]))
+            node.build(shape_at(j, self.filters[j] * (k + 2)))
+        for head in self.heads:
+            head.build(shape_at(0, self.filters[0]))
+
+    def call(self, inputs, training=None):
+        if len(inputs) != 3:
+            raise ValueError(f"Generator expects [short, reference, long], got {len(inputs)}")
+        # [3 exposures][scales] of [B, H/2^s, W/2^s, c_s]
+        features = [enc(x, training=training) for enc, x in zip(self.encoders, inputs)]
+        ref = features[1]
+        rows = {}
+        for j, merger in enumerate(self.mergers):
+            per_exposure = [features[i][j] for i in range(3)]
+            if self.merging_blocks:
+                rows[(0, j)] = merger(per_exposure, training=training)
+            else:
+                rows[(0, j)] = merger(ops.concatenate(per_exposure, axis=-1), training=training)
+        outputs = []
+        for k in range(1, self.scales):
+            for j in range(self.scales - k):
+                up = self.ups[(k - 1, j + 1)](rows[(k - 1, j + 1)], training=training)
+                earlier = [rows[(r, j)] for r in range(1, k)]
+                x = ops.concatenate([up, rows[(0, j)], ref[j]] + earlier, axis=-1)
+                rows[(k, j)] = self.nodes[(k, j)](x, training=training)  # [B, H/2^j, W/2^j, c_j]
+            outputs.append(self.heads[k - 1](rows[(k, 0)], training=training))  # [B, H, W, 3]
+        return outputs
+
+    def get_config(self):
+        return {"name": self.name, "scales": self.scales, "base_filters": self.base_filters,
+                "merging_blocks": self.merging_blocks,
+                "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)

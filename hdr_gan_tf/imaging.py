@@ -1,0 +1,103 @@
+"""Image conventions of HDR-GAN (SPEC §1).
+
+LDR images are RGB float32 in [0, 1], sorted short / reference / long exposure. Linear HDR values
+are relative to the shortest exposure (`t = 1`). The networks see and produce tensors scaled to
+[-1, 1]. Every function here works on NumPy arrays and TensorFlow tensors alike (it uses `tf` ops,
+which accept both and return tensors).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+GAMMA = 2.2
+MU = 5000.0
+
+
+def exposure_times(exposure_bias):
+    """Exposure times `t_i = 2 ** (e_i - min_j e_j)` from exposure biases in EV.
+
+    Args:
+      exposure_bias: `[..., 3]` EVs, e.g. `[-2, 0, 2]` or `[0, 2, 4]` (both give `[1, 4, 16]`).
+
+    Returns:
+      float32 tensor of the same shape; the shortest exposure is 1.
+    """
+    ev = tf.convert_to_tensor(exposure_bias, tf.float32)
+    return tf.pow(2.0, ev - tf.reduce_min(ev, axis=-1, keepdims=True))
+
+
+def ldr_to_hdr(ldr, exposure_time, gamma=GAMMA):
+    """Linearises an LDR image: `H = I ** gamma / t`. `exposure_time` broadcasts (`[B, 1, 1, 1]`)."""
+    ldr = tf.convert_to_tensor(ldr, tf.float32)
+    return tf.pow(ldr, gamma) / tf.cast(exposure_time, tf.float32)
+
+
+def mu_law(hdr, mu=MU):
+    """μ-law tonemapper `T(H) = log(1 + μH) / log(1 + μ)`; maps [0, 1] onto [0, 1]."""
+    hdr = tf.convert_to_tensor(hdr)
+    mu = tf.cast(mu, hdr.dtype)
+    return tf.math.log1p(mu * hdr) / tf.math.log1p(mu)
+
+
+def inverse_mu_law(tonemapped, mu=MU):
+    """Inverse of `mu_law`: `((1 + μ) ** y - 1) / μ`."""
+    tonemapped = tf.convert_to_tensor(tonemapped)
+    mu = tf.cast(mu, tonemapped.dtype)
+    return tf.math.expm1(tonemapped * tf.math.log1p(mu)) / mu
+
+
+def to_signed(x):
+    """[0, 1] -> [-1, 1], the scale the networks work on."""
+    return 2.0 * x - 1.0
+
+
+def to_unit(y):
+    """[-1, 1] -> [0, 1]."""
+    return (y + 1.0) / 2.0
+
+
+def network_inputs(ldr_short, ldr_mid, ldr_long, exposure_bias, gamma=GAMMA, mu=MU):
+    """Builds the generator's three inputs `X_i = concat(2 I_i - 1, 2 T(H_i) - 1)`.
+
+    Args:
+      ldr_short, ldr_mid, ldr_long: `[B, H, W, 3]` LDR images in [0, 1].
+      exposure_bias: `[B, 3]` EVs of the three images.
+
+    Returns:
+      list of three `[B, H, W, 6]` float32 tensors in [-1, 1]: short, reference, long.
+    """
+    times = exposure_times(exposure_bias)  # [B, 3]
+    inputs = []
+    for i, ldr in enumerate((ldr_short, ldr_mid, ldr_long)):
+        ldr = tf.convert_to_tensor(ldr, tf.float32)
+        t = tf.reshape(times[:, i], [-1, 1, 1, 1])
+        hdr = ldr_to_hdr(ldr, t, gamma)
+        inputs.append(tf.concat([to_signed(ldr), to_signed(mu_law(hdr, mu))], axis=-1))
+    return inputs
+
+
+def output_to_hdr(output, mu=MU):
+    """Generator output (tanh, [-1, 1]) -> (linear HDR in [0, 1], μ-law tonemapped in [0, 1])."""
+    tonemapped = tf.clip_by_value(to_unit(tf.cast(output, tf.float32)), 0.0, 1.0)
+    return inverse_mu_law(tonemapped, mu), tonemapped
+
+
+def parse_exposure_bias(values, source="exposure values"):
+    """Validates three exposure biases in EV, strictly increasing; returns a float32 array.
+
+    Raises ValueError naming `source` when the count is wrong, a value is not finite, or the
+    values do not increase.
+    """
+    try:
+        ev = np.asarray([float(v) for v in values], np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: exposure values must be numbers ({err})") from None
+    if ev.shape != (3,):
+        raise ValueError(f"{source}: expected 3 exposure values, got {ev.size}")
+    if not np.all(np.isfinite(ev)):
+        raise ValueError(f"{source}: exposure values must be finite, got {ev.tolist()}")
+    if not np.all(np.diff(ev) > 0):
+        raise ValueError(
+            f"{source}: exposure values must increase strictly (short, reference, long), "
+            f"got {ev.tolist()}")
+    return ev
