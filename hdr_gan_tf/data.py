@@ -1,0 +1,266 @@
+"""Kalantari-layout data sets and the tf.data pipelines of HDR-GAN (SPEC §5, §6).
+
+Layout (as distributed by Kalantari & Ramamoorthi, SIGGRAPH 2017)::
+
+    <root>/Training/<scene>/{3 x *.tif, exposure.txt, HDRImg.hdr}
+    <root>/Test/<scene>/...            (or nested one level deeper: Test/PAPER/<scene>/)
+
+The three LDRs sort by file name in exposure order (short, reference, long); `exposure.txt` holds
+one EV per line ("0 2 4" or "-2 0 2" style); `HDRImg.hdr` is the ground truth aligned to the
+reference. Opening a split decodes and checks every scene once, before any training starts, and
+keeps the decoded images in memory (LDRs at their 8/16-bit size): that is the pipeline's cache.
+"""
+
+import concurrent.futures
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from hdr_gan_tf.image_io import ImageError, read_hdr, read_ldr_raw
+from hdr_gan_tf.imaging import GAMMA, MU, network_inputs, parse_exposure_bias
+
+TRAIN_SPLIT = "Training"
+TEST_SPLIT = "Test"
+GROUND_TRUTH = "HDRImg.hdr"
+EXPOSURE_FILE = "exposure.txt"
+_LDR_PATTERN = re.compile(r".*\.tiff?$", re.IGNORECASE)
+
+
+class DataError(ValueError):
+    """A data set that cannot be used; the message names the scene, the file and the problem."""
+
+
+@dataclasses.dataclass
+class Scene:
+    """One decoded scene.
+
+    Attributes:
+      name: path of the scene folder relative to its split folder (e.g. `001`, `PAPER/Foo`).
+      path: the scene folder.
+      ldr_paths: the three LDR files, short / reference / long.
+      ldrs: `[3, H, W, 3]` uint8 or uint16 RGB, undecoded scale (see `peak`).
+      peak: 255 or 65535.
+      exposure_bias: `[3]` float32 EVs.
+      hdr: `[H, W, 3]` float32 linear ground truth.
+    """
+    name: str
+    path: Path
+    ldr_paths: list
+    ldrs: np.ndarray
+    peak: int
+    exposure_bias: np.ndarray
+    hdr: np.ndarray
+
+    @property
+    def shape(self):
+        return self.hdr.shape[:2]
+
+    def ldr_float(self):
+        """`[3, H, W, 3]` float32 LDRs in [0, 1]."""
+        return self.ldrs.astype(np.float32) / np.float32(self.peak)
+
+
+def read_exposure_file(path):
+    """Parses `exposure.txt` (any whitespace, CRLF allowed) into three increasing EVs."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file") from None
+    values = text.split()
+    if not values:
+        raise DataError(f"{path}: empty; expected three exposure values in EV")
+    try:
+        return parse_exposure_bias(values, source=str(path))
+    except ValueError as err:
+        raise DataError(str(err)) from None
+
+
+def _is_scene_dir(path):
+    return ((path / GROUND_TRUTH).exists() or (path / EXPOSURE_FILE).exists()
+            or any(_LDR_PATTERN.match(p.name) for p in path.iterdir() if p.is_file()))
+
+
+def find_scene_dirs(root, split):
+    """Scene folders of a split, sorted; looks one level deeper for nested test sets."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: data root not found (expected {root}/{TRAIN_SPLIT} and "
+                        f"{root}/{TEST_SPLIT})")
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: split folder not found in data root {root}")
+    scenes = []
+    for child in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        if _is_scene_dir(child):
+            scenes.append(child)
+        else:
+            scenes.extend(sorted(p for p in child.iterdir() if p.is_dir() and _is_scene_dir(p)))
+    if not scenes:
+        raise DataError(f"{split_dir}: no scenes found (each scene is a folder with three *.tif "
+                        f"LDRs, {EXPOSURE_FILE} and {GROUND_TRUTH})")
+    return scenes
+
+
+def load_scene(path, name=None, min_size=0):
+    """Decodes and checks one scene folder; raises DataError naming scene, file and problem."""
+    path = Path(path)
+    name = name or path.name
+    where = f"scene '{name}'"
+    ldr_paths = sorted(p for p in path.iterdir() if p.is_file() and _LDR_PATTERN.match(p.name))
+    if len(ldr_paths) != 3:
+        raise DataError(f"{where}: {path} holds {len(ldr_paths)} LDR TIFF files "
+                        f"({', '.join(p.name for p in ldr_paths) or 'none'}); expected 3")
+    try:
+        exposure_bias = read_exposure_file(path / EXPOSURE_FILE)
+        raws = [read_ldr_raw(p) for p in ldr_paths]
+        hdr = read_hdr(path / GROUND_TRUTH)
+    except (DataError, ImageError) as err:
+        raise DataError(f"{where}: {err}") from None
+    shapes = [r.shape for r, _ in raws]
+    if len(set(shapes)) != 1:
+        sizes = ", ".join(f"{p.name} {s[1]}x{s[0]}" for p, s in zip(ldr_paths, shapes))
+        raise DataError(f"{where}: LDR images differ in size ({sizes})")
+    if len({peak for _, peak in raws}) != 1:
+        raise DataError(f"{where}: LDR images mix 8- and 16-bit files")
+    if hdr.shape != shapes[0]:
+        raise DataError(f"{where}: {path / GROUND_TRUTH} is {hdr.shape[1]}x{hdr.shape[0]} but "
+                        f"the LDRs are {shapes[0][1]}x{shapes[0][0]}")
+    if min(shapes[0][:2]) < min_size:
+        raise DataError(f"{where}: images are {shapes[0][1]}x{shapes[0][0]}, smaller than the "
+                        f"{min_size}x{min_size} patch size")
+    return Scene(name=name, path=path, ldr_paths=ldr_paths,
+                 ldrs=np.stack([r for r, _ in raws]), peak=raws[0][1],
+                 exposure_bias=exposure_bias, hdr=hdr)
+
+
+def open_split(root, split, min_size=0, names=None, workers=4):
+    """Decodes and checks every scene of a split (in parallel threads; OpenCV drops the GIL).
+
+    Args:
+      root: data root holding `Training/` and `Test/`.
+      split: `"Training"` or `"Test"`.
+      min_size: smallest allowed image side (the patch size for training).
+      names: if given, only these scene names (relative paths), in this order.
+
+    Returns:
+      list of `Scene`.
+    """
+    dirs = find_scene_dirs(root, split)
+    split_dir = Path(root) / split
+    named = {p.relative_to(split_dir).as_posix(): p for p in dirs}
+    if names is not None:
+        unknown = [n for n in names if n not in named]
+        if unknown:
+            raise DataError(f"{split_dir}: no such scenes: {', '.join(unknown)}")
+        named = {n: named[n] for n in names}
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda item: load_scene(item[1], item[0], min_size), named.items()))
+
+
+def split_validation(scenes, validation):
+    """Holds validation scenes out of the training scenes.
+
+    Args:
+      validation: a count (scenes spread evenly over the sorted list, so that the choice is
+        fixed by the data alone) or a list of scene names.
+
+    Returns:
+      `(training, validation)` lists of scenes.
+    """
+    if isinstance(validation, int):
+        if validation < 0 or validation >= len(scenes):
+            raise DataError(f"cannot hold out {validation} of {len(scenes)} training scenes")
+        picks = set() if validation == 0 else {
+            int(i) for i in np.linspace(0, len(scenes) - 1, validation).round()}
+        names = {scenes[i].name for i in picks}
+    else:
+        names = set(validation)
+        unknown = names - {s.name for s in scenes}
+        if unknown:
+            raise DataError(f"validation scenes not among the training scenes: "
+                            f"{', '.join(sorted(unknown))}")
+    return ([s for s in scenes if s.name not in names], [s for s in scenes if s.name in names])
+
+
+def _augment(stack, rotation, flip):
+    """Same rotation by `rotation`·90° and optional horizontal flip for all channels of `stack`."""
+    stack = tf.image.rot90(stack, rotation)
+    return tf.cond(flip > 0, lambda: tf.image.flip_left_right(stack), lambda: stack)
+
+
+def training_dataset(scenes, patch_size=256, batch_size=2, seed=0, start=0, gamma=GAMMA, mu=MU,
+                     augment=True):
+    """Endless, deterministic stream of augmented training patches.
+
+    Sample `i` (counting from `start`, so a resumed run continues the stream) draws its scene,
+    crop position, rotation and flip from a stateless generator keyed by `(seed, i)`; the result
+    therefore does not depend on parallelism or on where the stream was restarted.
+
+    Yields:
+      `((x_short, x_ref, x_long), hdr)` batches: inputs `[B, P, P, 6]` in [-1, 1] (SPEC §1) and
+      linear ground truth `[B, P, P, 3]`.
+    """
+    if not scenes:
+        raise DataError("no training scenes")
+    for s in scenes:
+        if min(s.shape) < patch_size:
+            raise DataError(f"scene '{s.name}': images are {s.shape[1]}x{s.shape[0]}, smaller "
+                            f"than the {patch_size}x{patch_size} patch size")
+    heights = tf.constant([s.shape[0] for s in scenes], tf.int32)
+    widths = tf.constant([s.shape[1] for s in scenes], tf.int32)
+    biases = tf.constant(np.stack([s.exposure_bias for s in scenes]), tf.float32)
+
+    def crop(index, top, left):
+        scene = scenes[int(index)]
+        window = (slice(top, top + patch_size), slice(left, left + patch_size))
+        ldrs = scene.ldrs[(slice(None),) + window].astype(np.float32) / np.float32(scene.peak)
+        return (np.concatenate(list(ldrs), axis=-1), scene.hdr[window])
+
+    def sample(i):
+        key = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64), i]), 5)
+        index = tf.random.stateless_uniform([], key[0], 0, len(scenes), tf.int32)
+        top = tf.random.stateless_uniform([], key[1], 0, heights[index] - patch_size + 1,
+                                          tf.int32)
+        left = tf.random.stateless_uniform([], key[2], 0, widths[index] - patch_size + 1,
+                                           tf.int32)
+        ldrs, hdr = tf.numpy_function(crop, [index, top, left], [tf.float32, tf.float32],
+                                      stateful=False)
+        stack = tf.concat([tf.reshape(ldrs, [patch_size, patch_size, 9]),
+                           tf.reshape(hdr, [patch_size, patch_size, 3])], axis=-1)
+        if augment:
+            stack = _augment(stack,
+                             tf.random.stateless_uniform([], key[3], 0, 4, tf.int32),
+                             tf.random.stateless_uniform([], key[4], 0, 2, tf.int32))
+        bias = biases[index]
+        x = network_inputs(stack[None, ..., 0:3], stack[None, ..., 3:6], stack[None, ..., 6:9],
+                           bias[None], gamma, mu)
+        return tuple(t[0] for t in x), stack[..., 9:12]
+
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return (tf.data.Dataset.counter(start, dtype=tf.int64)
+            .map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size, drop_remainder=True)
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options))
+
+
+def iterate_scenes(scenes):
+    """Full-resolution test scenes one at a time: `(name, ldrs [3, H, W, 3] float, ev, hdr)`."""
+    for scene in scenes:
+        yield scene.name, scene.ldr_float(), scene.exposure_bias, scene.hdr
+
+
+def test_dataset(scenes):
+    """`iterate_scenes` as a tf.data pipeline (one full-resolution scene per element)."""
+    signature = (tf.TensorSpec([], tf.string), tf.TensorSpec([3, None, None, 3], tf.float32),
+                 tf.TensorSpec([3], tf.float32), tf.TensorSpec([None, None, 3], tf.float32))
+    return tf.data.Dataset.from_generator(lambda: iterate_scenes(scenes),
+                                          output_signature=signature)

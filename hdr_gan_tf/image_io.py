@@ -1,0 +1,115 @@
+"""Reading and writing LDR photographs and HDR images, with atomic writes.
+
+Every writer goes through `atomic_output`: the data land in a temporary file beside the target
+and are renamed onto it only when complete, so an interrupted or failed write never leaves a
+partial file or damages an earlier one.
+"""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+LDR_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+HDR_SUFFIXES = (".hdr", ".exr")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used; the message names the file and the problem."""
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text):
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def _imwrite(path, array):
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), array):
+            raise ImageError(f"{path}: OpenCV could not write this file")
+
+
+def read_ldr_raw(path):
+    """Reads an 8- or 16-bit RGB image without scaling.
+
+    Returns `(rgb, peak)`: a `[H, W, 3]` uint8/uint16 array in RGB order and 255 or 65535.
+    Raises ImageError for a missing, unreadable, corrupt, grayscale or RGBA file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: file not found")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise ImageError(f"{path}: grayscale image; an RGB image with 3 channels is needed")
+    if image.ndim != 3 or image.shape[2] != 3:
+        channels = image.shape[2] if image.ndim == 3 else image.ndim
+        kind = "RGBA image" if channels == 4 else f"image with {channels} channels"
+        raise ImageError(f"{path}: {kind}; an RGB image with 3 channels is needed")
+    if image.dtype == np.uint8:
+        peak = 255
+    elif image.dtype == np.uint16:
+        peak = 65535
+    else:
+        raise ImageError(f"{path}: unsupported sample type {image.dtype}; use 8- or 16-bit")
+    return np.ascontiguousarray(image[..., ::-1]), peak
+
+
+def read_ldr(path):
+    """Reads an 8- or 16-bit RGB image as float32 in [0, 1]."""
+    raw, peak = read_ldr_raw(path)
+    return raw.astype(np.float32) / np.float32(peak)
+
+
+def read_hdr(path):
+    """Reads a Radiance `.hdr` or OpenEXR image as `[H, W, 3]` float32 RGB, checked finite and >= 0."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: file not found")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError(f"{path}: cannot decode the HDR image (corrupt, truncated or not HDR)")
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise ImageError(f"{path}: HDR image must have 3 colour channels, got shape {image.shape}")
+    image = np.ascontiguousarray(image[..., 2::-1]).astype(np.float32)
+    if not np.all(np.isfinite(image)):
+        raise ImageError(f"{path}: HDR image holds NaN or Inf values")
+    if np.any(image < 0):
+        raise ImageError(f"{path}: HDR image holds negative values (min {float(image.min())})")
+    return image
+
+
+def write_hdr(path, rgb):
+    """Writes a linear RGB float image as Radiance `.hdr` or OpenEXR (by the suffix), atomically."""
+    path = Path(path)
+    if path.suffix.lower() not in HDR_SUFFIXES:
+        raise ImageError(f"{path}: HDR output must end in .hdr or .exr")
+    _imwrite(path, np.ascontiguousarray(np.asarray(rgb, np.float32)[..., ::-1]))
+
+
+def write_ldr(path, rgb, bit_depth=8):
+    """Writes RGB values in [0, 1] as an 8- or 16-bit PNG/TIFF, atomically."""
+    peak = 255 if bit_depth == 8 else 65535
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    data = np.round(np.clip(np.asarray(rgb, np.float32), 0, 1) * peak).astype(dtype)
+    _imwrite(path, np.ascontiguousarray(data[..., ::-1]))
