@@ -1,0 +1,125 @@
+"""Run configuration: the JSON kept in every log dir, and rebuilding networks from it.
+
+A training run writes `config.json` (every resolved flag) into its log dir; evaluation,
+inference, export and the TF1 converter rebuild the same architecture from that file alone.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from hdr_gan_tf.discriminator import Discriminator
+from hdr_gan_tf.generator import Generator
+from hdr_gan_tf.image_io import write_text
+
+CONFIG_FILE = "config.json"
+# Flags that fix the networks' variables: a log dir refuses to resume with other values.
+ARCHITECTURE_KEYS = ("scales", "base_filters", "merging_blocks", "use_discriminator")
+DEFAULT_ARCHITECTURE = {"scales": 3, "base_filters": 32, "merging_blocks": True,
+                        "use_discriminator": True}
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+class ConfigError(ValueError):
+    """A log dir, checkpoint or configuration that cannot be used."""
+
+
+def branch_names(scales):
+    """Names of the output branches, in the generator's order: `aux1`, ..., `main`."""
+    return [f"aux{k}" for k in range(1, scales - 1)] + ["main"]
+
+
+def write_config(logdir, config):
+    write_text(Path(logdir) / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_config(logdir):
+    path = Path(logdir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; is {logdir} a training log dir?")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+
+
+def architecture(config):
+    return {k: config.get(k, DEFAULT_ARCHITECTURE[k]) for k in ARCHITECTURE_KEYS}
+
+
+def set_precision(precision):
+    """Sets the Keras global dtype policy from `float32`, `bfloat16` or `float16`."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
+
+
+def build_generator(config):
+    """A built `Generator` of the configuration's architecture (any input size)."""
+    arch = architecture(config)
+    generator = Generator(scales=arch["scales"], base_filters=arch["base_filters"],
+                          merging_blocks=arch["merging_blocks"])
+    generator.build([(None, None, None, 6)] * 3)
+    return generator
+
+
+def build_discriminator(config):
+    discriminator = Discriminator()
+    discriminator.build((None, None, None, 3))
+    return discriminator
+
+
+def resolve_checkpoint(checkpoint):
+    """`(checkpoint prefix, log dir)` from a log dir (its latest checkpoint) or a prefix.
+
+    A prefix inside a log dir's `best/` folder belongs to that log dir.
+    """
+    path = Path(checkpoint)
+    if path.is_dir():
+        prefix = tf.train.latest_checkpoint(str(path))
+        if prefix is None:
+            raise ConfigError(f"{path}: no checkpoint found in this log dir")
+        return prefix, path
+    if not Path(str(path) + ".index").is_file():
+        raise ConfigError(f"{path}: neither a log dir nor a checkpoint (no {path.name}.index)")
+    logdir = path.parent
+    if not (logdir / CONFIG_FILE).is_file() and (logdir.parent / CONFIG_FILE).is_file():
+        logdir = logdir.parent
+    return str(path), logdir
+
+
+def restore_generator(checkpoint, precision="float32"):
+    """Rebuilds the generator of a log dir or checkpoint and loads its weights.
+
+    Returns:
+      `(generator, config, prefix)`.
+
+    Raises:
+      ConfigError: no checkpoint, no configuration, or a checkpoint whose variables do not fit the
+        configuration's architecture.
+    """
+    prefix, logdir = resolve_checkpoint(checkpoint)
+    config = read_config(logdir)
+    set_precision(precision)
+    generator = build_generator(config)
+    try:
+        status = tf.train.Checkpoint(generator=generator).restore(prefix)
+        status.expect_partial().assert_existing_objects_matched()
+        saved = dict(tf.train.list_variables(prefix))
+        ours = [k for k in saved if k.startswith("generator/")]
+        if not ours:
+            raise AssertionError("the checkpoint holds no generator")
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
+        raise ConfigError(f"{prefix}: checkpoint does not match the configuration in "
+                          f"{logdir / CONFIG_FILE} ({architecture(config)}): "
+                          f"{str(err).splitlines()[0][:300]}") from None
+    return generator, config, prefix
+
+
+def default_cache_dir():
+    """Cache folder for the built-in data set (`$XDG_CACHE_HOME/hdr_gan_tf` or ~/.cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "hdr_gan_tf"

@@ -1,0 +1,129 @@
+"""Running a trained generator on whole photographs of any size (SPEC §2, issue: inference).
+
+The generator needs sides that are multiples of `2 ** (scales - 1)`; images are reflect-padded
+up to that and cropped back. Large images can be processed in overlapping tiles whose outputs are
+blended with linear ramps across the overlaps, so memory stays bounded by the tile size.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from hdr_gan_tf.imaging import MU, network_inputs, output_to_hdr
+
+
+def padding_for(height, width, multiple):
+    """`(pad_bottom, pad_right)` that make both sides multiples of `multiple`."""
+    return (-height) % multiple, (-width) % multiple
+
+
+def pad_reflect(x, multiple):
+    """Reflect-pads `[B, H, W, C]` at the bottom/right to multiples of `multiple` (tf ops).
+
+    Returns the padded tensor and the original `(H, W)`.
+    """
+    shape = tf.shape(x)
+    h, w = shape[1], shape[2]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    tf.debugging.assert_greater_equal(tf.minimum(h, w), 2,
+                                      message="images must be at least 2 pixels on each side")
+    # Reflection cannot reach further than the image: small inputs are padded in rounds.
+
+    def body(t, rh, rw):
+        s = tf.shape(t)
+        sh = tf.minimum(rh, s[1] - 1)
+        sw = tf.minimum(rw, s[2] - 1)
+        return tf.pad(t, [[0, 0], [0, sh], [0, sw], [0, 0]], mode="REFLECT"), rh - sh, rw - sw
+
+    padded, _, _ = tf.while_loop(
+        lambda t, rh, rw: tf.logical_or(rh > 0, rw > 0), body, [x, ph, pw],
+        shape_invariants=[tf.TensorShape([None, None, None, x.shape[-1]]), tf.TensorShape([]),
+                          tf.TensorShape([])])
+    return padded, (h, w)
+
+
+def run_generator(generator, ldrs, exposure_bias, mu=MU):
+    """Generator branch outputs for LDR batches of any size.
+
+    Args:
+      ldrs: `(short, mid, long)` each `[B, H, W, 3]` in [0, 1].
+      exposure_bias: `[B, 3]` EVs.
+
+    Returns:
+      list of `[B, H, W, 3]` float32 tanh outputs, auxiliary branches first, main last.
+    """
+    multiple = 2 ** (generator.scales - 1)
+    x = network_inputs(*ldrs, exposure_bias, mu=mu)
+    stacked, (h, w) = pad_reflect(tf.concat(x, axis=-1), multiple)
+    outputs = generator([stacked[..., 0:6], stacked[..., 6:12], stacked[..., 12:18]],
+                        training=False)
+    return [tf.cast(y[:, :h, :w, :], tf.float32) for y in outputs]
+
+
+def _tile_starts(size, tile, overlap):
+    if size <= tile:
+        return [0]
+    step = tile - overlap
+    starts = list(range(0, size - tile, step)) + [size - tile]
+    return sorted(set(starts))
+
+
+def _ramp(length, start, size, overlap):
+    """1-D blending weight of one tile: rises over the overlap unless at the image border."""
+    w = np.ones(length, np.float32)
+    if overlap <= 0:
+        return w
+    ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+    if start > 0:
+        w[:overlap] = np.minimum(w[:overlap], ramp)
+    if start + length < size:
+        w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return w
+
+
+def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, progress=None):
+    """Merges one set of three LDRs into HDR, whole or in tiles.
+
+    Args:
+      ldrs: `[3, H, W, 3]` float32 in [0, 1] (short, reference, long).
+      exposure_bias: `[3]` EVs.
+      tile: tile side in pixels (rounded up to the generator's multiple); 0 = whole image.
+      overlap: overlap between neighbouring tiles in pixels.
+
+    Returns:
+      list over branches (auxiliary first, main last) of `[H, W, 3]` float32 tanh outputs.
+    """
+    ldrs = np.asarray(ldrs, np.float32)
+    ev = np.asarray(exposure_bias, np.float32)[None]
+    height, width = ldrs.shape[1:3]
+    if not tile or (height <= tile and width <= tile):
+        outputs = run_generator(generator, [ldrs[i][None] for i in range(3)], ev, mu)
+        return [y[0].numpy() for y in outputs]
+    multiple = 2 ** (generator.scales - 1)
+    tile = -(-tile // multiple) * multiple
+    overlap = min(overlap, tile // 2)
+    tile_h, tile_w = min(tile, height), min(tile, width)
+    accum, weight = None, np.zeros((height, width, 1), np.float32)
+    starts = [(y, x) for y in _tile_starts(height, tile_h, overlap)
+              for x in _tile_starts(width, tile_w, overlap)]
+    for n, (y, x) in enumerate(starts, start=1):
+        window = ldrs[:, y:y + tile_h, x:x + tile_w]
+        outputs = run_generator(generator, [window[i][None] for i in range(3)], ev, mu)
+        w = (_ramp(tile_h, y, height, overlap)[:, None] * _ramp(tile_w, x, width, overlap)[None])
+        w = w[..., None]
+        if accum is None:
+            accum = [np.zeros((height, width, 3), np.float32) for _ in outputs]
+        for acc, out in zip(accum, outputs):
+            acc[y:y + tile_h, x:x + tile_w] += out[0].numpy() * w
+        weight[y:y + tile_h, x:x + tile_w] += w
+        if progress:
+            progress(n, len(starts))
+    return [acc / weight for acc in accum]
+
+
+def outputs_to_hdr(outputs, mu=MU):
+    """Branch outputs -> list of `(linear HDR, μ-law tonemapped)` NumPy pairs in [0, 1]."""
+    pairs = []
+    for y in outputs:
+        hdr, tonemapped = output_to_hdr(y, mu)
+        pairs.append((hdr.numpy(), tonemapped.numpy()))
+    return pairs

@@ -1,0 +1,325 @@
+"""Training HDR-GAN (SPEC §5): the step, the loop, checkpoints, summaries and validation.
+
+Each iteration updates the generator on one batch (μ-law L1 of the supervised branches plus
+λ times the Sphere-GAN adversarial term), then the discriminator on a fresh batch. The network
+that is not being updated runs in inference mode, so each network does one spectral-norm power
+iteration per iteration, in its own update. Gradients are clipped element-wise (the
+optimizers' `clipvalue`, applied after loss-scale unscaling). Under `tf.distribute` every loss is
+divided by the number of replicas, so the summed replica gradients are those of the
+global-batch mean.
+"""
+
+import math
+import signal
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hdr_gan_tf import data as data_lib
+from hdr_gan_tf.config import branch_names, build_discriminator, build_generator
+from hdr_gan_tf.image_io import write_text
+from hdr_gan_tf.imaging import mu_law, to_signed, to_unit
+from hdr_gan_tf.inference import merge_exposures, outputs_to_hdr
+from hdr_gan_tf.losses import mu_law_l1, sphere_distance, sphere_generator_loss
+from hdr_gan_tf.metrics import mu_law_np, psnr
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or Inf; the last good checkpoint was left as it was."""
+
+
+def parse_branches(spec, scales, what):
+    """Branch indices from `all` or comma-separated names (`aux1,main`)."""
+    names = branch_names(scales)
+    if spec in ("all", "", None):
+        return list(range(len(names)))
+    chosen = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    unknown = [c for c in chosen if c not in names]
+    if unknown or not chosen:
+        raise ValueError(f"--{what}: unknown branches {unknown}; this generator has "
+                         f"{', '.join(names)}")
+    return sorted(names.index(c) for c in chosen)
+
+
+def make_strategy(name):
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"--strategy must be default, mirrored or multi_worker, got {name!r}")
+
+
+def format_duration(seconds):
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class Trainer:
+    """Owns the networks, optimizers, step counter, checkpoints and summaries of one run.
+
+    Args:
+      config: the resolved flag values (see `hdr_gan_tf.train`).
+      strategy: a `tf.distribute.Strategy` (its scope holds every variable).
+      log: function taking one line of progress text.
+    """
+
+    def __init__(self, config, strategy, log=print):
+        self.config = config
+        self.strategy = strategy
+        self.log = log
+        self.logdir = Path(config["logdir"])
+        self.branches = branch_names(config["scales"])
+        self.supervised = parse_branches(config["supervise"], config["scales"], "supervise")
+        self.use_disc = bool(config["use_discriminator"])
+        self.disc_branches = parse_branches(config["disc_branches"], config["scales"],
+                                            "disc_branches")
+        replicas = strategy.num_replicas_in_sync
+        if config["batch_size"] % replicas:
+            raise ValueError(f"--batch_size={config['batch_size']} is not divisible by the "
+                             f"{replicas} replicas")
+        self.per_replica_batch = config["batch_size"] // replicas
+        with strategy.scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # The paper's "1e-5 from iteration 114,300": PiecewiseConstantDecay switches after
+            # its boundary, so each boundary is moved one step earlier.
+            self.schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+                [int(b) - 1 for b in config["lr_boundaries"]],
+                [float(v) for v in config["lr_values"]])
+            self.generator = build_generator(config)
+            self.g_optimizer = self._optimizer()
+            self.g_optimizer.build(self.generator.trainable_variables)
+            objects = {"generator": self.generator, "g_optimizer": self.g_optimizer,
+                       "step": self.step}
+            self.discriminator = None
+            if self.use_disc:
+                self.discriminator = build_discriminator(config)
+                self.d_optimizer = self._optimizer()
+                self.d_optimizer.build(self.discriminator.trainable_variables)
+                objects.update(discriminator=self.discriminator, d_optimizer=self.d_optimizer)
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.logdir), max_to_keep=config.get("keep_checkpoints", 3),
+            checkpoint_name="ckpt")
+        self.best_manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.logdir / "best"), max_to_keep=1, checkpoint_name="ckpt")
+        step_fn = self._replica_step
+        if config.get("jit_compile"):
+            step_fn = tf.function(step_fn, jit_compile=True)
+        self._step_fn = step_fn
+        self.train_step = tf.function(self._distributed_step)
+        self._stop_signal = None
+
+    def _optimizer(self):
+        optimizer = keras.optimizers.Adam(
+            learning_rate=lambda: self.schedule(self.step), beta_1=0.9, beta_2=0.999,
+            epsilon=1e-8, clipvalue=float(self.config["clip_value"]))
+        if self.config.get("mixed_precision") == "float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    # ---------------------------------------------------------------- the training step
+    def _replica_step(self, g_batch, d_batch):
+        cfg, n = self.config, self.strategy.num_replicas_in_sync
+        mu, moments = cfg["mu"], cfg["sphere_moments"]
+        logs = {}
+        # Generator update. inputs: 3 x [b, P, P, 6]; hdr: [b, P, P, 3]
+        inputs, hdr = g_batch
+        with tf.GradientTape() as tape:
+            outputs = [tf.cast(y, tf.float32)
+                       for y in self.generator(list(inputs), training=True)]  # K x [b, P, P, 3]
+            l_pix = [mu_law_l1(y, hdr, mu) for y in outputs]
+            loss = tf.add_n([l_pix[k] for k in self.supervised])
+            if self.use_disc:
+                fakes = tf.concat([outputs[k] for k in self.disc_branches], axis=0)
+                fake_maps = tf.split(self.discriminator(fakes, training=False),
+                                     len(self.disc_branches))  # each [b, h, w, 1]
+                l_gan = [sphere_generator_loss(m, moments) for m in fake_maps]
+                loss += cfg["gan_weight"] * tf.add_n(l_gan)
+                for k, l in zip(self.disc_branches, l_gan):
+                    logs[f"l_g_gan/{self.branches[k]}"] = l
+            scaled = self.g_optimizer.scale_loss(loss / n)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        target = to_unit(to_signed(mu_law(hdr, mu)))
+        for k, (y, l) in enumerate(zip(outputs, l_pix)):
+            logs[f"l_g_pix/{self.branches[k]}"] = l
+            logs[f"mse_mu/{self.branches[k]}"] = tf.reduce_mean(tf.square(to_unit(y) - target))
+        logs["l_g_total"] = loss
+        # Discriminator update on a fresh batch: real and every chosen branch in one pass.
+        if self.use_disc:
+            d_inputs, d_hdr = d_batch
+            d_outputs = self.generator(list(d_inputs), training=False)
+            batch = tf.concat([to_signed(mu_law(d_hdr, mu))] +
+                              [tf.cast(d_outputs[k], tf.float32) for k in self.disc_branches],
+                              axis=0)  # [(1 + K) b, P, P, 3]
+            with tf.GradientTape() as tape:
+                maps = tf.split(self.discriminator(batch, training=True),
+                                1 + len(self.disc_branches))
+                dist_real = sphere_distance(maps[0], moments)
+                dist_fake = [sphere_distance(m, moments) for m in maps[1:]]
+                l_d = tf.add_n([f - dist_real for f in dist_fake])
+                scaled = self.d_optimizer.scale_loss(l_d / n)
+            variables = self.discriminator.trainable_variables
+            self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+            logs["l_d_real"] = dist_real
+            for k, f in zip(self.disc_branches, dist_fake):
+                logs[f"l_d_fake/{self.branches[k]}"] = f
+            logs["l_d_total"] = l_d
+        return {k: v / n for k, v in logs.items()}
+
+    def _distributed_step(self, g_batch, d_batch):
+        per_replica = self.strategy.run(self._step_fn, args=(g_batch, d_batch))
+        self.step.assign_add(1)
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in per_replica.items()}
+
+    # ---------------------------------------------------------------- data
+    def distributed_dataset(self, scenes):
+        cfg = self.config
+        start_step = int(self.step.numpy())
+
+        def dataset_fn(context):
+            pipelines = context.num_input_pipelines
+            per_pipeline = 2 * cfg["batch_size"] // pipelines  # samples taken per iteration
+            return data_lib.training_dataset(
+                scenes, cfg["patch_size"], context.get_per_replica_batch_size(cfg["batch_size"]),
+                seed=cfg["seed"] * 1009 + context.input_pipeline_id,
+                start=start_step * per_pipeline, mu=cfg["mu"])
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    # ---------------------------------------------------------------- checkpoints
+    def restore(self):
+        """Restores the latest checkpoint of the log dir; returns its path or None."""
+        path = self.manager.restore_or_initialize()
+        if path:
+            self.log(f"Resumed from {path} at step {int(self.step.numpy())} "
+                     f"(learning rate {float(self.schedule(self.step)):.3g})")
+        return path
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        return path
+
+    def _on_signal(self, signum, frame):
+        self._stop_signal = signum
+
+    # ---------------------------------------------------------------- summaries
+    def _write_scalars(self, logs, rate):
+        step = int(self.step.numpy())
+        for name, value in logs.items():
+            if name.startswith("mse_mu/"):
+                tf.summary.scalar("psnr_mu/" + name.split("/", 1)[1],
+                                  10 * math.log10(1 / max(value, 1e-12)), step)
+            else:
+                tf.summary.scalar(name, value, step)
+        tf.summary.scalar("learning_rate", float(self.schedule(self.step)), step)
+        tf.summary.scalar("steps_per_sec", rate, step)
+
+    def _write_images(self, g_batch):
+        inputs, hdr = (self.strategy.experimental_local_results(t)[0] for t in g_batch)
+        outputs = self.generator(list(inputs), training=False)
+        panels = [to_unit(x[:1, ..., :3]) for x in inputs]  # LDR inputs
+        panels.append(mu_law(hdr[:1], self.config["mu"]))  # ground truth, μ-law
+        panels += [tf.clip_by_value(to_unit(tf.cast(y[:1], tf.float32)), 0, 1) for y in outputs]
+        tf.summary.image("short_ref_long_gt_" + "_".join(self.branches),
+                         tf.concat(panels, axis=2), int(self.step.numpy()))
+
+    # ---------------------------------------------------------------- validation
+    def validate(self, scenes):
+        """PSNR-μ of every branch over full-resolution validation scenes."""
+        totals = np.zeros(len(self.branches))
+        for name, ldrs, ev, hdr_gt in data_lib.iterate_scenes(scenes):
+            outputs = merge_exposures(self.generator, ldrs, ev, mu=self.config["mu"])
+            gt = mu_law_np(hdr_gt, self.config["mu"])
+            for k, (hdr, _) in enumerate(outputs_to_hdr(outputs, self.config["mu"])):
+                totals[k] += psnr(mu_law_np(hdr, self.config["mu"]), gt)
+        return {b: float(t / len(scenes)) for b, t in zip(self.branches, totals)}
+
+    def _validate_and_keep_best(self, scenes, best):
+        scores = self.validate(scenes)
+        step = int(self.step.numpy())
+        for b, v in scores.items():
+            tf.summary.scalar(f"validation/psnr_mu/{b}", v, step)
+        line = ", ".join(f"{b} {v:.2f} dB" for b, v in scores.items())
+        if scores["main"] > best:
+            best = scores["main"]
+            self.best_manager.save(checkpoint_number=step)
+            write_text(self.logdir / "best" / "best.txt",
+                       f"step {step}\npsnr_mu_main {best:.4f}\n")
+            line += "  (new best, kept in best/)"
+        self.log(f"validation at step {step}: PSNR-mu {line}")
+        return best
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self, train_scenes, val_scenes=()):
+        """Trains until `iterations`; returns `"done"` or `"interrupted"`.
+
+        Raises:
+          TrainingDiverged: a loss was NaN or Inf (no checkpoint is written for that step).
+        """
+        cfg = self.config
+        total = int(cfg["iterations"])
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        writer = tf.summary.create_file_writer(str(self.logdir / "train"))
+        best = -math.inf
+        best_file = self.logdir / "best" / "best.txt"
+        if best_file.is_file():
+            best = float(best_file.read_text().split()[-1])
+        iterator = iter(self.distributed_dataset(train_scenes))
+        step = int(self.step.numpy())
+        t_start, step_start, t_last, step_last = time.time(), step, time.time(), step
+        status = "done"
+        try:
+            with writer.as_default():
+                while step < total:
+                    g_batch, d_batch = next(iterator), next(iterator)
+                    logs = {k: float(v) for k, v in self.train_step(g_batch, d_batch).items()}
+                    step = int(self.step.numpy())
+                    bad = [k for k, v in logs.items() if not math.isfinite(v)]
+                    if bad:
+                        raise TrainingDiverged(
+                            f"non-finite loss at step {step} ({', '.join(bad)}); stopped without "
+                            f"saving. Last good checkpoint: {self.manager.latest_checkpoint}")
+                    if step % cfg["summary_every"] == 0 or step == total or step == 1:
+                        now = time.time()
+                        rate = (step - step_last) / max(now - t_last, 1e-9)
+                        overall = (step - step_start) / max(now - t_start, 1e-9)
+                        t_last, step_last = now, step
+                        self._write_scalars(logs, rate)
+                        self.log(self._progress_line(step, total, logs, rate, overall))
+                    if step % cfg["image_every"] == 0 or step == total:
+                        self._write_images(g_batch)
+                    if val_scenes and (step % cfg["validation_every"] == 0 or step == total):
+                        best = self._validate_and_keep_best(val_scenes, best)
+                    if step % cfg["checkpoint_every"] == 0 or step == total:
+                        self.save()
+                    if self._stop_signal is not None:
+                        path = self.save()
+                        self.log(f"Stopped by signal {self._stop_signal} at step {step}; "
+                                 f"checkpoint saved to {path}")
+                        status = "interrupted"
+                        break
+        finally:
+            writer.flush()
+            for s, h in handlers.items():
+                signal.signal(s, h)
+        return status
+
+    def _progress_line(self, step, total, logs, rate, overall):
+        pix = " ".join(f"{b} {logs[f'l_g_pix/{b}']:.4f}" for b in self.branches)
+        parts = [f"step {step}/{total}", f"l_g_pix {pix}"]
+        if self.use_disc:
+            gan = sum(v for k, v in logs.items() if k.startswith("l_g_gan/"))
+            parts += [f"l_g_gan {gan:.3f}", f"l_d_real {logs['l_d_real']:.3f}",
+                      f"l_d {logs['l_d_total']:.3f}"]
+        parts += [f"lr {float(self.schedule(self.step)):.1e}", f"{rate:.2f} it/s",
+                  f"ETA {format_duration((total - step) / max(overall, 1e-9))}"]
+        return " | ".join(parts)
