@@ -89,19 +89,27 @@ class Generator(keras.Model):
                             for s, c in enumerate(self.filters)]
         track_layers(self, self.mergers)
         # Nested decoder: node (k, j) is row k >= 1 at scale j, for j <= scales - 1 - k. Its
-        # input is UP(c_j) of node (k-1, j+1); row 0 is the merged features m_j.
-        self.ups = {}
-        self.nodes = {}
-        for k in range(1, scales):
-            for j in range(scales - k):
-                self.ups[(k - 1, j + 1)] = UpSample(self.filters[j], dtype=policy,
-                                                    name=f"up_{k - 1}{j + 1}")
-                self.nodes[(k, j)] = ResidualUnit(self.filters[j], dtype=policy,
-                                                  name=f"decoder_{k}{j}")
+        # input is UP(c_j) of node (k-1, j+1); row 0 is the merged features m_j. Layers are
+        # attributes named up_{k-1}{j+1} and decoder_{k}{j} (see `up` and `node`).
+        for k, j in self.node_keys():
+            track_layers(self, [
+                UpSample(self.filters[j], dtype=policy, name=f"up_{k - 1}{j + 1}"),
+                ResidualUnit(self.filters[j], dtype=policy, name=f"decoder_{k}{j}")])
         self.heads = track_layers(self, [
             ReflectConv2D(3, 1, activation="tanh", dtype=policy, name=f"output_{k}")
             for k in range(1, scales)])
-        track_layers(self, list(self.ups.values()) + list(self.nodes.values()))
+
+    def node_keys(self):
+        """`(row, scale)` of every decoder node, in computation order."""
+        return [(k, j) for k in range(1, self.scales) for j in range(self.scales - k)]
+
+    def up(self, k, j):
+        """The `UpSample` that feeds row `k + 1` at scale `j - 1` from node `(k, j)`."""
+        return getattr(self, f"up_{k}{j}")
+
+    def node(self, k, j):
+        """The `ResidualUnit` of decoder node `(k, j)`."""
+        return getattr(self, f"decoder_{k}{j}")
 
     def build(self, input_shape):
         shape = tuple(input_shape[0])
@@ -111,10 +119,10 @@ class Generator(keras.Model):
             encoder.build(tuple(in_shape))
         for j, (merger, c) in enumerate(zip(self.mergers, self.filters)):
             merger.build([shape_at(j, c)] * 3 if self.merging_blocks else shape_at(j, 3 * c))
-        for (k, j), node in self.nodes.items():
+        for k, j in self.node_keys():
             # Rows 0 (merged features) and above all have c_{j+1} channels at scale j + 1.
-            self.ups[(k - 1, j + 1)].build(shape_at(j + 1, self.filters[j + 1]))
-            node.build(shape_at(j, self.filters[j] * (k + 2)))
+            self.up(k - 1, j + 1).build(shape_at(j + 1, self.filters[j + 1]))
+            self.node(k, j).build(shape_at(j, self.filters[j] * (k + 2)))
         for head in self.heads:
             head.build(shape_at(0, self.filters[0]))
 
@@ -134,10 +142,10 @@ class Generator(keras.Model):
         outputs = []
         for k in range(1, self.scales):
             for j in range(self.scales - k):
-                up = self.ups[(k - 1, j + 1)](rows[(k - 1, j + 1)], training=training)
+                up = self.up(k - 1, j + 1)(rows[(k - 1, j + 1)], training=training)
                 earlier = [rows[(r, j)] for r in range(1, k)]
                 x = ops.concatenate([up, rows[(0, j)], ref[j]] + earlier, axis=-1)
-                rows[(k, j)] = self.nodes[(k, j)](x, training=training)  # [B, H/2^j, W/2^j, c_j]
+                rows[(k, j)] = self.node(k, j)(x, training=training)  # [B, H/2^j, W/2^j, c_j]
             outputs.append(self.heads[k - 1](rows[(k, 0)], training=training))  # [B, H, W, 3]
         return outputs
 

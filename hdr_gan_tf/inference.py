@@ -127,3 +127,52 @@ def outputs_to_hdr(outputs, mu=MU):
         hdr, tonemapped = output_to_hdr(y, mu)
         pairs.append((hdr.numpy(), tonemapped.numpy()))
     return pairs
+
+
+class ServingModule(tf.Module):
+    """What `hdr-gan-export` saves: LDRs + EVs in, linear and tonemapped HDR out, any size.
+
+    Signature `serving_default(ldr_short, ldr_mid, ldr_long, exposure_bias)`: LDRs float32
+    `[B, H, W, 3]` in [0, 1], EVs float32 `[B, 3]`. Returns `hdr` (linear, main branch),
+    `tonemapped` (μ-law of `hdr`, in [0, 1]) and `hdr_aux` (linear, first auxiliary branch; the
+    main branch again for a 2-scale model). Padding to the network's multiple and cropping back
+    happen inside.
+    """
+
+    def __init__(self, generator, mu=MU):
+        super().__init__(name="hdr_gan")
+        self.generator = generator
+        self.mu = float(mu)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=n)
+                                  for n in ("ldr_short", "ldr_mid", "ldr_long")]
+                 + [tf.TensorSpec([None, 3], tf.float32, name="exposure_bias")])
+    def serve(self, ldr_short, ldr_mid, ldr_long, exposure_bias):
+        outputs = run_generator(self.generator, (ldr_short, ldr_mid, ldr_long), exposure_bias,
+                                self.mu)
+        hdr, tonemapped = output_to_hdr(outputs[-1], self.mu)
+        hdr_aux, _ = output_to_hdr(outputs[0], self.mu)
+        return {"hdr": hdr, "tonemapped": tonemapped, "hdr_aux": hdr_aux}
+
+
+def saved_model_merger(path):
+    """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` from an exported SavedModel."""
+    loaded = tf.saved_model.load(str(path))
+    serve = loaded.signatures["serving_default"]
+
+    def merge(ldrs, exposure_bias, **_):
+        ldrs = tf.constant(np.asarray(ldrs, np.float32))
+        out = serve(ldr_short=ldrs[0:1], ldr_mid=ldrs[1:2], ldr_long=ldrs[2:3],
+                    exposure_bias=tf.constant(np.asarray(exposure_bias, np.float32)[None]))
+        return {"aux1": out["hdr_aux"][0].numpy(), "main": out["hdr"][0].numpy()}
+
+    return merge
+
+
+def generator_merger(generator, branches, mu=MU):
+    """The same `merge` function for a Keras generator (supports `tile` and `overlap`)."""
+    def merge(ldrs, exposure_bias, tile=0, overlap=32, progress=None):
+        outputs = merge_exposures(generator, ldrs, exposure_bias, tile, overlap, mu, progress)
+        return {b: hdr for b, (hdr, _) in zip(branches, outputs_to_hdr(outputs, mu))}
+
+    return merge

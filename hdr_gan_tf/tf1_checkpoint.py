@@ -59,11 +59,12 @@ def generator_layer_map(generator):
                 entries.update(_conv_entries(f"{g}/merge/merge_net_{s}/bottleneck_{b}", conv))
         else:
             entries.update(_conv_entries(f"{g}/merge/merge_conv_{s}", merger))
-    for (k, j), up in generator.ups.items():
-        scope = f"{g}/merge/up_{j}" if k == 0 else f"{g}/decoders/up_{k}{j}"
+    for k, j in generator.node_keys():
+        # Node (k, j) is fed by the up-sampling of node (k-1, j+1); row 0 lives under merge/.
+        up = generator.up(k - 1, j + 1)
+        scope = f"{g}/merge/up_{j + 1}" if k == 1 else f"{g}/decoders/up_{k - 1}{j + 1}"
         entries.update(_conv_entries(scope, up.conv))
-    for (k, j), node in generator.nodes.items():
-        entries.update(_unit_entries(f"{g}/decoders/SR_{k}{j}", node))
+        entries.update(_unit_entries(f"{g}/decoders/SR_{k}{j}", generator.node(k, j)))
     for k, head in enumerate(generator.heads, start=1):
         entries.update(_conv_entries(f"{g}/output_{k}", head))
     return entries

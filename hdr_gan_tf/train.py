@@ -15,6 +15,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from hdr_gan_tf.cli import EXIT_BAD_INPUT, quiet_logs
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", None, "Kalantari-layout data root. Default: the built-in "
                     "procedural data set, generated on first use in the cache folder.")
@@ -88,6 +90,8 @@ def main(argv):
     from hdr_gan_tf import data as data_lib
     from hdr_gan_tf.trainer import Trainer, TrainingDiverged, make_strategy
 
+    quiet_logs()
+
     def log(line):
         print(line, flush=True)
 
@@ -123,7 +127,7 @@ def main(argv):
         sys.exit(1)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     log(f"Training {status} at step {int(trainer.step.numpy())}; log dir {logdir}")
     log(json.dumps({"final_step": int(trainer.step.numpy()), "status": status}))
 
