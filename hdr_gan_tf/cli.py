@@ -17,8 +17,11 @@ def quiet_logs():
     """Keeps TensorFlow's informational chatter off the console."""
     from absl import logging
     logging.set_verbosity(logging.WARNING)
+    import cv2
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
+    # Unreadable images are reported by our own messages; OpenCV's would only repeat them.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def fail(message):

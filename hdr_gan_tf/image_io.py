@@ -30,6 +30,10 @@ def atomic_output(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private; give it the permissions of a normally created file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
