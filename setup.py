@@ -1,0 +1,24 @@
+from setuptools import find_packages, setup
+
+with open("requirements.txt") as f:
+    requirements = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+
+setup(
+    name="hdr_gan_tf",
+    version="0.1.0",
+    description="HDR-GAN (Niu et al., IEEE TIP 2021) in TensorFlow 2 / Keras 3",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["hdr_gan_tf", "hdr_gan_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[r for r in requirements if not r.startswith("pytest")],
+    extras_require={"test": ["pytest>=8"]},
+    entry_points={"console_scripts": [
+        "hdr-gan-train=hdr_gan_tf.train:run",
+        "hdr-gan-evaluate=hdr_gan_tf.evaluate:run",
+        "hdr-gan-infer=hdr_gan_tf.infer:run",
+        "hdr-gan-export=hdr_gan_tf.export:run",
+        "hdr-gan-convert-tf1=hdr_gan_tf.convert_tf1:run",
+        "hdr-gan-synth=hdr_gan_tf.synthesize:run",
+    ]},
+)
