@@ -21,7 +21,8 @@ from hdr_gan_tf.cli import check_output_free, guarded, say
 FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Training log dir (latest checkpoint) or checkpoint path.")
 flags.DEFINE_string("saved_model", None, "An exported SavedModel, instead of --checkpoint.")
-flags.DEFINE_string("data_dir", None, "Kalantari-layout data root.", required=True)
+flags.DEFINE_string("data_dir", None, "Kalantari-layout data root (default: the built-in "
+                    "procedural data set).")
 flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and panels.",
                     required=True)
 flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
@@ -97,6 +98,7 @@ def main(argv):
     from hdr_gan_tf import data as data_lib
     from hdr_gan_tf.config import branch_names, restore_generator
     from hdr_gan_tf.inference import generator_merger, saved_model_merger
+    from hdr_gan_tf.synth import builtin_dataset
 
     if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
         raise ValueError("give exactly one of --checkpoint and --saved_model")
@@ -105,7 +107,8 @@ def main(argv):
         raise ValueError("--center_crop takes two numbers: H,W")
     if Path(FLAGS.output_dir).exists() and any(Path(FLAGS.output_dir).iterdir()):
         check_output_free(FLAGS.output_dir, FLAGS.overwrite)
-    scenes = data_lib.open_split(FLAGS.data_dir, FLAGS.split)
+    data_dir = FLAGS.data_dir or str(builtin_dataset(say))
+    scenes = data_lib.open_split(data_dir, FLAGS.split)
     if FLAGS.saved_model:
         if not Path(FLAGS.saved_model, "saved_model.pb").is_file():
             raise ValueError(f"{FLAGS.saved_model}: not a SavedModel (no saved_model.pb)")
@@ -114,7 +117,7 @@ def main(argv):
         generator, config, prefix = restore_generator(FLAGS.checkpoint, FLAGS.precision)
         branches = branch_names(generator.scales)
         merge = generator_merger(generator, branches, config.get("mu", 5000.0))
-        say(f"Evaluating {prefix} on {len(scenes)} scenes of {FLAGS.data_dir}/{FLAGS.split}")
+        say(f"Evaluating {prefix} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     rows = evaluate(merge, scenes, branches, FLAGS.output_dir, crop, FLAGS.tile, FLAGS.overlap)
     say(format_table(rows, branches))
     say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")

@@ -139,6 +139,20 @@ def synthesize_scene(rng, height, width, ev_step=None):
             "hdr": frames[1].astype(np.float32), "motion": abs(step)}
 
 
+def builtin_dataset(log=print):
+    """The built-in data set (DEFAULT_SET) in the cache folder, generated on first use."""
+    from hdr_gan_tf.config import default_cache_dir
+
+    target = default_cache_dir() / "synthetic_v1"
+    if not (target / TRAIN_SPLIT).is_dir():
+        log(f"Generating the built-in data set in {target} ...")
+        try:
+            synthesize_dataset(target, **DEFAULT_SET)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+    return target
+
+
 def write_scene(scene_dir, scene, bit_depth=16, first_index=1, zero_based_ev=False):
     """Writes a scene folder in the Kalantari layout."""
     scene_dir = Path(scene_dir)

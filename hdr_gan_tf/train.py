@@ -69,25 +69,13 @@ def resolve_config():
     return config
 
 
-def default_data_dir(log):
-    from hdr_gan_tf.config import default_cache_dir
-    from hdr_gan_tf.synth import DEFAULT_SET, synthesize_dataset
-    target = default_cache_dir() / "synthetic_v1"
-    if not (target / "Training").is_dir():
-        log(f"Generating the built-in data set in {target} ...")
-        try:
-            synthesize_dataset(target, **DEFAULT_SET)
-        except FileExistsError:
-            pass  # another process made it first
-    return str(target)
-
-
 def main(argv):
     del argv
     import keras
 
     from hdr_gan_tf import config as config_lib
     from hdr_gan_tf import data as data_lib
+    from hdr_gan_tf.synth import builtin_dataset
     from hdr_gan_tf.trainer import Trainer, TrainingDiverged, make_strategy
 
     quiet_logs()
@@ -108,7 +96,7 @@ def main(argv):
                 raise config_lib.ConfigError(
                     f"{logdir} holds a run with architecture {config_lib.architecture(old)}; "
                     f"these flags ask for {config_lib.architecture(config)}. Use another --logdir.")
-        config["data_dir"] = config["data_dir"] or default_data_dir(log)
+        config["data_dir"] = config["data_dir"] or str(builtin_dataset(log))
         validation = config["validation"].strip()
         validation = int(validation) if validation.isdigit() else [
             v.strip() for v in validation.split(",") if v.strip()]

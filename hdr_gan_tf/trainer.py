@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from hdr_gan_tf import data as data_lib
 from hdr_gan_tf.config import branch_names, build_discriminator, build_generator
-from hdr_gan_tf.image_io import write_text
+from hdr_gan_tf.display import comparison_panel
+from hdr_gan_tf.image_io import write_ldr, write_text
 from hdr_gan_tf.imaging import mu_law, to_signed, to_unit
 from hdr_gan_tf.inference import merge_exposures, outputs_to_hdr
 from hdr_gan_tf.losses import mu_law_l1, sphere_distance, sphere_generator_loss
@@ -233,19 +234,26 @@ class Trainer:
                          tf.concat(panels, axis=2), int(self.step.numpy()))
 
     # ---------------------------------------------------------------- validation
-    def validate(self, scenes):
-        """PSNR-μ of every branch over full-resolution validation scenes."""
+    def validate(self, scenes, panel_path=None):
+        """PSNR-μ of every branch over full-resolution validation scenes.
+
+        With `panel_path`, the first scene's comparison panel is written there as PNG.
+        """
         totals = np.zeros(len(self.branches))
-        for name, ldrs, ev, hdr_gt in data_lib.iterate_scenes(scenes):
+        for n, (name, ldrs, ev, hdr_gt) in enumerate(data_lib.iterate_scenes(scenes)):
             outputs = merge_exposures(self.generator, ldrs, ev, mu=self.config["mu"])
             gt = mu_law_np(hdr_gt, self.config["mu"])
-            for k, (hdr, _) in enumerate(outputs_to_hdr(outputs, self.config["mu"])):
+            hdrs = [hdr for hdr, _ in outputs_to_hdr(outputs, self.config["mu"])]
+            for k, hdr in enumerate(hdrs):
                 totals[k] += psnr(mu_law_np(hdr, self.config["mu"]), gt)
+            if n == 0 and panel_path is not None:
+                write_ldr(panel_path, comparison_panel(ldrs, dict(zip(self.branches, hdrs)),
+                                                       hdr_gt))
         return {b: float(t / len(scenes)) for b, t in zip(self.branches, totals)}
 
     def _validate_and_keep_best(self, scenes, best):
-        scores = self.validate(scenes)
         step = int(self.step.numpy())
+        scores = self.validate(scenes, self.logdir / "validation" / f"step_{step:07d}.png")
         for b, v in scores.items():
             tf.summary.scalar(f"validation/psnr_mu/{b}", v, step)
         line = ", ".join(f"{b} {v:.2f} dB" for b, v in scores.items())
