@@ -19,11 +19,15 @@ def padding_for(height, width, multiple):
 def pad_reflect(x, multiple):
     """Reflect-pads `[B, H, W, C]` at the bottom/right to multiples of `multiple` (tf ops).
 
+    Sides are also brought up to at least `3 * multiple`, so that the coarsest scale is 3 pixels
+    or more, the least a dilated merging convolution can reflect-pad.
     Returns the padded tensor and the original `(H, W)`.
     """
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    smallest = 3 * multiple
+    ph = tf.maximum((-h) % multiple, smallest - h)
+    pw = tf.maximum((-w) % multiple, smallest - w)
     tf.debugging.assert_greater_equal(tf.minimum(h, w), 2,
                                       message="images must be at least 2 pixels on each side")
     # Reflection cannot reach further than the image: small inputs are padded in rounds.

@@ -1,0 +1,92 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hdr_gan_tf import Discriminator, Generator
+
+
+def _inputs(h, w, batch=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return [tf.constant(rng.uniform(-1, 1, (batch, h, w, 6)).astype(np.float32))
+            for _ in range(3)]
+
+
+def _count(variables):
+    return sum(int(np.prod(v.shape)) for v in variables)
+
+
+def test_default_parameter_counts_match_the_paper():
+    g = Generator()
+    g.build([(None, None, None, 6)] * 3)
+    d = Discriminator()
+    d.build((None, None, None, 3))
+    assert _count(g.trainable_variables) == 2_557_382
+    assert _count(d.trainable_variables) == 660_929
+
+
+@pytest.mark.parametrize("h, w", [(64, 96), (256, 256), (36, 44)])
+def test_outputs_shapes_and_ranges(h, w):
+    outputs = Generator()(_inputs(h, w, batch=2))
+    assert len(outputs) == 2
+    for y in outputs:
+        assert y.shape == (2, h, w, 3)
+        assert float(tf.reduce_min(y)) >= -1 and float(tf.reduce_max(y)) <= 1
+
+
+@pytest.mark.parametrize("scales, branches", [(2, 1), (3, 2), (4, 3)])
+def test_scales_give_one_branch_fewer_than_scales(scales, branches):
+    outputs = Generator(scales=scales, base_filters=8)(_inputs(32, 48))
+    assert len(outputs) == branches
+    assert all(y.shape == (1, 32, 48, 3) for y in outputs)
+
+
+def test_nested_decoder_inputs_follow_the_general_rule():
+    g = Generator(scales=4, base_filters=8)
+    g(_inputs(32, 32))
+    # node (k, j) takes c_j * (k + 2) channels: up, m_j, e_j^ref and k - 1 earlier rows
+    for k, j in g.node_keys():
+        assert g.node(k, j).conv_a.conv2d.kernel.shape[2] == 8 * 2 ** j * (k + 2)
+    assert g.node_keys() == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0)]
+
+
+def test_without_merging_blocks_uses_a_1x1_conv():
+    g = Generator(merging_blocks=False, base_filters=8)
+    g(_inputs(16, 16))
+    assert [m.conv2d.kernel.shape for m in g.mergers] == [(1, 1, 24, 8), (1, 1, 48, 16),
+                                                          (1, 1, 96, 32)]
+
+
+def test_encoders_do_not_share_weights():
+    g = Generator(base_filters=8)
+    g(_inputs(16, 16))
+    kernels = [e.units[0].conv_a.conv2d.kernel for e in g.encoders]
+    assert len({id(k) for k in kernels}) == 3
+    assert not np.allclose(kernels[0].numpy(), kernels[1].numpy())
+
+
+def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
+    g = Generator()
+    x = _inputs(32, 64)
+    before = g(x)
+    path = tmp_path / "generator.keras"
+    g.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, Generator)
+    for a, b in zip(before, loaded(x)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_discriminator_patch_map_and_round_trip(tmp_path):
+    d = Discriminator()
+    x = tf.random.stateless_uniform((2, 256, 256, 3), (1, 2), -1, 1)
+    y = d(x)
+    assert y.shape == (2, 26, 26, 1)
+    d.save(tmp_path / "d.keras")
+    np.testing.assert_array_equal(keras.models.load_model(tmp_path / "d.keras")(x).numpy(),
+                                  y.numpy())
+
+
+def test_wrong_number_of_exposures_is_refused():
+    with pytest.raises(ValueError, match="short, reference, long"):
+        Generator(base_filters=8)(_inputs(16, 16)[:2])

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hdr_gan_tf.layers import (MergingBlock, ReflectConv2D, ResidualUnit, UpSample,
+                               reflect_padding)
+from tests.helpers import assert_layer_round_trip
+
+
+def _x(shape, seed=0):
+    return tf.constant(np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("k, d, expected", [(3, 1, 1), (3, 2, 2), (1, 1, 0), (4, 1, 1)])
+def test_reflect_padding_amount(k, d, expected):
+    assert reflect_padding(k, d) == expected
+
+
+def test_reflect_conv_equals_explicit_reflect_pad_then_valid_conv():
+    layer = ReflectConv2D(5, 3, dilation_rate=2, spectral_norm=False)
+    x = _x((2, 12, 10, 4))
+    y = layer(x)
+    assert y.shape == (2, 12, 10, 5)
+    padded = tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="REFLECT")
+    ref = tf.nn.conv2d(padded, layer.conv2d.kernel, 1, "VALID", dilations=2) + layer.conv2d.bias
+    np.testing.assert_allclose(y.numpy(), ref.numpy(), atol=1e-5)
+
+
+def test_spectral_norm_wraps_only_requested_convolutions():
+    sn = ReflectConv2D(4, 3)
+    plain = ReflectConv2D(4, 3, spectral_norm=False)
+    x = _x((1, 8, 8, 2))
+    sn(x)
+    plain(x)
+    assert [w.name for w in sn.non_trainable_weights] == ["vector_u"]
+    assert plain.non_trainable_weights == []
+    assert sum(int(np.prod(w.shape)) for w in sn.trainable_weights) == 3 * 3 * 2 * 4 + 4
+
+
+def test_spectral_norm_training_pass_makes_the_largest_singular_value_one():
+    layer = ReflectConv2D(8, 3)
+    x = _x((1, 8, 8, 8))
+    for _ in range(30):  # power iterations converge over passes
+        layer(x, training=True)
+    w = layer.conv2d.kernel.numpy().reshape(-1, 8)
+    assert abs(np.linalg.svd(w, compute_uv=False)[0] - 1.0) < 1e-3
+
+
+def test_stride_two_halves_even_sizes():
+    assert ReflectConv2D(3, 3, strides=2)(_x((1, 64, 96, 2))).shape == (1, 32, 48, 3)
+
+
+def test_residual_unit_shortcut_only_when_channels_change(tmp_path):
+    widen = ResidualUnit(8)
+    same = ResidualUnit(4)
+    x = _x((1, 8, 8, 4))
+    y = assert_layer_round_trip(widen, x, tmp_path)
+    assert y.shape == (1, 8, 8, 8) and float(tf.reduce_min(y)) >= 0
+    same(x)
+    assert widen.shortcut is not None and same.shortcut is None
+
+
+def test_residual_unit_identity_shortcut_adds_the_input():
+    unit = ResidualUnit(4)
+    x = tf.abs(_x((1, 6, 6, 4)))
+    unit(x)
+    for w in unit.conv_b.trainable_weights:
+        w.assign(tf.zeros_like(w))
+    np.testing.assert_allclose(unit(x).numpy(), x.numpy(), atol=1e-6)
+
+
+def test_upsample_is_tf1_align_corners_nearest_neighbour(tmp_path):
+    """For an exact x2, TF1's resize_nearest_neighbor(align_corners=True) picks the same pixels
+    as plain duplication (UpSampling2D 'nearest'), for odd and even sizes."""
+    for h, w in [(2, 2), (3, 5), (8, 12), (31, 47)]:
+        x = _x((1, h, w, 3), seed=h)
+        tf1 = tf.raw_ops.ResizeNearestNeighbor(images=x, size=[2 * h, 2 * w],
+                                               align_corners=True, half_pixel_centers=False)
+        dup = tf.keras.layers.UpSampling2D(2, interpolation="nearest")(x) if hasattr(
+            tf, "keras") else None
+        ours = UpSample(3).resize(x)
+        np.testing.assert_array_equal(tf1.numpy(), ours.numpy())
+        if dup is not None:
+            np.testing.assert_array_equal(ours.numpy(), dup.numpy())
+        np.testing.assert_array_equal(ours.numpy(), np.repeat(np.repeat(x.numpy(), 2, 1), 2, 2))
+    up = UpSample(4)
+    y = assert_layer_round_trip(up, _x((1, 5, 6, 3)), tmp_path)
+    assert y.shape == (1, 10, 12, 4)
+    assert up.conv.spectral_norm is False
+
+
+def test_merging_block_is_a_residual_on_the_reference(tmp_path):
+    block = MergingBlock(4)
+    xs = [tf.abs(_x((1, 8, 8, 4), seed=i)) for i in range(3)]
+    y = assert_layer_round_trip(block, xs, tmp_path)
+    assert y.shape == (1, 8, 8, 4)
+    assert block.bottlenecks is None
+    assert block.convs[0].conv2d.kernel.shape == (3, 3, 12, 4)
+    assert [c.dilation_rate for c in block.convs] == [2, 2, 2, 2]
+    for w in block.convs[-1].trainable_weights:
+        w.assign(tf.zeros_like(w))
+    np.testing.assert_allclose(block(xs).numpy(), xs[1].numpy(), atol=1e-6)
+
+
+def test_merging_block_bottlenecks_only_past_512_channels():
+    block = MergingBlock(256)
+    block([_x((1, 4, 4, 256), seed=i) for i in range(3)])
+    assert len(block.bottlenecks) == 3
+    assert block.bottlenecks[0].conv2d.kernel.shape == (1, 1, 256, 170)
+    assert block.convs[0].conv2d.kernel.shape == (3, 3, 510, 256)
