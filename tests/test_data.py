@@ -1,0 +1,221 @@
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from hdr_gan_tf import data
+from hdr_gan_tf.image_io import read_hdr, read_ldr, write_hdr
+from hdr_gan_tf.imaging import GAMMA
+from hdr_gan_tf.synth import synthesize_dataset, synthesize_scene
+
+
+# ------------------------------------------------------------------ generated data set
+def test_generated_set_reads_back(tiny_data):
+    train = data.open_split(tiny_data, data.TRAIN_SPLIT)
+    test = data.open_split(tiny_data, data.TEST_SPLIT)
+    assert [s.name for s in train] == ["001", "002", "003", "004"]
+    assert len(test) == 2
+    for scene in train + test:
+        assert scene.ldrs.shape == (3, 96, 128, 3) and scene.ldrs.dtype == np.uint16
+        assert scene.hdr.shape == (96, 128, 3) and scene.hdr.dtype == np.float32
+        assert 0 < scene.hdr.min() and scene.hdr.max() <= 1.0 + 1e-6
+        assert tuple(scene.exposure_bias) in {(-2, 0, 2), (-3, 0, 3), (0, 2, 4), (0, 3, 6)}
+        ldr = scene.ldr_float()
+        assert 0 <= ldr.min() and ldr.max() <= 1
+        # exposure order: brighter with longer exposure
+        assert ldr[0].mean() < ldr[1].mean() < ldr[2].mean()
+    raw = (tiny_data / "Training" / "002" / "exposure.txt").read_text().split()
+    assert raw[0] == "0"  # both EV conventions are written
+
+
+def test_generated_scenes_are_hdr_with_motion_aligned_to_the_reference():
+    rng = np.random.default_rng(5)
+    scene = synthesize_scene(rng, 192, 256, ev_step=2)
+    hdr = scene["hdr"]
+    assert np.log2(hdr.max() / hdr.min()) >= 12
+    assert scene["motion"] >= 0.05 * 256
+    # The ground truth is the scene at the reference exposure: re-exposing it gives the
+    # reference LDR (up to noise) wherever that LDR is not clipped.
+    ref = scene["ldrs"][1]
+    predicted = np.clip(hdr * 4, 0, 1) ** (1 / GAMMA)
+    ok = (ref > 0.05) & (ref < 0.95)
+    assert np.median(np.abs(predicted - ref)[ok]) < 0.01
+    # The short exposure shows the moving object elsewhere: large disagreement somewhere.
+    short_pred = np.clip(hdr, 0, 1) ** (1 / GAMMA)
+    disagreement = np.abs(short_pred - scene["ldrs"][0]).max(axis=-1) > 0.1
+    assert disagreement.mean() > 0.02
+
+
+def test_same_seed_same_files(tmp_path):
+    a = synthesize_dataset(tmp_path / "a", 1, 1, 64, 96, seed=3)
+    b = synthesize_dataset(tmp_path / "b", 1, 1, 64, 96, seed=3)
+    c = synthesize_dataset(tmp_path / "c", 1, 1, 64, 96, seed=4)
+    for name in ("IMG_0001.tif", "HDRImg.hdr", "exposure.txt"):
+        assert (a / "Training/001" / name).read_bytes() == (b / "Training/001" / name).read_bytes()
+    assert not np.array_equal(read_ldr(a / "Training/001/IMG_0002.tif"),
+                              read_ldr(c / "Training/001/IMG_0002.tif"))
+
+
+def test_synthesis_refuses_an_existing_folder(tiny_data):
+    with pytest.raises(FileExistsError, match="exists"):
+        synthesize_dataset(tiny_data, 1, 1, 64, 96)
+
+
+def test_nested_test_scenes_and_crlf_exposures(tiny_data, tmp_path):
+    root = tmp_path / "nested"
+    shutil.copytree(tiny_data / "Training", root / "Training")
+    shutil.copytree(tiny_data / "Test" / "001", root / "Test" / "PAPER" / "Sunset")
+    (root / "Test/PAPER/Sunset/exposure.txt").write_bytes(b"-2.00\r\n0.00\r\n2.00\r\n")
+    scenes = data.open_split(root, data.TEST_SPLIT)
+    assert [s.name for s in scenes] == ["PAPER/Sunset"]
+    np.testing.assert_array_equal(scenes[0].exposure_bias, [-2, 0, 2])
+
+
+def test_validation_split_by_count_and_by_name(tiny_data):
+    scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
+    train, val = data.split_validation(scenes, 2)
+    assert [s.name for s in val] == ["001", "004"] and len(train) == 2
+    train, val = data.split_validation(scenes, ["003"])
+    assert [s.name for s in val] == ["003"] and "003" not in [s.name for s in train]
+    with pytest.raises(data.DataError, match="not among"):
+        data.split_validation(scenes, ["999"])
+
+
+# ------------------------------------------------------------------ bad input
+def _copy_scene(tiny_data, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(tiny_data / "Training" / "001", root / "Training" / "001")
+    return root, root / "Training" / "001"
+
+
+def _corrupt(kind, scene):
+    ldrs = sorted(scene.glob("*.tif"))
+    if kind == "two_ldrs":
+        ldrs[2].unlink()
+    elif kind == "four_ldrs":
+        shutil.copy(ldrs[2], scene / "IMG_9999.tif")
+    elif kind == "unequal_size":
+        cv2.imwrite(str(ldrs[1]), cv2.imread(str(ldrs[1]), cv2.IMREAD_UNCHANGED)[:80])
+    elif kind == "truncated_tiff":
+        ldrs[0].write_bytes(ldrs[0].read_bytes()[:300])
+    elif kind == "grayscale_tiff":
+        cv2.imwrite(str(ldrs[0]), cv2.imread(str(ldrs[0]), cv2.IMREAD_UNCHANGED)[..., 0])
+    elif kind == "rgba_tiff":
+        img = cv2.imread(str(ldrs[0]), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(ldrs[0]), np.dstack([img, img[..., :1]]))
+    elif kind == "exposure_empty":
+        (scene / "exposure.txt").write_text("\n")
+    elif kind == "exposure_text":
+        (scene / "exposure.txt").write_text("-2\nzero\n2\n")
+    elif kind == "exposure_count":
+        (scene / "exposure.txt").write_text("-2\n0\n")
+    elif kind == "exposure_order":
+        (scene / "exposure.txt").write_text("2\n0\n-2\n")
+    elif kind == "missing_hdr":
+        (scene / "HDRImg.hdr").unlink()
+    elif kind == "corrupt_hdr":
+        path = scene / "HDRImg.hdr"
+        path.write_bytes(path.read_bytes()[:120])
+    elif kind in ("nan_hdr", "inf_hdr", "negative_hdr"):
+        hdr = read_hdr(scene / "HDRImg.hdr")
+        hdr[5, 5, 1] = {"nan_hdr": np.nan, "inf_hdr": np.inf, "negative_hdr": -0.5}[kind]
+        write_hdr(scene / "gt.exr", hdr)  # OpenCV decodes by content, not by file name
+        (scene / "gt.exr").replace(scene / "HDRImg.hdr")
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("two_ldrs", "holds 2 LDR TIFF files"),
+    ("four_ldrs", "holds 4 LDR TIFF files"),
+    ("unequal_size", "LDR images differ in size"),
+    ("truncated_tiff", r"IMG_0001.tif: cannot decode"),
+    ("grayscale_tiff", r"IMG_0001.tif: grayscale"),
+    ("rgba_tiff", r"IMG_0001.tif: RGBA"),
+    ("exposure_empty", r"exposure.txt: empty"),
+    ("exposure_text", r"exposure.txt: exposure values must be numbers"),
+    ("exposure_count", r"exposure.txt: expected 3 exposure values"),
+    ("exposure_order", r"exposure.txt: exposure values must increase"),
+    ("missing_hdr", r"HDRImg.hdr: file not found"),
+    ("corrupt_hdr", r"HDRImg.hdr: cannot decode"),
+    ("nan_hdr", r"HDRImg.hdr: HDR image holds NaN or Inf"),
+    ("inf_hdr", r"HDRImg.hdr: HDR image holds NaN or Inf"),
+    ("negative_hdr", r"HDRImg.hdr: HDR image holds negative"),
+])
+def test_bad_scenes_are_refused_with_scene_file_and_problem(tiny_data, tmp_path, kind, message):
+    root, scene = _copy_scene(tiny_data, tmp_path)
+    _corrupt(kind, scene)
+    before = sorted(p.name for p in scene.iterdir())
+    with pytest.raises(data.DataError, match=f"scene '001': .*{message}"):
+        data.open_split(root, data.TRAIN_SPLIT)
+    assert sorted(p.name for p in scene.iterdir()) == before  # nothing written
+
+
+def test_missing_root_no_scenes_and_small_images(tiny_data, tmp_path):
+    with pytest.raises(data.DataError, match="data root not found"):
+        data.open_split(tmp_path / "nowhere", data.TRAIN_SPLIT)
+    (tmp_path / "empty" / "Training" / "junk").mkdir(parents=True)
+    with pytest.raises(data.DataError, match="no scenes found"):
+        data.open_split(tmp_path / "empty", data.TRAIN_SPLIT)
+    with pytest.raises(data.DataError, match=r"scene '001': images are 128x96, smaller than the "
+                                             r"256x256 patch size"):
+        data.open_split(tiny_data, data.TRAIN_SPLIT, min_size=256)
+
+
+# ------------------------------------------------------------------ training pipeline
+def _pattern_scene(height=40, width=56):
+    """A scene whose every image is the same coordinate pattern (16-bit exact)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    pattern = np.stack([yy * 1000 + 7, xx * 1000 + 11, (yy * width + xx) % 60000], -1)
+    raw = pattern.astype(np.uint16)
+    return data.Scene(name="pattern", path=None, ldr_paths=[], ldrs=np.stack([raw] * 3),
+                      peak=65535, exposure_bias=np.array([-2, 0, 2], np.float32),
+                      hdr=raw.astype(np.float32) / 65535)
+
+
+def test_crops_of_ldrs_and_ground_truth_stay_aligned_after_augmentation():
+    scene = _pattern_scene()
+    ds = data.training_dataset([scene], patch_size=16, batch_size=4, seed=0)
+    orientations = set()
+    for (x_short, x_ref, x_long), hdr in ds.take(8):
+        ldr = [(x.numpy()[..., :3] + 1) / 2 for x in (x_short, x_ref, x_long)]
+        for i in range(3):
+            np.testing.assert_allclose(ldr[i], hdr.numpy(), atol=1e-6)
+        # Recover the orientation from how the row/column codes change along the patch.
+        for sample in hdr.numpy() * 65535:
+            rows, cols = np.round(sample[..., 0]), np.round(sample[..., 1])
+            assert len(np.unique(rows)) == 16 and len(np.unique(cols)) == 16  # a real crop
+            orientations.add((int(np.sign(rows[1, 0] - rows[0, 0])),
+                              int(np.sign(cols[0, 1] - cols[0, 0])),
+                              int(np.sign(rows[0, 1] - rows[0, 0]))))
+    assert len(orientations) >= 4  # rotations and flips do happen
+
+
+def test_same_seed_same_batches_and_resume_continues_the_stream():
+    scenes = [_pattern_scene(40, 56), _pattern_scene(48, 48)]
+    take = lambda ds, n: [b[1].numpy() for b in ds.take(n)]  # noqa: E731
+    a = take(data.training_dataset(scenes, 16, 2, seed=7), 3)
+    b = take(data.training_dataset(scenes, 16, 2, seed=7), 3)
+    c = take(data.training_dataset(scenes, 16, 2, seed=8), 3)
+    resumed = take(data.training_dataset(scenes, 16, 2, seed=7, start=2), 2)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    np.testing.assert_array_equal(resumed[0], a[1])
+    np.testing.assert_array_equal(resumed[1], a[2])
+
+
+def test_network_inputs_from_the_pipeline_use_the_scene_exposures(tiny_data):
+    scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
+    (x_short, x_ref, x_long), hdr = next(iter(data.training_dataset(scenes[:1], 32, 1, seed=0,
+                                                                    augment=False)))
+    assert x_short.shape == (1, 32, 32, 6) and hdr.shape == (1, 32, 32, 3)
+    for x in (x_short, x_ref, x_long):
+        assert -1 <= float(np.min(x)) and float(np.max(x)) <= 1
+
+
+def test_test_pipeline_yields_full_scenes(tiny_data):
+    scenes = data.open_split(tiny_data, data.TEST_SPLIT)
+    items = list(data.test_dataset(scenes))
+    assert len(items) == 2
+    name, ldrs, ev, hdr = items[0]
+    assert name.numpy() == b"001" and ldrs.shape == (3, 96, 128, 3) and hdr.shape == (96, 128, 3)

@@ -1,0 +1,122 @@
+import csv
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_discriminator, build_generator
+from hdr_gan_tf.imaging import network_inputs
+from hdr_gan_tf.inference import run_generator
+from hdr_gan_tf.tf1_checkpoint import (discriminator_layer_map, generator_layer_map,
+                                       keras_variable, load_tf1_weights, spectral_normalize)
+from tests.helpers import DATA
+
+
+def _reference_rows():
+    with open(DATA / "tf1_checkpoint_variables.tsv") as f:
+        lines = [line for line in f if not line.startswith("#")]
+    return [r for r in csv.DictReader(lines, delimiter="\t")]
+
+
+@pytest.fixture(scope="module")
+def networks():
+    return build_generator(DEFAULT_ARCHITECTURE), build_discriminator(DEFAULT_ARCHITECTURE)
+
+
+def test_every_reference_variable_has_exactly_one_counterpart(networks):
+    generator, discriminator = networks
+    rows = _reference_rows()
+    assert len(rows) == 189
+    ours = dict(generator_layer_map(generator))
+    ours.update(discriminator_layer_map(discriminator))
+    assert sorted(ours) == sorted(r["name"] for r in rows)  # nothing missing, nothing extra
+    for row in rows:
+        shape = tuple(int(s) for s in row["shape"].split("x"))
+        variable = keras_variable(*ours[row["name"]])
+        assert tuple(variable.shape) == shape, row["name"]
+        assert int(np.prod(variable.shape)) == int(row["count"])
+        assert variable.trainable == (row["kind"] != "sn_vector_u"), row["name"]
+    mapped = {id(keras_variable(*v)) for v in ours.values()}
+    everything = generator.weights + discriminator.weights
+    assert mapped == {id(v) for v in everything}  # every Keras variable is mapped
+
+
+def test_spectral_normalize_matches_one_power_iteration():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 3, 4, 5)).astype(np.float32)
+    u = rng.standard_normal((1, 5)).astype(np.float32)
+    normalized, u_new = spectral_normalize(w, u)
+    w2 = w.reshape(-1, 5).astype(np.float64)
+    v = u @ w2.T
+    v /= np.linalg.norm(v)
+    u2 = v @ w2
+    u2 /= np.linalg.norm(u2)
+    sigma = (v @ w2 @ u2.T).item()
+    np.testing.assert_allclose(normalized, w / sigma, rtol=1e-5)
+    np.testing.assert_allclose(u_new, u2, rtol=1e-5)
+    assert sigma <= np.linalg.svd(w2, compute_uv=False)[0] + 1e-6
+
+
+def test_golden_outputs_are_reproduced(golden, golden_checkpoint):
+    generator = build_generator(DEFAULT_ARCHITECTURE)
+    discriminator = build_discriminator(DEFAULT_ARCHITECTURE)
+    load_tf1_weights(golden_checkpoint, generator, discriminator)
+    out_1, out_2 = generator([golden["x_short"], golden["x_ref"], golden["x_long"]],
+                             training=False)
+    assert np.abs(out_1.numpy() - golden["out_1"]).max() <= 1e-5
+    assert np.abs(out_2.numpy() - golden["out_2"]).max() <= 1e-5
+    d_out = discriminator(golden["d_in"], training=False)
+    assert np.abs(d_out.numpy() - golden["d_out"]).max() <= 1e-5
+    # The LDR entry point: LDRs + EVs -> inputs -> tonemapped main output.
+    outputs = run_generator(generator, (golden["ldr_short"], golden["ldr_mid"],
+                                        golden["ldr_long"]), golden["exposure_bias"])
+    np.testing.assert_allclose((outputs[-1].numpy() + 1) / 2, (golden["out_2"] + 1) / 2,
+                               atol=1e-5)
+    xs = network_inputs(golden["ldr_short"], golden["ldr_mid"], golden["ldr_long"],
+                        golden["exposure_bias"])
+    np.testing.assert_allclose(xs[1].numpy(), golden["x_ref"], atol=1e-6)
+
+
+def _rewrite_checkpoint(source, target, drop=None, reshape=None, add=None):
+    reader = tf.train.load_checkpoint(source)
+    variables = {}
+    for name in reader.get_variable_to_shape_map():
+        if name == drop:
+            continue
+        value = reader.get_tensor(name)
+        if name == reshape:
+            value = value[..., :-1]
+        variables[name] = tf.Variable(value, name=name)
+    if add:
+        variables[add] = tf.Variable(np.zeros(3, np.float32))
+    # A name-based (TF1-style) checkpoint, as tf.compat.v1.train.Saver writes.
+    saver = tf.compat.v1.train.Saver(var_list=variables)
+    saver.save(sess=None, save_path=str(target), write_meta_graph=False)
+    return str(target)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"drop": "UnetppGeneratorS/merge/merge_net_1/cov4/kernel"},
+     "missing variables: UnetppGeneratorS/merge/merge_net_1/cov4/kernel"),
+    ({"reshape": "UnetppGeneratorS/decoders/SR_11/cov_0/kernel"},
+     r"wrong shapes: UnetppGeneratorS/decoders/SR_11/cov_0/kernel \(checkpoint \[3, 3, 192, 63\]"),
+    ({"add": "UnetppGeneratorS/decoders/SR_30/cov_0/bias"},
+     "unexpected variables: UnetppGeneratorS/decoders/SR_30/cov_0/bias"),
+    ({"drop": "PatchDiscriminator/dis_cov3/u"}, "missing variables: PatchDiscriminator/dis_cov3/u"),
+])
+def test_mismatched_checkpoints_are_refused_by_name(golden_checkpoint, tmp_path, change,
+                                                    expected):
+    prefix = _rewrite_checkpoint(golden_checkpoint, tmp_path / "model", **change)
+    generator = build_generator(DEFAULT_ARCHITECTURE)
+    discriminator = build_discriminator(DEFAULT_ARCHITECTURE)
+    before = [v.numpy().copy() for v in generator.weights]
+    with pytest.raises(ValueError, match=expected):
+        load_tf1_weights(prefix, generator, discriminator)
+    for b, v in zip(before, generator.weights):  # nothing was assigned
+        np.testing.assert_array_equal(b, v.numpy())
+
+
+def test_not_a_checkpoint_is_refused(tmp_path):
+    (tmp_path / "junk.index").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable TensorFlow checkpoint"):
+        load_tf1_weights(str(tmp_path / "junk"), build_generator(DEFAULT_ARCHITECTURE))
