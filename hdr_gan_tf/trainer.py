@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hdr_gan_tf import config as config_lib
 from hdr_gan_tf import data as data_lib
 from hdr_gan_tf.config import branch_names, build_discriminator, build_generator
 from hdr_gan_tf.display import comparison_panel
@@ -26,6 +27,23 @@ from hdr_gan_tf.imaging import mu_law, to_signed, to_unit
 from hdr_gan_tf.inference import merge_exposures, outputs_to_hdr
 from hdr_gan_tf.losses import mu_law_l1, sphere_distance, sphere_generator_loss
 from hdr_gan_tf.metrics import mu_law_np, psnr
+
+
+# The paper's configuration (SPEC §5); `hdr-gan-train`'s flags default to these values.
+DEFAULTS = {
+    "data_dir": None, "logdir": "runs/hdr_gan", "batch_size": 2, "patch_size": 256,
+    "iterations": 1_215_000, "lr_boundaries": [114_300, 706_400],
+    "lr_values": [1e-4, 1e-5, 1e-6], "gan_weight": 1.0, "sphere_moments": 3, "mu": 5000.0,
+    "clip_value": 1.0, "seed": 0, "checkpoint_every": 5000, "keep_checkpoints": 3,
+    "summary_every": 100, "image_every": 5000, "validation": "2", "validation_every": 10000,
+    "scales": 3, "base_filters": 32, "merging_blocks": True, "supervise": "all",
+    "use_discriminator": True, "disc_branches": "all", "strategy": "default",
+    "mixed_precision": "none", "jit_compile": False,
+}
+
+
+# Smallest input whose PatchGAN map is not empty (four 4x4 VALID convolutions, three of stride 2).
+MIN_DISCRIMINATOR_INPUT = 54
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,7 +90,7 @@ class Trainer:
     """
 
     def __init__(self, config, strategy, log=print):
-        self.config = config
+        self.config = config = dict(DEFAULTS, **config)
         self.strategy = strategy
         self.log = log
         self.logdir = Path(config["logdir"])
@@ -86,6 +104,13 @@ class Trainer:
             raise ValueError(f"--batch_size={config['batch_size']} is not divisible by the "
                              f"{replicas} replicas")
         self.per_replica_batch = config["batch_size"] // replicas
+        multiple = 2 ** (config["scales"] - 1)
+        if config["patch_size"] % multiple:
+            raise ValueError(f"--patch_size={config['patch_size']} must be a multiple of "
+                             f"{multiple} for {config['scales']} scales")
+        if self.use_disc and config["patch_size"] < MIN_DISCRIMINATOR_INPUT:
+            raise ValueError(f"--patch_size={config['patch_size']}: the discriminator needs "
+                             f"patches of at least {MIN_DISCRIMINATOR_INPUT} pixels")
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # The paper's "1e-5 from iteration 114,300": PiecewiseConstantDecay switches after
@@ -331,3 +356,42 @@ class Trainer:
         parts += [f"lr {float(self.schedule(self.step)):.1e}", f"{rate:.2f} it/s",
                   f"ETA {format_duration((total - step) / max(overall, 1e-9))}"]
         return " | ".join(parts)
+
+
+def parse_validation(spec):
+    """`--validation`: a count ("2") or comma-separated scene names."""
+    spec = str(spec).strip()
+    return int(spec) if spec.isdigit() else [v.strip() for v in spec.split(",") if v.strip()]
+
+
+def run_training(config, log=print, strategy=None):
+    """Everything `hdr-gan-train` does: checks, data, networks, resume, training.
+
+    Data and log dir are checked before anything is written. Returns `(trainer, status)`.
+    """
+    config = dict(DEFAULTS, **config)
+    strategy = strategy or make_strategy(config["strategy"])
+    config_lib.set_precision("float32" if config["mixed_precision"] == "none"
+                             else config["mixed_precision"])
+    keras.utils.set_random_seed(config["seed"])
+    logdir = Path(config["logdir"])
+    if (logdir / config_lib.CONFIG_FILE).is_file():
+        old = config_lib.architecture(config_lib.read_config(logdir))
+        new = config_lib.architecture(config)
+        if old != new:
+            raise config_lib.ConfigError(f"{logdir} holds a run with architecture {old}; these "
+                                         f"flags ask for {new}. Use another --logdir.")
+    if not config["data_dir"]:
+        from hdr_gan_tf.synth import builtin_dataset
+        config["data_dir"] = str(builtin_dataset(log))
+    scenes = data_lib.open_split(config["data_dir"], data_lib.TRAIN_SPLIT,
+                                 min_size=config["patch_size"])
+    train_scenes, val_scenes = data_lib.split_validation(scenes,
+                                                         parse_validation(config["validation"]))
+    log(f"Data: {len(train_scenes)} training and {len(val_scenes)} validation scenes from "
+        f"{config['data_dir']}; {strategy.num_replicas_in_sync} replica(s)")
+    trainer = Trainer(config, strategy, log=log)
+    logdir.mkdir(parents=True, exist_ok=True)
+    config_lib.write_config(logdir, config)
+    trainer.restore()
+    return trainer, trainer.fit(train_scenes, val_scenes)
