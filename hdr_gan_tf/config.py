@@ -91,6 +91,29 @@ def resolve_checkpoint(checkpoint):
     return str(path), logdir
 
 
+def saved_variable_count(prefix, child):
+    """Number of variables reachable from the checkpoint's top-level object `child`.
+
+    Read from the checkpoint's object graph, so it counts each variable once whatever path it
+    was saved under (a training checkpoint names kernels after the optimizer that tracks them).
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(prefix).get_tensor(
+        "_CHECKPOINTABLE_OBJECT_GRAPH"))
+    roots = [c.node_id for c in graph.nodes[0].children if c.local_name == child]
+    if not roots:
+        raise AssertionError(f"the checkpoint holds no {child}")
+    seen, stack = set(), roots
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(c.node_id for c in graph.nodes[node].children)
+    return sum(any(a.name == "VARIABLE_VALUE" for a in graph.nodes[n].attributes) for n in seen)
+
+
 def restore_generator(checkpoint, precision="float32"):
     """Rebuilds the generator of a log dir or checkpoint and loads its weights.
 
@@ -106,12 +129,12 @@ def restore_generator(checkpoint, precision="float32"):
     set_precision(precision)
     generator = build_generator(config)
     try:
+        saved = saved_variable_count(prefix, "generator")
+        if saved != len(generator.weights):
+            raise AssertionError(f"its generator has {saved} variables, this architecture "
+                                 f"{len(generator.weights)}")
         status = tf.train.Checkpoint(generator=generator).restore(prefix)
         status.expect_partial().assert_existing_objects_matched()
-        saved = dict(tf.train.list_variables(prefix))
-        ours = [k for k in saved if k.startswith("generator/")]
-        if not ours:
-            raise AssertionError("the checkpoint holds no generator")
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         raise ConfigError(f"{prefix}: checkpoint does not match the configuration in "
                           f"{logdir / CONFIG_FILE} ({architecture(config)}): "

@@ -1,0 +1,88 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hdr_gan_tf import data
+from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_generator
+from hdr_gan_tf.inference import (ServingModule, merge_exposures, pad_reflect, run_generator,
+                                  _tile_starts)
+from hdr_gan_tf.metrics import psnr
+from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
+
+
+@pytest.fixture(scope="module")
+def generator(golden_checkpoint):
+    g = build_generator(DEFAULT_ARCHITECTURE)
+    load_tf1_weights(golden_checkpoint, g)
+    return g
+
+
+def test_pad_reflect_reaches_multiples_and_a_minimum_size():
+    x = tf.reshape(tf.range(2 * 3 * 5, dtype=tf.float32), [2, 3, 5, 1])
+    padded, (h, w) = pad_reflect(x, 4)
+    assert padded.shape == (2, 12, 12, 1) and (int(h), int(w)) == (3, 5)
+    np.testing.assert_array_equal(padded[:, :3, :5].numpy(), x.numpy())
+    padded, _ = pad_reflect(tf.zeros([1, 61, 93, 2]), 4)
+    assert padded.shape == (1, 64, 96, 2)
+
+
+def test_any_size_is_padded_and_cropped_back(generator, golden):
+    ldrs = [golden[k][:, :61, :93] for k in ("ldr_short", "ldr_mid", "ldr_long")]
+    outputs = run_generator(generator, ldrs, golden["exposure_bias"])
+    assert [tuple(o.shape) for o in outputs] == [(1, 61, 93, 3)] * 2
+    # Away from the padded border, the crop agrees with the full-size computation.
+    full = run_generator(generator, [golden[k] for k in ("ldr_short", "ldr_mid", "ldr_long")],
+                         golden["exposure_bias"])
+    assert psnr((outputs[1][0, :30, :40] + 1) / 2, (full[1][0, :30, :40] + 1) / 2) > 40
+
+
+def test_tile_starts_cover_the_image():
+    for size, tile, overlap in [(1000, 256, 32), (300, 128, 64), (100, 128, 32)]:
+        starts = _tile_starts(size, tile, overlap)
+        covered = np.zeros(size, bool)
+        for s in starts:
+            covered[s:s + tile] = True
+        assert covered.all() and starts[-1] + min(tile, size) == size
+
+
+def test_tiled_inference_agrees_with_whole_image_inference(generator, tiny_data):
+    scene = data.open_split(tiny_data, data.TEST_SPLIT)[0]
+    ldrs = np.concatenate([scene.ldr_float()] * 2, axis=2)[:, :, :200]  # 96 x 200
+    whole = merge_exposures(generator, ldrs, scene.exposure_bias)
+    tiled = merge_exposures(generator, ldrs, scene.exposure_bias, tile=64, overlap=32)
+    for a, b in zip(whole, tiled):
+        assert a.shape == b.shape == (96, 200, 3)
+        assert psnr((a + 1) / 2, (b + 1) / 2) >= 50
+
+
+def test_saved_model_in_a_fresh_process_matches_the_python_model(generator, golden, tmp_path):
+    module = ServingModule(generator)
+    tf.saved_model.save(module, str(tmp_path / "model"),
+                        signatures={"serving_default": module.serve})
+    h, w = 61, 93  # not multiples of 4
+    inputs = {k: golden[k][:, :h, :w] for k in ("ldr_short", "ldr_mid", "ldr_long")}
+    np.savez(tmp_path / "inputs.npz", exposure_bias=golden["exposure_bias"], **inputs)
+    script = f"""
+import numpy as np, tensorflow as tf, sys
+x = dict(np.load(r"{tmp_path / 'inputs.npz'}"))
+serve = tf.saved_model.load(r"{tmp_path / 'model'}").signatures["serving_default"]
+out = serve(**{{k: tf.constant(v) for k, v in x.items()}})
+np.savez(r"{tmp_path / 'out.npz'}", **{{k: v.numpy() for k, v in out.items()}})
+print("MODULES", "hdr_gan_tf" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert "MODULES False" in result.stdout, result.stderr
+    served = np.load(tmp_path / "out.npz")
+    outputs = run_generator(generator, [inputs[k] for k in ("ldr_short", "ldr_mid", "ldr_long")],
+                            golden["exposure_bias"])
+    tonemapped = np.clip((outputs[-1].numpy() + 1) / 2, 0, 1)
+    assert served["tonemapped"].shape == (1, h, w, 3)
+    assert np.abs(served["tonemapped"] - tonemapped).max() <= 1e-5
+    hdr = ((1 + 5000.0) ** tonemapped - 1) / 5000.0
+    assert np.abs(served["hdr"] - hdr).max() <= 1e-5
+    aux = ((1 + 5000.0) ** np.clip((outputs[0].numpy() + 1) / 2, 0, 1) - 1) / 5000.0
+    assert np.abs(served["hdr_aux"] - aux).max() <= 1e-5

@@ -1,0 +1,221 @@
+"""The command-line programs, run as a user runs them (subprocesses)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hdr_gan_tf.image_io import read_hdr, write_ldr
+from tests.helpers import run_program
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def converted(golden_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("converted") / "paper"
+    result = run_program("convert_tf1", f"--tf1_checkpoint={golden_checkpoint}",
+                         f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(converted, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "saved"
+    keras_file = out.parent / "generator.keras"
+    result = run_program("export", f"--checkpoint={converted}", f"--output_dir={out}",
+                         f"--keras_file={keras_file}")
+    assert result.returncode == 0, result.stderr
+    assert keras_file.is_file()
+    return out
+
+
+def test_synth_program_writes_the_layout_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "set"
+    args = [f"--output_dir={out}", "--num_train=1", "--num_test=1", "--height=64", "--width=96"]
+    result = run_program("synthesize", *args)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "Test" / "001").iterdir()) == [
+        "HDRImg.hdr", "IMG_0004.tif", "IMG_0005.tif", "IMG_0006.tif", "exposure.txt"]
+    again = run_program("synthesize", *args)
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+def test_convert_then_export_reproduces_the_golden_output(exported, golden):
+    serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
+    out = serve(ldr_short=tf.constant(golden["ldr_short"]), ldr_mid=tf.constant(golden["ldr_mid"]),
+                ldr_long=tf.constant(golden["ldr_long"]),
+                exposure_bias=tf.constant(golden["exposure_bias"]))
+    assert np.abs(out["tonemapped"].numpy() - (golden["out_2"] + 1) / 2).max() <= 1e-5
+    aux = ((1 + 5000.0) ** ((golden["out_1"] + 1) / 2) - 1) / 5000.0
+    assert np.abs(out["hdr_aux"].numpy() - aux).max() <= 1e-5
+
+
+def test_converter_names_a_mis_shaped_variable(golden_checkpoint, tmp_path):
+    from tests.test_tf1_checkpoint import _rewrite_checkpoint
+    bad = _rewrite_checkpoint(golden_checkpoint, tmp_path / "model",
+                              reshape="UnetppGeneratorS/output_2/kernel")
+    result = run_program("convert_tf1", f"--tf1_checkpoint={bad}", f"--output_dir={tmp_path}/o")
+    assert result.returncode == 2
+    assert "UnetppGeneratorS/output_2/kernel" in result.stderr
+    assert not (tmp_path / "o").exists()
+    missing = run_program("convert_tf1", f"--tf1_checkpoint={tmp_path}/nothing",
+                          f"--output_dir={tmp_path}/o")
+    assert missing.returncode == 2 and "not a readable TensorFlow checkpoint" in missing.stderr
+
+
+def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_data, tmp_path):
+    out = tmp_path / "eval"
+    result = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
+                         f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [s["scene"] for s in metrics["scenes"]] == ["001", "002"]
+    for key in ("psnr_mu_main", "psnr_l_main", "ssim_mu_main", "ssim_l_main", "psnr_mu_aux1"):
+        assert metrics["mean"][key] == pytest.approx(
+            np.mean([s[key] for s in metrics["scenes"]]))
+    csv_lines = (out / "metrics.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("scene,") and csv_lines[-1].startswith("mean,")
+    assert read_hdr(out / "001" / "hdr_main.hdr").shape == (96, 128, 3)
+    assert (out / "002" / "panel.png").stat().st_size > 1000
+    assert "psnr_mu_main" in result.stdout  # the table
+    # The SavedModel gives the same numbers.
+    saved = run_program("evaluate", f"--saved_model={exported}", f"--data_dir={tiny_data}",
+                        f"--output_dir={tmp_path / 'eval_sm'}")
+    assert saved.returncode == 0, saved.stderr
+    sm = json.loads((tmp_path / "eval_sm" / "metrics.json").read_text())
+    assert sm["mean"]["psnr_mu_main"] == pytest.approx(metrics["mean"]["psnr_mu_main"], abs=1e-3)
+    # An existing output dir is refused.
+    again = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
+                        f"--output_dir={out}")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+@pytest.fixture()
+def photos(tiny_data, tmp_path):
+    """A scene's three LDRs copied under shuffled names, plus its EVs."""
+    scene = tiny_data / "Test" / "002"
+    ev = [float(v) for v in (scene / "exposure.txt").read_text().split()]
+    files = sorted(scene.glob("*.tif"))
+    target = tmp_path / "shoot"
+    target.mkdir()
+    names = ["c_long.tif", "a_short.tif", "b_mid.tif"]
+    for src, name in zip([files[2], files[0], files[1]], names):
+        shutil.copy(src, target / name)
+    return [target / n for n in names], [ev[2], ev[0], ev[1]]
+
+
+def test_infer_sorts_by_exposure_and_writes_hdr_exr_and_preview(converted, photos, tmp_path):
+    paths, ev = photos
+    out = tmp_path / "merged.hdr"
+    result = run_program("infer", f"--checkpoint={converted}",
+                         f"--inputs={','.join(map(str, paths))}",
+                         f"--exposure_bias={','.join(map(str, ev))}", f"--output={out}", "--exr")
+    assert result.returncode == 0, result.stderr
+    hdr = read_hdr(out)
+    assert hdr.shape == (96, 128, 3) and np.isfinite(hdr).all()
+    # Radiance RGBE shares one exponent per pixel: compare relative to each pixel's maximum.
+    exr = read_hdr(out.with_suffix(".exr"))
+    assert np.all(np.abs(exr - hdr) <= 0.01 * exr.max(axis=-1, keepdims=True) + 1e-7)
+    assert out.with_suffix(".png").stat().st_size > 1000
+    # exposure.txt beside the photos gives the same result (its order is file-name order).
+    (paths[0].parent / "exposure.txt").write_text("\n".join(map(str, sorted(ev))))
+    out2 = tmp_path / "merged2.hdr"
+    result = run_program("infer", f"--checkpoint={converted}",
+                         f"--inputs={','.join(map(str, paths))}", f"--output={out2}")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_array_equal(read_hdr(out2), hdr)
+
+
+def test_infer_reads_exif_exposure_times(converted, tiny_data, tmp_path):
+    from PIL import Image
+    from hdr_gan_tf.image_io import read_ldr
+    scene = tiny_data / "Test" / "001"
+    paths = []
+    for i, (src, seconds) in enumerate(zip(sorted(scene.glob("*.tif")), (1 / 400, 1 / 100,
+                                                                         1 / 25))):
+        image = Image.fromarray((read_ldr(src) * 255).round().astype(np.uint8))
+        exif = Image.Exif()
+        exif.get_ifd(0x8769)[0x829A] = seconds
+        path = tmp_path / f"p{i}.jpg"
+        image.save(path, exif=exif, quality=95)
+        paths.append(path)
+    out = tmp_path / "exif.hdr"
+    result = run_program("infer", f"--checkpoint={converted}",
+                         f"--inputs={paths[2]},{paths[0]},{paths[1]}", f"--output={out}")
+    assert result.returncode == 0, result.stderr
+    assert "EV [0.0, 2.0, 4.0]" in result.stdout
+    assert out.is_file()
+
+
+def test_infer_batch_mode(converted, tiny_data, tmp_path):
+    shutil.copytree(tiny_data / "Test", tmp_path / "in")
+    result = run_program("infer", f"--checkpoint={converted}", f"--input_dir={tmp_path / 'in'}",
+                         f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "001.hdr", "001.png", "002.hdr", "002.png"]
+
+
+def _other_configuration(converted, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(converted, other)
+    config = json.loads((other / "config.json").read_text())
+    config["scales"] = 2
+    (other / "config.json").write_text(json.dumps(config))
+    return other
+
+
+@pytest.mark.parametrize("case", ["sizes", "count", "unreadable", "same_exposure",
+                                  "no_exposures", "existing_output", "other_configuration"])
+def test_infer_bad_input_exits_2_without_output(converted, photos, tmp_path, case):
+    paths, ev = photos
+    out = tmp_path / "result.hdr"
+    args = {"inputs": [str(p) for p in paths], "ev": [str(v) for v in ev],
+            "checkpoint": converted}
+    expected = {
+        "sizes": "photos differ in size", "count": "exactly 3 photos",
+        "unreadable": "cannot decode", "same_exposure": "increase strictly",
+        "no_exposures": "no exposures given", "existing_output": "output exists",
+        "other_configuration": "does not match the configuration"}[case]
+    if case == "sizes":
+        write_ldr(paths[1], np.zeros((64, 64, 3)), 16)
+    elif case == "count":
+        args["inputs"], args["ev"] = args["inputs"][:2], args["ev"][:2]
+    elif case == "unreadable":
+        paths[0].write_bytes(b"not an image at all")
+    elif case == "same_exposure":
+        args["ev"] = ["0", "0", "2"]
+    elif case == "no_exposures":
+        args["ev"] = []
+    elif case == "existing_output":
+        out.write_bytes(b"earlier result")
+    elif case == "other_configuration":
+        args["checkpoint"] = _other_configuration(converted, tmp_path)
+    flags = [f"--checkpoint={args['checkpoint']}", f"--inputs={','.join(args['inputs'])}",
+             f"--output={out}"]
+    if args["ev"]:
+        flags.append(f"--exposure_bias={','.join(args['ev'])}")
+    result = run_program("infer", *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    if case == "existing_output":
+        assert out.read_bytes() == b"earlier result"
+    else:
+        assert not out.exists() and not out.with_suffix(".png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".result")]  # no temp files
+
+
+def test_train_refuses_bad_data_before_writing_anything(tiny_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data, root)
+    (root / "Training" / "003" / "exposure.txt").write_text("0\n2\n")
+    logdir = tmp_path / "run"
+    result = run_program("train", f"--data_dir={root}", f"--logdir={logdir}", "--patch_size=64",
+                         "--iterations=2")
+    assert result.returncode == 2
+    assert "scene '003'" in result.stderr and "expected 3 exposure values" in result.stderr
+    assert not logdir.exists()
