@@ -107,12 +107,13 @@ def load_bracket(paths, given=None, exposure_file=None):
     return np.stack([images[i] for i in order]), sorted_ev
 
 
-def merge_and_write(merge, paths, output, preview, given=None, exposure_file=None, exr=False,
-                    tonemap="reinhard", tile=0, overlap=32):
+def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", tile=0,
+                    overlap=32):
+    """Merges a loaded bracket `(ldrs, ev)` and writes the HDR file(s) and the preview."""
     from hdr_gan_tf.display import tonemap_for_display
     from hdr_gan_tf.image_io import write_hdr, write_ldr
 
-    ldrs, ev = load_bracket(paths, given, exposure_file)
+    ldrs, ev = bracket
     say(f"Merging {ldrs.shape[2]}x{ldrs.shape[1]} photos at EV {ev.tolist()}"
         + (f" in {tile}-pixel tiles" if tile else ""))
     outputs = merge(ldrs, ev, tile=tile, overlap=overlap,
@@ -167,13 +168,19 @@ def main(argv):
     for _, output, preview, _, _ in jobs:
         for path in _outputs_for(output, preview, FLAGS.exr):
             check_output_free(path, FLAGS.overwrite)
+    # A single bracket is checked before the model is loaded, so bad photos fail fast.
+    first = None
+    if not batch:
+        photos, _, _, given, exposure_file = jobs[0]
+        first = load_bracket(photos, given, exposure_file)
     generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
     merge = generator_merger(generator, branch_names(generator.scales), config.get("mu", 5000.0))
     failures = []
     for photos, output, preview, given, exposure_file in jobs:
         try:
-            merge_and_write(merge, photos, output, preview, given, exposure_file, FLAGS.exr,
-                            FLAGS.tonemap, FLAGS.tile, FLAGS.overlap)
+            bracket = first or load_bracket(photos, given, exposure_file)
+            merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
+                            FLAGS.tile, FLAGS.overlap)
         except (ValueError, OSError) as err:
             if not batch:
                 raise

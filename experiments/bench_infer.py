@@ -1,0 +1,109 @@
+"""Inference cost of one 1500x1000 set on this machine: time, peak memory, FLOP rate.
+
+    python experiments/bench_infer.py [--skip_24mp]
+
+Each configuration runs in its own process so that its peak memory (resident set) is its own.
+Weights are those of tests/data/tf1_golden (the reference layout); cost does not depend on them.
+One set is 1,454 GFLOP (484,672 multiply-adds per pixel). Paper: 0.29 s, 8,833 MB on a V100.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GFLOP_PER_PIXEL = 2 * 484_672 / 1e9
+
+
+def child(args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "experiments"))
+    import numpy as np
+
+    from _bench_common import best_time, peak_rss_mb
+    from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_generator, set_precision
+    from hdr_gan_tf.inference import merge_exposures
+    from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
+
+    set_precision(args.precision)
+    generator = build_generator(DEFAULT_ARCHITECTURE)
+    load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
+    rng = np.random.default_rng(0)
+    base = rng.random((args.height // 4, args.width // 4, 3)).astype(np.float32)
+    import cv2
+    scene = cv2.resize(base, (args.width, args.height), interpolation=cv2.INTER_CUBIC)
+    ldrs = np.clip(np.stack([scene * 0.25, scene, scene * 4]), 0, 1).astype(np.float32)
+    ev = np.array([-2, 0, 2], np.float32)
+    baseline = peak_rss_mb()
+    result = {}
+
+    def run():
+        result["out"] = merge_exposures(generator, ldrs, ev, tile=args.tile, overlap=args.overlap)
+
+    seconds = best_time(run, repeats=args.repeats, warmup=1)
+    np.save(args.save, result["out"][-1])
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_rss_mb(), "baseline_mb": baseline}))
+
+
+def measure(height, width, precision, tile, repeats, save):
+    cmd = [sys.executable, __file__, "--child", f"--height={height}", f"--width={width}",
+           f"--precision={precision}", f"--tile={tile}", f"--repeats={repeats}", f"--save={save}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", action="store_true")
+    parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--width", type=int, default=1500)
+    parser.add_argument("--precision", default="float32")
+    parser.add_argument("--tile", type=int, default=0)
+    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--save", default=os.devnull + ".npy")
+    parser.add_argument("--skip_24mp", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    sys.path.insert(0, str(REPO / "experiments"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+
+    from _bench_common import convolution_rate
+
+    conv_rates = {p: convolution_rate(dtype=d) for p, d in
+                  (("float32", "float32"), ("bfloat16", "bfloat16"))}
+    print(f"Large 3x3 convolution rate on this machine: float32 {conv_rates['float32']:.0f} "
+          f"GFLOP/s, bfloat16 {conv_rates['bfloat16']:.0f} GFLOP/s")
+    tmp = Path(tempfile.mkdtemp())
+    rows = [("1500x1000 whole", 1000, 1500, 0, 2), ("1500x1000 tiled 512", 1000, 1500, 512, 2)]
+    if not args.skip_24mp:
+        rows.append(("6000x4000 (24 MP) tiled 512", 4000, 6000, 512, 1))
+    outputs = {}
+    print(f"{'configuration':32} {'precision':9} {'seconds':>8} {'peak MB':>8} "
+          f"{'GFLOP/s':>8} {'of conv rate':>12}")
+    for name, h, w, tile, repeats in rows:
+        for precision in ("float32", "bfloat16"):
+            save = tmp / f"{h}_{tile}_{precision}.npy"
+            r = measure(h, w, precision, tile, repeats, save)
+            outputs[(h, tile, precision)] = save
+            rate = GFLOP_PER_PIXEL * h * w / r["seconds"]
+            print(f"{name:32} {precision:9} {r['seconds']:8.2f} {r['peak_mb']:8.0f} "
+                  f"{rate:8.0f} {100 * rate / conv_rates[precision]:11.0f}%", flush=True)
+    fp32 = (np.load(outputs[(1000, 0, "float32")]) + 1) / 2
+    bf16 = (np.load(outputs[(1000, 0, "bfloat16")]) + 1) / 2
+    tiled = (np.load(outputs[(1000, 512, "float32")]) + 1) / 2
+    psnr = lambda a, b: 10 * np.log10(1 / np.mean((a - b) ** 2))  # noqa: E731
+    print(f"PSNR-mu of bfloat16 vs float32 output (1500x1000): {psnr(fp32, bf16):.1f} dB")
+    print(f"PSNR-mu of tiled vs whole-image output (float32):   {psnr(fp32, tiled):.1f} dB")
+
+
+if __name__ == "__main__":
+    main()
