@@ -28,6 +28,8 @@ flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and pan
 flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
 flags.DEFINE_list("center_crop", [], "Evaluate on a centre crop H,W (e.g. 960,1440).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute precision.")
+flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
+                  "compilation per image or tile size).")
 flags.DEFINE_integer("tile", 0, "Process in tiles of this side (0: whole image).")
 flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels.")
 flags.DEFINE_bool("overwrite", False, "Write into an existing output dir.")
@@ -116,7 +118,8 @@ def main(argv):
     else:
         generator, config, prefix = restore_generator(FLAGS.checkpoint, FLAGS.precision)
         branches = branch_names(generator.scales)
-        merge = generator_merger(generator, branches, config.get("mu", 5000.0))
+        merge = generator_merger(generator, branches, config.get("mu", 5000.0),
+                                 FLAGS.jit_compile)
         say(f"Evaluating {prefix} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     rows = evaluate(merge, scenes, branches, FLAGS.output_dir, crop, FLAGS.tile, FLAGS.overlap)
     say(format_table(rows, branches))

@@ -36,6 +36,8 @@ flags.DEFINE_string("output_dir", None, "Batch mode: where <scene>.hdr and <scen
 flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole).")
 flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels (blended).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute precision.")
+flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
+                  "compilation per image or tile size).")
 flags.DEFINE_bool("overwrite", False, "Replace existing outputs.")
 
 _EXIF_IFD = 0x8769
@@ -174,7 +176,8 @@ def main(argv):
         photos, _, _, given, exposure_file = jobs[0]
         first = load_bracket(photos, given, exposure_file)
     generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
-    merge = generator_merger(generator, branch_names(generator.scales), config.get("mu", 5000.0))
+    merge = generator_merger(generator, branch_names(generator.scales), config.get("mu", 5000.0),
+                             FLAGS.jit_compile)
     failures = []
     for photos, output, preview, given, exposure_file in jobs:
         try:

@@ -5,15 +5,12 @@ up to that and cropped back. Large images can be processed in overlapping tiles 
 blended with linear ramps across the overlaps, so memory stays bounded by the tile size.
 """
 
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
 from hdr_gan_tf.imaging import MU, network_inputs, output_to_hdr
-
-
-def padding_for(height, width, multiple):
-    """`(pad_bottom, pad_right)` that make both sides multiples of `multiple`."""
-    return (-height) % multiple, (-width) % multiple
 
 
 def pad_reflect(x, multiple):
@@ -23,9 +20,20 @@ def pad_reflect(x, multiple):
     or more, the least a dilated merging convolution can reflect-pad.
     Returns the padded tensor and the original `(H, W)`.
     """
+    smallest = 3 * multiple
+    if x.shape[1] is not None and x.shape[2] is not None:
+        # Static sizes (e.g. under XLA): plain pads, in rounds no larger than the image.
+        h, w = x.shape[1], x.shape[2]
+        if min(h, w) < 2:
+            raise ValueError(f"images must be at least 2 pixels on each side, got {h}x{w}")
+        ph, pw = max((-h) % multiple, smallest - h), max((-w) % multiple, smallest - w)
+        while ph or pw:
+            sh, sw = min(ph, x.shape[1] - 1), min(pw, x.shape[2] - 1)
+            x = tf.pad(x, [[0, 0], [0, sh], [0, sw], [0, 0]], mode="REFLECT")
+            ph, pw = ph - sh, pw - sw
+        return x, (h, w)
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
-    smallest = 3 * multiple
     ph = tf.maximum((-h) % multiple, smallest - h)
     pw = tf.maximum((-w) % multiple, smallest - w)
     tf.debugging.assert_greater_equal(tf.minimum(h, w), 2,
@@ -43,6 +51,30 @@ def pad_reflect(x, multiple):
         shape_invariants=[tf.TensorShape([None, None, None, x.shape[-1]]), tf.TensorShape([]),
                           tf.TensorShape([])])
     return padded, (h, w)
+
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def compiled_runner(generator, mu=MU, jit_compile=False):
+    """`run_generator` for this generator as one graph (built once, any image size).
+
+    Eager execution keeps every intermediate alive until Python drops it and runs each op
+    alone; as a graph the same computation is about 1.7x faster and needs a third less memory
+    on a CPU. `jit_compile=True` compiles it with XLA (faster again on CPUs here, one
+    compilation per input size).
+    """
+    key = (float(mu), bool(jit_compile))
+    runners = _COMPILED.setdefault(generator, {})
+    if key not in runners:
+        spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+        # XLA needs static shapes: it traces once per size; the plain graph takes any size.
+        signature = None if jit_compile else [spec, spec, spec,
+                                              tf.TensorSpec([None, 3], tf.float32)]
+        runners[key] = tf.function(
+            lambda s, m, l, ev: run_generator(generator, (s, m, l), ev, mu),
+            input_signature=signature, jit_compile=jit_compile)
+    return runners[key]
 
 
 def run_generator(generator, ldrs, exposure_bias, mu=MU):
@@ -84,7 +116,8 @@ def _ramp(length, start, size, overlap):
     return w
 
 
-def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, progress=None):
+def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, progress=None,
+                    jit_compile=False):
     """Merges one set of three LDRs into HDR, whole or in tiles.
 
     Args:
@@ -92,6 +125,7 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
       exposure_bias: `[3]` EVs.
       tile: tile side in pixels (rounded up to the generator's multiple); 0 = whole image.
       overlap: overlap between neighbouring tiles in pixels.
+      jit_compile: compile with XLA (see `compiled_runner`).
 
     Returns:
       list over branches (auxiliary first, main last) of `[H, W, 3]` float32 tanh outputs.
@@ -99,8 +133,9 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
     ldrs = np.asarray(ldrs, np.float32)
     ev = np.asarray(exposure_bias, np.float32)[None]
     height, width = ldrs.shape[1:3]
+    run = compiled_runner(generator, mu, jit_compile)
     if not tile or (height <= tile and width <= tile):
-        outputs = run_generator(generator, [ldrs[i][None] for i in range(3)], ev, mu)
+        outputs = run(*[tf.constant(ldrs[i][None]) for i in range(3)], tf.constant(ev))
         return [y[0].numpy() for y in outputs]
     multiple = 2 ** (generator.scales - 1)
     tile = -(-tile // multiple) * multiple
@@ -111,7 +146,7 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
               for x in _tile_starts(width, tile_w, overlap)]
     for n, (y, x) in enumerate(starts, start=1):
         window = ldrs[:, y:y + tile_h, x:x + tile_w]
-        outputs = run_generator(generator, [window[i][None] for i in range(3)], ev, mu)
+        outputs = run(*[tf.constant(window[i][None]) for i in range(3)], tf.constant(ev))
         w = (_ramp(tile_h, y, height, overlap)[:, None] * _ramp(tile_w, x, width, overlap)[None])
         w = w[..., None]
         if accum is None:
@@ -173,10 +208,11 @@ def saved_model_merger(path):
     return merge
 
 
-def generator_merger(generator, branches, mu=MU):
+def generator_merger(generator, branches, mu=MU, jit_compile=False):
     """The same `merge` function for a Keras generator (supports `tile` and `overlap`)."""
     def merge(ldrs, exposure_bias, tile=0, overlap=32, progress=None):
-        outputs = merge_exposures(generator, ldrs, exposure_bias, tile, overlap, mu, progress)
+        outputs = merge_exposures(generator, ldrs, exposure_bias, tile, overlap, mu, progress,
+                                  jit_compile)
         return {b: hdr for b, (hdr, _) in zip(branches, outputs_to_hdr(outputs, mu))}
 
     return merge
