@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,9 +39,10 @@ def test_spectral_norm_wraps_only_requested_convolutions():
 
 
 def test_spectral_norm_training_pass_makes_the_largest_singular_value_one():
+    keras.utils.set_random_seed(0)
     layer = ReflectConv2D(8, 3)
     x = _x((1, 8, 8, 8))
-    for _ in range(30):  # power iterations converge over passes
+    for _ in range(100):  # one power iteration per pass; they converge over passes
         layer(x, training=True)
     w = layer.conv2d.kernel.numpy().reshape(-1, 8)
     assert abs(np.linalg.svd(w, compute_uv=False)[0] - 1.0) < 1e-3
