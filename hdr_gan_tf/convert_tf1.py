@@ -8,8 +8,6 @@ networks at step 0, which hdr-gan-evaluate / -infer / -export take as `--checkpo
 hdr-gan-train takes as `--logdir` to fine-tune (fresh optimizer state).
 """
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from absl import app, flags
@@ -28,6 +26,7 @@ def convert(tf1_checkpoint, output_dir, overwrite=False):
     import tensorflow as tf
 
     from hdr_gan_tf import config as config_lib
+    from hdr_gan_tf.image_io import atomic_directory
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
     output_dir = Path(output_dir)
@@ -37,19 +36,11 @@ def convert(tf1_checkpoint, output_dir, overwrite=False):
     generator = config_lib.build_generator(config)
     discriminator = config_lib.build_discriminator(config)
     load_tf1_weights(tf1_checkpoint, generator, discriminator)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir, replace=overwrite) as tmp:
         config_lib.write_config(tmp, config)
         step = tf.Variable(0, dtype=tf.int64, name="step")
         ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, step=step)
         tf.train.CheckpointManager(ckpt, str(tmp), max_to_keep=1, checkpoint_name="ckpt").save(0)
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return tf.train.latest_checkpoint(str(output_dir))
 
 

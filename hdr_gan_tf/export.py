@@ -8,8 +8,6 @@ The `serving_default` signature takes `ldr_short`, `ldr_mid`, `ldr_long` (float3
 `hdr` (linear), `tonemapped` (μ-law) and `hdr_aux` (see `hdr_gan_tf.inference.ServingModule`).
 """
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from absl import app, flags
@@ -29,7 +27,7 @@ def export(checkpoint, output_dir, precision="float32", keras_file=None, overwri
     import tensorflow as tf
 
     from hdr_gan_tf.config import restore_generator
-    from hdr_gan_tf.image_io import atomic_output
+    from hdr_gan_tf.image_io import atomic_directory, atomic_output
     from hdr_gan_tf.inference import ServingModule
 
     output_dir = Path(output_dir)
@@ -40,16 +38,8 @@ def export(checkpoint, output_dir, precision="float32", keras_file=None, overwri
         check_output_free(keras_file, overwrite)
     generator, config, prefix = restore_generator(checkpoint, precision)
     module = ServingModule(generator, config.get("mu", 5000.0))
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir, replace=overwrite) as tmp:
         tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        tmp.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if keras_file:
         with atomic_output(keras_file) as path:
             generator.save(str(path))

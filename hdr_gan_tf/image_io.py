@@ -7,6 +7,7 @@ partial file or damages an earlier one.
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,6 +39,27 @@ def atomic_output(path):
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path, replace=False):
+    """Yields a temporary folder beside `path`; renames it onto `path` when the block succeeds.
+
+    An existing `path` is removed first only if `replace`; a failed block leaves nothing behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            if not replace and any(path.iterdir()):
+                raise FileExistsError(f"{path}: exists and is not empty")
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

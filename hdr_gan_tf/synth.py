@@ -11,15 +11,13 @@ Radiance is relative to the shortest exposure (time 1): the short LDR is `H ** (
 brightest value (the sun) is 1 and the long exposure clips everything above `1 / t_long`.
 """
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from hdr_gan_tf.data import EXPOSURE_FILE, GROUND_TRUTH, TEST_SPLIT, TRAIN_SPLIT
-from hdr_gan_tf.image_io import write_hdr, write_ldr, write_text
+from hdr_gan_tf.image_io import atomic_directory, write_hdr, write_ldr, write_text
 from hdr_gan_tf.imaging import GAMMA
 
 # Darkest and brightest radiance of a scene: log2(1 / 1.2e-4) = 13 stops.
@@ -180,9 +178,7 @@ def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
         raise FileExistsError(f"{output_dir}: exists and is not empty; choose a new folder")
     if min(height, width) < 32 or height % 2 or width % 2:
         raise ValueError(f"height and width must be even and at least 32, got {height}x{width}")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with atomic_directory(output_dir) as tmp:
         rng = np.random.default_rng(seed)
         index = 1
         jobs = [(TRAIN_SPLIT, n) for n in range(num_train)] + [(TEST_SPLIT, n)
@@ -195,10 +191,4 @@ def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
             index += 3
             if progress:
                 progress(count, len(jobs))
-        if output_dir.exists():
-            output_dir.rmdir()
-        tmp.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return output_dir
