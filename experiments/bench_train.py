@@ -2,11 +2,15 @@
 the FLOP rate next to this machine's large-convolution rate, the same with XLA and with
 bfloat16, and the data pipeline's patch rate next to what training consumes.
 
-    python experiments/bench_train.py [--steps=5]
+    python experiments/bench_train.py [--steps=5] [--bfloat16]
 
 One iteration is about 550 GFLOP (generator forward + backward on the G batch, generator forward
 on the D batch, discriminator on real and both branches). Each configuration runs in its own
 process. Data: the built-in procedural set.
+
+It also prints the rates of TensorFlow's three convolution passes at training size: about 3/4
+of an iteration's work is the forward pass (G on both batches, D) and the input gradient, 1/4
+the kernel gradient, so those rates bound what a training step can reach.
 """
 
 import argparse
@@ -70,22 +74,30 @@ def main():
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--precision", default="none")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also time mixed bfloat16 (slow on CPUs without native bfloat16)")
     args = parser.parse_args()
     if args.child:
         return child(args)
-    sys.path.insert(0, str(REPO / "experiments"))
+    sys.path[:0] = [str(REPO), str(REPO / "experiments")]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from _bench_common import convolution_rate
+    import hdr_gan_tf  # noqa: F401  (the package's allocator setting, as training has it)
+    from _bench_common import convolution_rate, training_convolution_rates
 
     conv = {"none": convolution_rate(dtype="float32"),
             "bfloat16": convolution_rate(dtype="bfloat16")}
     print(f"Large 3x3 convolution rate on this machine: float32 {conv['none']:.0f} GFLOP/s, "
           f"bfloat16 {conv['bfloat16']:.0f} GFLOP/s")
+    passes = training_convolution_rates()
+    print("3x3 convolution passes at 2x256x256x64, GFLOP/s: " + ", ".join(
+        f"{name} {rate:.0f} ({100 * rate / conv['none']:.0f}%)" for name, rate in passes.items()))
     pipeline = run_child("--what=pipeline")["patches_per_s"]
     print(f"{'configuration':24} {'s/iteration':>11} {'GFLOP/s':>8} {'of conv rate':>12} "
           f"{'patches/s used':>14}")
-    for name, flags, precision in (("float32", [], "none"), ("float32 + XLA", ["--jit"], "none"),
-                                   ("mixed bfloat16", ["--precision=bfloat16"], "bfloat16")):
+    configurations = [("float32", [], "none"), ("float32 + XLA", ["--jit"], "none")]
+    if args.bfloat16:
+        configurations.append(("mixed bfloat16", ["--precision=bfloat16"], "bfloat16"))
+    for name, flags, precision in configurations:
         seconds = run_child(f"--steps={args.steps}", *flags)["seconds"]
         rate = GFLOP_PER_ITERATION / seconds
         # Each iteration takes two batches of 2 patches (G batch and a fresh D batch).

@@ -8,7 +8,6 @@ auxiliary `d10` and the main `d20`.
 """
 
 import keras
-from keras import ops
 
 from hdr_gan_tf.layers import MergingBlock, ReflectConv2D, ResidualUnit, UpSample, track_layers
 
@@ -138,13 +137,14 @@ class Generator(keras.Model):
             if self.merging_blocks:
                 rows[(0, j)] = merger(per_exposure, training=training)
             else:
-                rows[(0, j)] = merger(ops.concatenate(per_exposure, axis=-1), training=training)
+                rows[(0, j)] = merger(per_exposure, training=training)
         outputs = []
         for k in range(1, self.scales):
             for j in range(self.scales - k):
                 up = self.up(k - 1, j + 1)(rows[(k - 1, j + 1)], training=training)
                 earlier = [rows[(r, j)] for r in range(1, k)]
-                x = ops.concatenate([up, rows[(0, j)], ref[j]] + earlier, axis=-1)
+                # The node reads the channel concatenation of these (never built as one map).
+                x = [up, rows[(0, j)], ref[j]] + earlier
                 rows[(k, j)] = self.node(k, j)(x, training=training)  # [B, H/2^j, W/2^j, c_j]
             outputs.append(self.heads[k - 1](rows[(k, 0)], training=training))  # [B, H, W, 3]
         return outputs

@@ -88,17 +88,24 @@ def exposures_for(paths, given=None, exposure_file=None):
 
 
 def load_bracket(paths, given=None, exposure_file=None):
-    """Reads three photos, sorts them by exposure; returns `(ldrs [3, H, W, 3], ev [3])`."""
+    """Reads three photos, sorts them by exposure; returns `(ldrs [3, H, W, 3], ev [3])`.
+
+    The photos stay 8- or 16-bit (uint8 / uint16; float32 in [0, 1] if their depths differ) so
+    that a large bracket is not held as float32; the merge converts it tile by tile.
+    """
     import numpy as np
 
-    from hdr_gan_tf.image_io import read_ldr
+    from hdr_gan_tf.image_io import read_ldr_raw
     from hdr_gan_tf.imaging import parse_exposure_bias
 
     paths = [str(p) for p in paths]
     if len(paths) != 3:
         raise ValueError(f"HDR-GAN merges exactly 3 photos, got {len(paths)}: {', '.join(paths)}")
     ev = exposures_for(paths, given, exposure_file)
-    images = [read_ldr(p) for p in paths]
+    raw = [read_ldr_raw(p) for p in paths]
+    images = [image for image, _ in raw]
+    if len({image.dtype for image in images}) > 1:
+        images = [image.astype(np.float32) / np.float32(peak) for image, peak in raw]
     sizes = {p: im.shape[:2] for p, im in zip(paths, images)}
     if len(set(sizes.values())) != 1:
         raise ValueError("photos differ in size: " + ", ".join(
@@ -119,7 +126,7 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     say(f"Merging {ldrs.shape[2]}x{ldrs.shape[1]} photos at EV {ev.tolist()}"
         + (f" in {tile}-pixel tiles" if tile else ""))
     outputs = merge(ldrs, ev, tile=tile, overlap=overlap,
-                    progress=lambda i, n: say(f"  tile {i}/{n}"))
+                    progress=lambda i, n: say(f"  tile {i}/{n}"), wanted=["main"])
     hdr = outputs["main"]
     write_hdr(output, hdr)
     if exr:

@@ -116,56 +116,86 @@ def _ramp(length, start, size, overlap):
     return w
 
 
+def _as_unit_float(window):
+    """An LDR window as float32 in [0, 1]: floats as they are, 8-/16-bit integers scaled."""
+    if window.dtype == np.uint8:
+        return window.astype(np.float32) / np.float32(255)
+    if window.dtype == np.uint16:
+        return window.astype(np.float32) / np.float32(65535)
+    return window.astype(np.float32, copy=False)
+
+
 def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, progress=None,
-                    jit_compile=False):
+                    jit_compile=False, branches=None):
     """Merges one set of three LDRs into HDR, whole or in tiles.
 
+    Memory for a tiled merge is the tile's working set plus the image-sized arrays: the inputs as
+    given (pass 8- or 16-bit photos as uint8 / uint16: they are converted tile by tile) and one
+    float32 `[H, W, 3]` per returned branch. Tiles overlap by `overlap` pixels and are blended
+    with linear ramps; the blending weights are separable, so they take `H + W` floats.
+
     Args:
-      ldrs: `[3, H, W, 3]` float32 in [0, 1] (short, reference, long).
+      ldrs: `[3, H, W, 3]` (short, reference, long), float in [0, 1], or uint8 / uint16.
       exposure_bias: `[3]` EVs.
       tile: tile side in pixels (rounded up to the generator's multiple); 0 = whole image.
       overlap: overlap between neighbouring tiles in pixels.
       jit_compile: compile with XLA (see `compiled_runner`).
+      branches: indices of the branches to return (default: all).
 
     Returns:
-      list over branches (auxiliary first, main last) of `[H, W, 3]` float32 tanh outputs.
+      list over `branches` (default: auxiliary first, main last) of `[H, W, 3]` float32 tanh
+      outputs.
     """
-    ldrs = np.asarray(ldrs, np.float32)
-    ev = np.asarray(exposure_bias, np.float32)[None]
+    ldrs = np.asarray(ldrs)
+    ev = tf.constant(np.asarray(exposure_bias, np.float32)[None])
     height, width = ldrs.shape[1:3]
     run = compiled_runner(generator, mu, jit_compile)
+    keep = list(range(generator.scales - 1)) if branches is None else list(branches)
+
+    def run_window(window):
+        window = _as_unit_float(window)
+        outputs = run(*[tf.constant(window[i][None]) for i in range(3)], ev)
+        return [outputs[b][0].numpy() for b in keep]
+
     if not tile or (height <= tile and width <= tile):
-        outputs = run(*[tf.constant(ldrs[i][None]) for i in range(3)], tf.constant(ev))
-        return [y[0].numpy() for y in outputs]
+        return run_window(ldrs)
     multiple = 2 ** (generator.scales - 1)
     tile = -(-tile // multiple) * multiple
     overlap = min(overlap, tile // 2)
     tile_h, tile_w = min(tile, height), min(tile, width)
-    accum, weight = None, np.zeros((height, width, 1), np.float32)
-    starts = [(y, x) for y in _tile_starts(height, tile_h, overlap)
-              for x in _tile_starts(width, tile_w, overlap)]
-    for n, (y, x) in enumerate(starts, start=1):
-        window = ldrs[:, y:y + tile_h, x:x + tile_w]
-        outputs = run(*[tf.constant(window[i][None]) for i in range(3)], tf.constant(ev))
-        w = (_ramp(tile_h, y, height, overlap)[:, None] * _ramp(tile_w, x, width, overlap)[None])
-        w = w[..., None]
-        if accum is None:
-            accum = [np.zeros((height, width, 3), np.float32) for _ in outputs]
+    rows, cols = _tile_starts(height, tile_h, overlap), _tile_starts(width, tile_w, overlap)
+    # The weight of pixel (y, x) summed over the tile grid is (sum of row ramps)(y) times
+    # (sum of column ramps)(x).
+    row_weight, col_weight = np.zeros(height, np.float32), np.zeros(width, np.float32)
+    for y in rows:
+        row_weight[y:y + tile_h] += _ramp(tile_h, y, height, overlap)
+    for x in cols:
+        col_weight[x:x + tile_w] += _ramp(tile_w, x, width, overlap)
+    accum = [np.zeros((height, width, 3), np.float32) for _ in keep]
+    for n, (y, x) in enumerate([(y, x) for y in rows for x in cols], start=1):
+        outputs = run_window(ldrs[:, y:y + tile_h, x:x + tile_w])
+        w = (_ramp(tile_h, y, height, overlap)[:, None, None]
+             * _ramp(tile_w, x, width, overlap)[None, :, None])
         for acc, out in zip(accum, outputs):
-            acc[y:y + tile_h, x:x + tile_w] += out[0].numpy() * w
-        weight[y:y + tile_h, x:x + tile_w] += w
+            acc[y:y + tile_h, x:x + tile_w] += out * w
         if progress:
-            progress(n, len(starts))
-    return [acc / weight for acc in accum]
+            progress(n, len(rows) * len(cols))
+    for acc in accum:
+        acc /= row_weight[:, None, None]
+        acc /= col_weight[None, :, None]
+    return accum
 
 
-def outputs_to_hdr(outputs, mu=MU):
-    """Branch outputs -> list of `(linear HDR, μ-law tonemapped)` NumPy pairs in [0, 1]."""
-    pairs = []
+def outputs_to_linear(outputs, mu=MU):
+    """Branch outputs (NumPy, tanh scale) -> linear HDR in [0, 1], converted in place."""
     for y in outputs:
-        hdr, tonemapped = output_to_hdr(y, mu)
-        pairs.append((hdr.numpy(), tonemapped.numpy()))
-    return pairs
+        y += 1
+        y *= 0.5
+        np.clip(y, 0, 1, out=y)
+        y *= np.float32(np.log1p(mu))
+        np.expm1(y, out=y)
+        y /= np.float32(mu)
+    return outputs
 
 
 class ServingModule(tf.Module):
@@ -200,7 +230,7 @@ def saved_model_merger(path):
     serve = loaded.signatures["serving_default"]
 
     def merge(ldrs, exposure_bias, **_):
-        ldrs = tf.constant(np.asarray(ldrs, np.float32))
+        ldrs = tf.constant(_as_unit_float(np.asarray(ldrs)))
         out = serve(ldr_short=ldrs[0:1], ldr_mid=ldrs[1:2], ldr_long=ldrs[2:3],
                     exposure_bias=tf.constant(np.asarray(exposure_bias, np.float32)[None]))
         return {"aux1": out["hdr_aux"][0].numpy(), "main": out["hdr"][0].numpy()}
@@ -209,10 +239,14 @@ def saved_model_merger(path):
 
 
 def generator_merger(generator, branches, mu=MU, jit_compile=False):
-    """The same `merge` function for a Keras generator (supports `tile` and `overlap`)."""
-    def merge(ldrs, exposure_bias, tile=0, overlap=32, progress=None):
+    """The same `merge` function for a Keras generator (supports `tile` and `overlap`).
+
+    `merge(..., wanted=names)` computes only the named branches (all by default).
+    """
+    def merge(ldrs, exposure_bias, tile=0, overlap=32, progress=None, wanted=None):
+        names = list(branches) if wanted is None else list(wanted)
         outputs = merge_exposures(generator, ldrs, exposure_bias, tile, overlap, mu, progress,
-                                  jit_compile)
-        return {b: hdr for b, (hdr, _) in zip(branches, outputs_to_hdr(outputs, mu))}
+                                  jit_compile, [branches.index(n) for n in names])
+        return dict(zip(names, outputs_to_linear(outputs, mu)))
 
     return merge

@@ -24,7 +24,7 @@ from hdr_gan_tf.config import branch_names, build_discriminator, build_generator
 from hdr_gan_tf.display import comparison_panel
 from hdr_gan_tf.image_io import write_ldr, write_text
 from hdr_gan_tf.imaging import mu_law, to_signed, to_unit
-from hdr_gan_tf.inference import merge_exposures, outputs_to_hdr
+from hdr_gan_tf.inference import merge_exposures, outputs_to_linear
 from hdr_gan_tf.losses import mu_law_l1, sphere_distance, sphere_generator_loss
 from hdr_gan_tf.metrics import mu_law_np, psnr
 
@@ -268,7 +268,7 @@ class Trainer:
         for n, (name, ldrs, ev, hdr_gt) in enumerate(data_lib.iterate_scenes(scenes)):
             outputs = merge_exposures(self.generator, ldrs, ev, mu=self.config["mu"])
             gt = mu_law_np(hdr_gt, self.config["mu"])
-            hdrs = [hdr for hdr, _ in outputs_to_hdr(outputs, self.config["mu"])]
+            hdrs = outputs_to_linear(outputs, self.config["mu"])
             for k, hdr in enumerate(hdrs):
                 totals[k] += psnr(mu_law_np(hdr, self.config["mu"]), gt)
             if n == 0 and panel_path is not None:

@@ -58,6 +58,22 @@ def test_tiled_inference_agrees_with_whole_image_inference(generator, tiny_data)
         assert psnr((a + 1) / 2, (b + 1) / 2) >= 50
 
 
+def test_16_bit_photos_merge_like_their_float_values_and_branches_can_be_picked(generator,
+                                                                               tiny_data):
+    scene = data.open_split(tiny_data, data.TEST_SPLIT)[0]
+    ldrs16 = (np.random.default_rng(0).random((3, 40, 72, 3)) * 65535).astype(np.uint16)
+    as_float = ldrs16.astype(np.float32) / 65535
+    tiled16 = merge_exposures(generator, ldrs16, scene.exposure_bias, tile=32, overlap=16,
+                              branches=[1])
+    tiled = merge_exposures(generator, as_float, scene.exposure_bias, tile=32, overlap=16)
+    assert len(tiled16) == 1 and len(tiled) == 2
+    np.testing.assert_allclose(tiled16[0], tiled[1], atol=1e-5)
+    whole8 = merge_exposures(generator, (as_float * 255).round().astype(np.uint8),
+                             scene.exposure_bias, branches=[-1])[0]
+    whole = merge_exposures(generator, (as_float * 255).round() / 255, scene.exposure_bias)[-1]
+    np.testing.assert_allclose(whole8, whole, atol=1e-5)
+
+
 def test_saved_model_in_a_fresh_process_matches_the_python_model(generator, golden, tmp_path):
     module = ServingModule(generator)
     tf.saved_model.save(module, str(tmp_path / "model"),

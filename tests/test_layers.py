@@ -1,10 +1,13 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from hdr_gan_tf import layers
 from hdr_gan_tf.layers import (MergingBlock, ReflectConv2D, ResidualUnit, UpSample,
-                               reflect_padding)
+                               reflect_conv2d, reflect_padding)
 from tests.helpers import assert_layer_round_trip
 
 
@@ -15,6 +18,75 @@ def _x(shape, seed=0):
 @pytest.mark.parametrize("k, d, expected", [(3, 1, 1), (3, 2, 2), (1, 1, 0), (4, 1, 1)])
 def test_reflect_padding_amount(k, d, expected):
     assert reflect_padding(k, d) == expected
+
+
+def _padded_then_valid(x, kernel, strides, dilation, padding):
+    padded = tf.pad(x, [[0, 0], [padding] * 2, [padding] * 2, [0, 0]], mode="REFLECT")
+    return tf.nn.convolution(padded, kernel, strides=strides, padding="VALID",
+                             dilations=dilation)
+
+
+CONV_CASES = [(3, 1, 1, 1), (3, 1, 2, 2), (3, 2, 1, 1), (4, 1, 1, 1), (3, 1, 1, 2), (1, 1, 1, 0)]
+
+
+@pytest.fixture
+def strips_at_any_size(monkeypatch):
+    """The border-strip path also for the tests' small maps."""
+    monkeypatch.setattr(layers, "STRIPS_FROM_PIXELS", 0)
+
+
+@pytest.mark.parametrize("differentiable", [True, False])
+@pytest.mark.parametrize("k, stride, dilation, pad", CONV_CASES)
+@pytest.mark.parametrize("size", [(3, 5), (7, 6), (9, 12)])
+def test_reflect_conv2d_equals_padded_copy(k, stride, dilation, pad, size, differentiable,
+                                           strips_at_any_size):
+    x = _x((2,) + size + (3,), seed=1)
+    kernel = _x((k, k, 3, 4), seed=2)
+    expected = _padded_then_valid(x, kernel, stride, dilation, pad)
+    got = reflect_conv2d(x, kernel, stride, dilation, pad, differentiable=differentiable)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=2e-5)
+
+
+@pytest.mark.parametrize("differentiable", [True, False])
+@pytest.mark.parametrize("k, stride, dilation, pad", CONV_CASES[:4])
+def test_reflect_conv2d_gradients_and_unknown_shapes(k, stride, dilation, pad, differentiable,
+                                                     strips_at_any_size):
+    x = _x((2, 9, 10, 3), seed=3)
+    kernel = _x((k, k, 3, 4), seed=4)
+    weights = _x(tuple(_padded_then_valid(x, kernel, stride, dilation, pad).shape), seed=5)
+
+    def grads(conv):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            loss = tf.reduce_sum(conv(x, kernel, stride, dilation, pad) * weights)
+        return tape.gradient(loss, [x, kernel])
+
+    ours = functools.partial(reflect_conv2d, differentiable=differentiable)
+    for got, expected in zip(grads(ours), grads(_padded_then_valid)):
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
+    # Any size through one graph, and under XLA.
+    spec = tf.TensorSpec([None, None, None, 3])
+    graph = tf.function(lambda t: ours(t, kernel, stride, dilation, pad), [spec])
+    xla = tf.function(lambda t: ours(t, kernel, stride, dilation, pad), jit_compile=True)
+    for size in [(5, 7), (9, 10)]:
+        t = _x((1,) + size + (3,), seed=6)
+        expected = _padded_then_valid(t, kernel, stride, dilation, pad).numpy()
+        np.testing.assert_allclose(graph(t).numpy(), expected, atol=2e-5)
+        np.testing.assert_allclose(xla(t).numpy(), expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("differentiable", [True, False])
+def test_reflect_conv2d_of_a_list_is_the_conv_of_its_concatenation(differentiable,
+                                                                   strips_at_any_size):
+    parts = [_x((1, 7, 9, c), seed=c) for c in (2, 3, 4)]
+    kernel = _x((3, 3, 9, 5), seed=11)
+    expected = _padded_then_valid(tf.concat(parts, -1), kernel, 1, 2, 2)
+    got = reflect_conv2d(parts, kernel, 1, 2, 2, differentiable=differentiable)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=2e-5)
+    layer = ReflectConv2D(5, 3)
+    assert layer(parts).shape == (1, 7, 9, 5)
+    assert layer.conv2d.kernel.shape == (3, 3, 9, 5)
 
 
 def test_reflect_conv_equals_explicit_reflect_pad_then_valid_conv():
@@ -71,21 +143,34 @@ def test_residual_unit_identity_shortcut_adds_the_input():
     np.testing.assert_allclose(unit(x).numpy(), x.numpy(), atol=1e-6)
 
 
-def test_upsample_is_tf1_align_corners_nearest_neighbour(tmp_path):
-    """For an exact x2, TF1's resize_nearest_neighbor(align_corners=True) picks the same pixels
-    as plain duplication (UpSampling2D 'nearest'), for odd and even sizes."""
-    for h, w in [(2, 2), (3, 5), (8, 12), (31, 47)]:
-        x = _x((1, h, w, 3), seed=h)
-        tf1 = tf.raw_ops.ResizeNearestNeighbor(images=x, size=[2 * h, 2 * w],
-                                               align_corners=True, half_pixel_centers=False)
-        dup = tf.keras.layers.UpSampling2D(2, interpolation="nearest")(x) if hasattr(
-            tf, "keras") else None
-        ours = UpSample(3).resize(x)
-        np.testing.assert_array_equal(tf1.numpy(), ours.numpy())
-        if dup is not None:
-            np.testing.assert_array_equal(ours.numpy(), dup.numpy())
-        np.testing.assert_array_equal(ours.numpy(), np.repeat(np.repeat(x.numpy(), 2, 1), 2, 2))
+def test_upsample_equals_tf1_nearest_resize_then_reflect_conv(tmp_path):
+    """UP(c) in TF1 terms: resize_nearest_neighbor(align_corners=True) to exactly x2 (plain
+    duplication), reflect pad 1, VALID 3x3 convolution, ReLU; values and gradients, odd and
+    even sizes."""
     up = UpSample(4)
+    up(_x((1, 4, 4, 3)))
+    conv = up.conv.conv2d
+    conv.bias.assign(_x((4,), seed=9) * 0.1)
+
+    def reference(x):
+        h, w = x.shape[1], x.shape[2]
+        big = tf.raw_ops.ResizeNearestNeighbor(images=x, size=[2 * h, 2 * w],
+                                               align_corners=True, half_pixel_centers=False)
+        padded = tf.pad(big, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+        return tf.nn.relu(tf.nn.conv2d(padded, conv.kernel, 1, "VALID") + conv.bias)
+
+    for h, w in [(2, 2), (3, 5), (8, 12), (31, 47)]:
+        x = _x((2, h, w, 3), seed=h)
+        weights = _x((2, 2 * h, 2 * w, 4), seed=w)
+        results = []
+        for fn in (up, reference):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = fn(x)
+                loss = tf.reduce_sum(y * weights)
+            results.append([y] + tape.gradient(loss, [x, conv.kernel]))
+        for got, expected in zip(*results):
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
     y = assert_layer_round_trip(up, _x((1, 5, 6, 3)), tmp_path)
     assert y.shape == (1, 10, 12, 4)
     assert up.conv.spectral_norm is False
