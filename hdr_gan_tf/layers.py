@@ -38,11 +38,10 @@ def _reflect_index(index, size, symmetric=False):
     Reflect: `-1 -> 1`, `size -> size - 2`; symmetric (edge repeated): `-1 -> 0`,
     `size -> size - 1`.
     """
-    where, absolute = (np.where, np.abs) if isinstance(index, np.ndarray) else (tf.where, tf.abs)
     if symmetric:
-        index = where(index < 0, -1 - index, index)
-        return where(index > size - 1, 2 * size - 1 - index, index)
-    return (size - 1) - absolute((size - 1) - absolute(index))
+        index = np.where(index < 0, -1 - index, index)
+        return np.where(index > size - 1, 2 * size - 1 - index, index)
+    return (size - 1) - np.abs((size - 1) - np.abs(index))
 
 
 def channel_shape(input_shape):
@@ -53,8 +52,9 @@ def channel_shape(input_shape):
     return tuple(input_shape)
 
 
-# Maps smaller than this (pixels, known when the graph is built) are padded by a copy: the copy
-# costs little there, and the border strips would multiply the graph's size for nothing.
+# Maps smaller than this are padded by a copy: the copy costs little there, and the border
+# strips would multiply the graph's size for nothing. So are maps of unknown size (a graph
+# for any size, such as the SavedModel's): the strips need the size when the graph is built.
 STRIPS_FROM_PIXELS = 128 * 128
 
 
@@ -88,7 +88,9 @@ def reflect_conv2d(x, kernel, strides=1, dilation_rate=1, padding=1, symmetric=F
     window reaches into the padding differ from the reflect-padded result. Those border bands
     (`ceil(p / s)` at the top/left, `(p - 1) // s + 1` at the bottom/right) are recomputed exactly
     from thin reflect-padded strips and written over the zero-padded result in place. Exact for
-    any size with `padding < min(H, W)`, any stride and dilation, and still differentiable.
+    any size with `padding < min(H, W)`, any stride and dilation, and still differentiable. This
+    needs H and W known when the graph is built (`compiled_runner` traces once per input size),
+    and pays only on large maps (`STRIPS_FROM_PIXELS`); otherwise the input is padded by a copy.
     Training (`differentiable=True`) pads by a copy instead: the gradients of the strips would
     add full-size maps and cost more than the copy saves (measured: 7.5 against 6.7 s per
     iteration at 256x256), and it uses space-to-batch for dilated kernels, whose gradient
@@ -130,23 +132,17 @@ def reflect_conv2d(x, kernel, strides=1, dilation_rate=1, padding=1, symmetric=F
     if p == 0:
         return conv(x, "VALID")
     height, width = x.shape[1], x.shape[2]
-    small = height is not None and width is not None and height * width < STRIPS_FROM_PIXELS
-    if differentiable or small or (d > 1 and (s > 1 or 2 * p != span)):
+    unknown = height is None or width is None
+    if differentiable or unknown or height * width < STRIPS_FROM_PIXELS or (
+            d > 1 and (s > 1 or 2 * p != span)):
         mode = "SYMMETRIC" if symmetric else "REFLECT"
         return conv(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode=mode), "VALID")
     out = conv(x, "SAME" if d > 1 else [[0, 0], [p, p], [p, p], [0, 0]])
-    # Sizes are Python ints when the shapes are static (training patches, XLA), so that the
-    # index arrays are constants; the graph for an unknown size computes them.
-    if height is None or width is None:
-        height, width = tf.shape(x)[1], tf.shape(x)[2]
-        arange = tf.range
-    else:
-        arange = np.arange
     out_h, out_w = (height + 2 * p - span - 1) // s + 1, (width + 2 * p - span - 1) // s + 1
 
     def sources(first, count, size):
         """Input positions (reflected) read by outputs `first .. first + count - 1`."""
-        return _reflect_index(arange(first * s - p, (first + count - 1) * s - p + span + 1),
+        return _reflect_index(np.arange(first * s - p, (first + count - 1) * s - p + span + 1),
                               size, symmetric)
 
     all_rows, all_cols = sources(0, out_h, height), sources(0, out_w, width)
