@@ -374,7 +374,8 @@ class UpSample(keras.layers.Layer):
 
     def call(self, x, training=None):
         conv = self.conv.conv2d
-        y = reflect_conv2d(x, subpixel_kernel(conv.kernel), padding=1, symmetric=True)
+        y = reflect_conv2d(x, subpixel_kernel(conv.kernel), padding=1, symmetric=True,
+                           differentiable=bool(training))
         y = ops.relu(tf.nn.bias_add(y, tf.tile(conv.bias, [4])))  # [B, H, W, 4 * filters]
         return tf.nn.depth_to_space(y, 2)  # [B, 2H, 2W, filters]
 

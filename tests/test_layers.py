@@ -20,8 +20,9 @@ def test_reflect_padding_amount(k, d, expected):
     assert reflect_padding(k, d) == expected
 
 
-def _padded_then_valid(x, kernel, strides, dilation, padding):
-    padded = tf.pad(x, [[0, 0], [padding] * 2, [padding] * 2, [0, 0]], mode="REFLECT")
+def _padded_then_valid(x, kernel, strides, dilation, padding, symmetric=False):
+    padded = tf.pad(x, [[0, 0], [padding] * 2, [padding] * 2, [0, 0]],
+                    mode="SYMMETRIC" if symmetric else "REFLECT")
     return tf.nn.convolution(padded, kernel, strides=strides, padding="VALID",
                              dilations=dilation)
 
@@ -35,15 +36,17 @@ def strips_at_any_size(monkeypatch):
     monkeypatch.setattr(layers, "STRIPS_FROM_PIXELS", 0)
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("differentiable", [True, False])
 @pytest.mark.parametrize("k, stride, dilation, pad", CONV_CASES)
 @pytest.mark.parametrize("size", [(3, 5), (7, 6), (9, 12)])
 def test_reflect_conv2d_equals_padded_copy(k, stride, dilation, pad, size, differentiable,
-                                           strips_at_any_size):
+                                           symmetric, strips_at_any_size):
     x = _x((2,) + size + (3,), seed=1)
     kernel = _x((k, k, 3, 4), seed=2)
-    expected = _padded_then_valid(x, kernel, stride, dilation, pad)
-    got = reflect_conv2d(x, kernel, stride, dilation, pad, differentiable=differentiable)
+    expected = _padded_then_valid(x, kernel, stride, dilation, pad, symmetric)
+    got = reflect_conv2d(x, kernel, stride, dilation, pad, symmetric=symmetric,
+                         differentiable=differentiable)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=2e-5)
 
@@ -143,7 +146,7 @@ def test_residual_unit_identity_shortcut_adds_the_input():
     np.testing.assert_allclose(unit(x).numpy(), x.numpy(), atol=1e-6)
 
 
-def test_upsample_equals_tf1_nearest_resize_then_reflect_conv(tmp_path):
+def test_upsample_equals_tf1_nearest_resize_then_reflect_conv(tmp_path, strips_at_any_size):
     """UP(c) in TF1 terms: resize_nearest_neighbor(align_corners=True) to exactly x2 (plain
     duplication), reflect pad 1, VALID 3x3 convolution, ReLU; values and gradients, odd and
     even sizes."""
