@@ -70,7 +70,11 @@ def write_text(path, text):
 
 def _imwrite(path, array):
     with atomic_output(path) as tmp:
-        if not cv2.imwrite(str(tmp), array):
+        try:
+            written = cv2.imwrite(str(tmp), array)
+        except cv2.error as err:  # e.g. a suffix that names no image format
+            raise ImageError(f"{path}: OpenCV could not write this file ({err.err})") from None
+        if not written:
             raise ImageError(f"{path}: OpenCV could not write this file")
 
 
@@ -139,3 +143,102 @@ def write_ldr(path, rgb, bit_depth=8):
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     data = np.round(np.clip(np.asarray(rgb, np.float32), 0, 1) * peak).astype(dtype)
     _imwrite(path, np.ascontiguousarray(data[..., ::-1]))
+
+
+def rgbe_pixels(rgb):
+    """Linear RGB `[..., 3]` (>= 0) -> Radiance RGBE bytes `[..., 4]`, as Radiance encodes them.
+
+    The largest component `v = m * 2**e` (`m` in [0.5, 1)) sets the shared exponent `e + 128`;
+    each component is stored as `floor(c * 256 * m / v)`. Values below 1e-32 are stored as 0.
+    """
+    rgb = np.asarray(rgb, np.float32)
+    peak = rgb.max(axis=-1)
+    mantissa, exponent = np.frexp(peak)
+    visible = peak > 1e-32
+    scale = np.where(visible, mantissa * 256 / np.where(visible, peak, 1), 0).astype(np.float32)
+    rgbe = np.empty(rgb.shape[:-1] + (4,), np.uint8)
+    rgbe[..., :3] = np.minimum(rgb * scale[..., None], 255)
+    rgbe[..., 3] = np.where(visible, exponent + 128, 0)
+    return rgbe
+
+
+@contextlib.contextmanager
+def radiance_rows(path, height, width):
+    """Writes a Radiance `.hdr` a band of rows at a time, top to bottom, atomically.
+
+    Yields `write(rgb)` taking `[n, width, 3]` linear RGB rows. Scanlines are stored flat (not
+    run-length encoded), which every Radiance reader accepts; OpenCV can only write a whole image
+    at once. The file appears at `path` only when all `height` rows have been written.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".hdr":
+        raise ImageError(f"{path}: a Radiance file must end in .hdr")
+    written = 0
+
+    def write(rgb):
+        nonlocal written
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[1:] != (width, 3) or written + len(rgb) > height:
+            raise ImageError(f"{path}: rows of shape {rgb.shape} do not fit a {width}x{height} "
+                             f"image with {written} rows written")
+        stream.write(rgbe_pixels(np.maximum(rgb, 0)).tobytes())
+        written += len(rgb)
+
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as stream:
+            stream.write(f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {height} +X {width}\n"
+                         .encode("ascii"))
+            yield write
+        if written != height:
+            raise ImageError(f"{path}: only {written} of {height} rows were written")
+
+
+class SpooledImages:
+    """Images of one size and sample type kept in a temporary file, read back by bands of rows.
+
+    For photos too large to hold at once: `append` one image at a time, then `rows(first, last)`
+    returns `[count, last - first, W, C]`. Reads are plain file reads into fresh arrays rather
+    than `np.memmap` views, whose pages would stay in the process's resident memory. The file has
+    no name and disappears when closed (`close`, a `with` block, or garbage collection).
+    """
+
+    def __init__(self, directory=None):
+        self._file = tempfile.TemporaryFile(dir=directory)
+        self.count = 0
+        self.image_shape = None
+        self.dtype = None
+
+    @property
+    def shape(self):
+        return (self.count,) + tuple(self.image_shape or ())
+
+    def append(self, image, name="image"):
+        image = np.ascontiguousarray(image)
+        if self.image_shape is None:
+            self.image_shape, self.dtype = image.shape, image.dtype
+        elif image.shape != self.image_shape or image.dtype != self.dtype:
+            raise ImageError(f"{name}: {image.shape} {image.dtype} does not match the earlier "
+                             f"images' {self.image_shape} {self.dtype}")
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(image.data)
+        self.count += 1
+
+    def rows(self, first, last):
+        height, width = self.image_shape[:2]
+        first, last = max(first, 0), min(last, height)
+        row_bytes = width * int(np.prod(self.image_shape[2:])) * self.dtype.itemsize
+        out = np.empty((self.count, last - first) + tuple(self.image_shape[1:]), self.dtype)
+        for i in range(self.count):
+            self._file.seek((i * height + first) * row_bytes)
+            if self._file.readinto(out[i].data) != out[i].nbytes:
+                raise OSError("spool file ended early")
+        return out
+
+    def close(self):
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

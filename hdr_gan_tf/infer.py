@@ -11,7 +11,14 @@ Photos may come in any order; they are sorted by exposure. Exposures come from
 (or `--exposure_file`; one EV per photo, in file-name order), else from the files' EXIF
 ExposureTime. The reference (output-aligned) frame is the middle exposure. Besides the HDR file,
 a PNG preview is written with a display tonemapper (Reinhard by default), since a flat μ-law or a
-dark linear rendering is easily mistaken for a failure.
+dark linear rendering is easily mistaken for a failure. Previews of images over 4 megapixels
+are reduced by a whole factor.
+
+Memory: `--tile` bounds the network's working set. A tiled merge to a `.hdr` file (without
+`--exr`) is also streamed: the photos are read one at a time into a temporary file and read
+back by bands of rows, and each band of the result is written as soon as it is final, so memory
+does not grow with the image (a 24-megapixel bracket of 16-bit photos merges in about 1 GB; see
+the README). `.exr` outputs need the whole result in memory.
 """
 
 import math
@@ -33,7 +40,8 @@ flags.DEFINE_string("preview", None, "Preview PNG (default: the output with .png
 flags.DEFINE_enum("tonemap", "reinhard", ["reinhard", "drago", "mu_law"], "Preview tonemapper.")
 flags.DEFINE_string("input_dir", None, "Batch mode: folder of scene folders (three photos each).")
 flags.DEFINE_string("output_dir", None, "Batch mode: where <scene>.hdr and <scene>.png go.")
-flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole).")
+flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole); "
+                     "with a .hdr output the photos and the result are streamed too.")
 flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels (blended).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute precision.")
 flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
@@ -87,21 +95,42 @@ def exposures_for(paths, given=None, exposure_file=None):
     return [math.log2(t / shortest) for t in times]
 
 
-def load_bracket(paths, given=None, exposure_file=None):
+def load_bracket(paths, given=None, exposure_file=None, spool=False):
     """Reads three photos, sorts them by exposure; returns `(ldrs [3, H, W, 3], ev [3])`.
 
     The photos stay 8- or 16-bit (uint8 / uint16; float32 in [0, 1] if their depths differ) so
-    that a large bracket is not held as float32; the merge converts it tile by tile.
+    that a large bracket is not held as float32; the merge converts it tile by tile. With
+    `spool`, they go one at a time into a `SpooledImages` file instead (as uint16: an 8-bit
+    value v is stored as 257 v, the same fraction of full scale), for a merge by bands.
     """
     import numpy as np
 
-    from hdr_gan_tf.image_io import read_ldr_raw
+    from hdr_gan_tf.image_io import SpooledImages, read_ldr_raw
     from hdr_gan_tf.imaging import parse_exposure_bias
 
     paths = [str(p) for p in paths]
     if len(paths) != 3:
         raise ValueError(f"HDR-GAN merges exactly 3 photos, got {len(paths)}: {', '.join(paths)}")
     ev = exposures_for(paths, given, exposure_file)
+    order = sorted(range(3), key=lambda i: ev[i])
+    sorted_ev = parse_exposure_bias([ev[i] for i in order],
+                                    source="exposures of " + ", ".join(paths))
+    if spool:
+        spooled = SpooledImages()
+        try:
+            for i in order:
+                image, peak = read_ldr_raw(paths[i])
+                if spooled.count and image.shape != spooled.image_shape:
+                    h, w = spooled.image_shape[:2]
+                    raise ValueError(f"photos differ in size: {paths[order[0]]} {w}x{h}, "
+                                     f"{paths[i]} {image.shape[1]}x{image.shape[0]}")
+                spooled.append(image.astype(np.uint16) * np.uint16(257) if peak == 255
+                               else image, paths[i])
+                del image
+        except BaseException:
+            spooled.close()
+            raise
+        return spooled, sorted_ev
     raw = [read_ldr_raw(p) for p in paths]
     images = [image for image, _ in raw]
     if len({image.dtype for image in images}) > 1:
@@ -110,29 +139,63 @@ def load_bracket(paths, given=None, exposure_file=None):
     if len(set(sizes.values())) != 1:
         raise ValueError("photos differ in size: " + ", ".join(
             f"{p} {s[1]}x{s[0]}" for p, s in sizes.items()))
-    order = sorted(range(3), key=lambda i: ev[i])
-    sorted_ev = parse_exposure_bias([ev[i] for i in order],
-                                    source="exposures of " + ", ".join(paths))
     return np.stack([images[i] for i in order]), sorted_ev
+
+
+def streams(output, tile, exr=False):
+    """Whether a merge is written band by band: tiled, to a Radiance file, without an EXR copy
+    (OpenCV writes EXR from a whole image only)."""
+    return bool(tile) and not exr and Path(output).suffix.lower() == ".hdr"
 
 
 def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", tile=0,
                     overlap=32):
-    """Merges a loaded bracket `(ldrs, ev)` and writes the HDR file(s) and the preview."""
-    from hdr_gan_tf.display import tonemap_for_display
-    from hdr_gan_tf.image_io import write_hdr, write_ldr
+    """Merges a loaded bracket `(ldrs, ev)` and writes the HDR file(s) and the preview.
+
+    A tiled merge to a `.hdr` file (`streams`) writes each band of rows as soon as it is
+    final, so neither the photos (pass them spooled) nor the result is ever held whole. The
+    preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`.
+    """
+    from hdr_gan_tf.display import PreviewImage, tonemap_for_display
+    from hdr_gan_tf.image_io import radiance_rows, write_hdr, write_ldr
 
     ldrs, ev = bracket
-    say(f"Merging {ldrs.shape[2]}x{ldrs.shape[1]} photos at EV {ev.tolist()}"
+    height, width = ldrs.shape[1:3]
+    say(f"Merging {width}x{height} photos at EV {ev.tolist()}"
         + (f" in {tile}-pixel tiles" if tile else ""))
-    outputs = merge(ldrs, ev, tile=tile, overlap=overlap,
-                    progress=lambda i, n: say(f"  tile {i}/{n}"), wanted=["main"])
-    hdr = outputs["main"]
-    write_hdr(output, hdr)
-    if exr:
-        write_hdr(Path(output).with_suffix(".exr"), hdr)
-    write_ldr(preview, tonemap_for_display(hdr, tonemap))
+    progress = _progress_printer()
+    reduced = PreviewImage(height, width)
+    if streams(output, tile, exr):
+        with radiance_rows(output, height, width) as write:
+            for _, rows in merge.bands(ldrs, ev, tile, overlap, progress, wanted=["main"]):
+                write(rows["main"])
+                reduced.add(rows["main"])
+    else:
+        if hasattr(ldrs, "rows"):
+            ldrs = ldrs.rows(0, height)
+        hdr = merge(ldrs, ev, tile=tile, overlap=overlap, progress=progress,
+                    wanted=["main"])["main"]
+        write_hdr(output, hdr)
+        if exr:
+            write_hdr(Path(output).with_suffix(".exr"), hdr)
+        reduced.add(hdr)
+        del hdr
+    write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
     say(f"Wrote {output} and preview {preview}")
+
+
+def _progress_printer():
+    """`progress(i, n)` that prints the tile count, the rate and the time left."""
+    import time
+
+    start = time.perf_counter()
+
+    def progress(done, total):
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (total - done)
+        say(f"  tile {done}/{total}  {elapsed / done:.2f} s/tile  {left / 60:.1f} min left")
+
+    return progress
 
 
 def _outputs_for(output, preview, exr):
@@ -180,15 +243,17 @@ def main(argv):
     # A single bracket is checked before the model is loaded, so bad photos fail fast.
     first = None
     if not batch:
-        photos, _, _, given, exposure_file = jobs[0]
-        first = load_bracket(photos, given, exposure_file)
+        photos, output, _, given, exposure_file = jobs[0]
+        first = load_bracket(photos, given, exposure_file,
+                             spool=streams(output, FLAGS.tile, FLAGS.exr))
     generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
     merge = generator_merger(generator, branch_names(generator.scales), config.get("mu", 5000.0),
                              FLAGS.jit_compile)
     failures = []
     for photos, output, preview, given, exposure_file in jobs:
         try:
-            bracket = first or load_bracket(photos, given, exposure_file)
+            bracket = first or load_bracket(photos, given, exposure_file,
+                                            spool=streams(output, FLAGS.tile, FLAGS.exr))
             merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
                             FLAGS.tile, FLAGS.overlap)
         except (ValueError, OSError) as err:

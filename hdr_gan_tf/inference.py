@@ -122,17 +122,24 @@ def _as_unit_float(window):
     return window.astype(np.float32, copy=False)
 
 
+def _row_reader(ldrs):
+    """`read(first, last) -> [3, last - first, W, 3]` for an array or a `SpooledImages`."""
+    if hasattr(ldrs, "rows"):
+        return ldrs.rows
+    return lambda first, last: ldrs[:, first:last]
+
+
 def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, progress=None,
                     jit_compile=False, branches=None):
     """Merges one set of three LDRs into HDR, whole or in tiles.
 
     Memory for a tiled merge is the tile's working set plus the image-sized arrays: the inputs as
     given (pass 8- or 16-bit photos as uint8 / uint16: they are converted tile by tile) and one
-    float32 `[H, W, 3]` per returned branch. Tiles overlap by `overlap` pixels and are blended
-    with linear ramps; the blending weights are separable, so they take `H + W` floats.
+    float32 `[H, W, 3]` per returned branch. `merge_bands` does the same without holding either.
 
     Args:
-      ldrs: `[3, H, W, 3]` (short, reference, long), float in [0, 1], or uint8 / uint16.
+      ldrs: `[3, H, W, 3]` (short, reference, long), float in [0, 1], or uint8 / uint16; or a
+        `hdr_gan_tf.image_io.SpooledImages` holding the three.
       exposure_bias: `[3]` EVs.
       tile: tile side in pixels (rounded up to the generator's multiple); 0 = whole image.
       overlap: overlap between neighbouring tiles in pixels.
@@ -143,9 +150,23 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
       list over `branches` (default: auxiliary first, main last) of `[H, W, 3]` float32 tanh
       outputs.
     """
-    ldrs = np.asarray(ldrs)
-    ev = tf.constant(np.asarray(exposure_bias, np.float32)[None])
+    ldrs = ldrs if hasattr(ldrs, "rows") else np.asarray(ldrs)
     height, width = ldrs.shape[1:3]
+    if not tile or (height <= tile and width <= tile):
+        run_window = _window_runner(generator, exposure_bias, mu, jit_compile, branches)
+        return run_window(_row_reader(ldrs)(0, height))
+    outputs = None
+    for first, rows in merge_bands(generator, ldrs, exposure_bias, tile, overlap, mu, progress,
+                                   jit_compile, branches):
+        if outputs is None:
+            outputs = [np.empty((height, width, 3), np.float32) for _ in rows]
+        for out, band in zip(outputs, rows):
+            out[first:first + len(band)] = band
+    return outputs
+
+
+def _window_runner(generator, exposure_bias, mu, jit_compile, branches):
+    ev = tf.constant(np.asarray(exposure_bias, np.float32)[None])
     run = compiled_runner(generator, mu, jit_compile)
     keep = list(range(generator.scales - 1)) if branches is None else list(branches)
 
@@ -154,8 +175,27 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
         outputs = run(*[tf.constant(window[i][None]) for i in range(3)], ev)
         return [outputs[b][0].numpy() for b in keep]
 
-    if not tile or (height <= tile and width <= tile):
-        return run_window(ldrs)
+    return run_window
+
+
+def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=MU, progress=None,
+                jit_compile=False, branches=None):
+    """Tiled merge that yields the result a band of finished rows at a time, top to bottom.
+
+    Tiles are run row of tiles by row of tiles; once a row of tiles is done, every output row
+    above the next row of tiles is final and is yielded, so nothing image-sized is held: memory
+    is the tile's working set, one row of tiles of input and two of output. Tiles overlap by
+    `overlap` pixels and are blended with linear ramps; the weights are separable (`H + W`
+    floats). Arguments as `merge_exposures` (`tile` > 0).
+
+    Yields:
+      `(first_row, rows)`: `rows` a list over `branches` of `[n, W, 3]` float32 tanh outputs
+      for image rows `first_row .. first_row + n - 1`.
+    """
+    ldrs = ldrs if hasattr(ldrs, "rows") else np.asarray(ldrs)
+    read = _row_reader(ldrs)
+    height, width = ldrs.shape[1:3]
+    run_window = _window_runner(generator, exposure_bias, mu, jit_compile, branches)
     multiple = 2 ** (generator.scales - 1)
     tile = -(-tile // multiple) * multiple
     overlap = min(overlap, tile // 2)
@@ -168,19 +208,29 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
         row_weight[y:y + tile_h] += _ramp(tile_h, y, height, overlap)
     for x in cols:
         col_weight[x:x + tile_w] += _ramp(tile_w, x, width, overlap)
-    accum = [np.zeros((height, width, 3), np.float32) for _ in keep]
-    for n, (y, x) in enumerate([(y, x) for y in rows for x in cols], start=1):
-        outputs = run_window(ldrs[:, y:y + tile_h, x:x + tile_w])
-        w = (_ramp(tile_h, y, height, overlap)[:, None, None]
-             * _ramp(tile_w, x, width, overlap)[None, :, None])
-        for acc, out in zip(accum, outputs):
-            acc[y:y + tile_h, x:x + tile_w] += out * w
-        if progress:
-            progress(n, len(rows) * len(cols))
-    for acc in accum:
-        acc /= row_weight[:, None, None]
-        acc /= col_weight[None, :, None]
-    return accum
+    count = generator.scales - 1 if branches is None else len(branches)
+    done = 0  # rows above this one have been yielded; `pending` sums the rows from here on
+    pending = [np.zeros((0, width, 3), np.float32) for _ in range(count)]
+    for r, y in enumerate(rows):
+        band = read(y, y + tile_h)  # [3, tile_h, W, 3]
+        grow = y + tile_h - done - len(pending[0])
+        pending = [np.concatenate([acc, np.zeros((grow, width, 3), np.float32)])
+                   for acc in pending]
+        for c, x in enumerate(cols):
+            w = (_ramp(tile_h, y, height, overlap)[:, None, None]
+                 * _ramp(tile_w, x, width, overlap)[None, :, None])
+            for acc, out in zip(pending, run_window(band[:, :, x:x + tile_w])):
+                acc[y - done:y - done + tile_h, x:x + tile_w] += out * w
+            if progress:
+                progress(r * len(cols) + c + 1, len(rows) * len(cols))
+        # Rows above the next row of tiles receive nothing more.
+        final = (rows[r + 1] if r + 1 < len(rows) else height) - done
+        finished = [acc[:final] / row_weight[done:done + final, None, None] for acc in pending]
+        for out in finished:
+            out /= col_weight[None, :, None]
+        yield done, finished
+        pending = [acc[final:] for acc in pending]
+        done += final
 
 
 def outputs_to_linear(outputs, mu=MU):
@@ -238,7 +288,8 @@ def saved_model_merger(path):
 def generator_merger(generator, branches, mu=MU, jit_compile=False):
     """The same `merge` function for a Keras generator (supports `tile` and `overlap`).
 
-    `merge(..., wanted=names)` computes only the named branches (all by default).
+    `merge(..., wanted=names)` computes only the named branches (all by default);
+    `merge.bands(...)` is the tiled merge that yields the result a band of rows at a time.
     """
     def merge(ldrs, exposure_bias, tile=0, overlap=32, progress=None, wanted=None):
         names = list(branches) if wanted is None else list(wanted)
@@ -246,4 +297,13 @@ def generator_merger(generator, branches, mu=MU, jit_compile=False):
                                   jit_compile, [branches.index(n) for n in names])
         return dict(zip(names, outputs_to_linear(outputs, mu)))
 
+    def bands(ldrs, exposure_bias, tile, overlap=32, progress=None, wanted=None):
+        """Tiled merge as `merge_bands`: yields `(first_row, {branch: linear HDR rows})`."""
+        names = list(branches) if wanted is None else list(wanted)
+        for first, rows in merge_bands(generator, ldrs, exposure_bias, tile, overlap, mu,
+                                       progress, jit_compile,
+                                       [branches.index(n) for n in names]):
+            yield first, dict(zip(names, outputs_to_linear(rows, mu)))
+
+    merge.bands = bands
     return merge
