@@ -52,3 +52,69 @@ def training_convolution_rates(batch=2, size=256, channels=64):
         graph = tf.function(lambda fn=fn: tf.reduce_sum(fn()))
         rates[name] = gflop / best_time(lambda: graph().numpy(), repeats=3, warmup=2)
     return rates
+
+
+def recorded_convolutions(trace):
+    """The convolutions that `trace()` builds, as `(input shape, kernel shape, strides, padding,
+    dilations)` tuples (one per call), recorded by wrapping `tf.nn.conv2d`."""
+    calls = []
+    original = tf.nn.conv2d
+
+    def conv2d(x, kernel, strides, padding, data_format="NHWC", dilations=None, name=None):
+        calls.append((tuple(x.shape), tuple(kernel.shape), strides, padding, dilations))
+        return original(x, kernel, strides, padding, data_format, dilations, name)
+
+    tf.nn.conv2d = conv2d
+    try:
+        trace()
+    finally:
+        tf.nn.conv2d = original
+    return calls
+
+
+def convolution_seconds(call):
+    """`(seconds, GFLOP)` of one recorded convolution run by itself (best of 3)."""
+    x_shape, k_shape, strides, padding, dilations = call
+    x, k = tf.random.normal(x_shape), tf.random.normal(k_shape)
+    graph = tf.function(lambda: tf.nn.conv2d(x, k, strides, padding, dilations=dilations))
+    out_shape = graph().shape
+    seconds = best_time(lambda: graph().numpy(), repeats=3, warmup=1)
+    flops = 2 * out_shape[0] * out_shape[1] * out_shape[2] * k_shape[0] * k_shape[1] * k_shape[2]
+    return seconds, flops * k_shape[3] / 1e9
+
+
+CONVOLUTION_OPS = ("Conv2D", "_FusedConv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter",
+                   "DepthwiseConv2dNative")
+
+
+def op_seconds(fn):
+    """Seconds spent in each TensorFlow op type during `fn()`, from TensorFlow's profiler.
+
+    Run with one inter-op thread (`tf.config.threading.set_inter_op_parallelism_threads(1)`,
+    before anything runs) so that ops do not overlap and their times add up to the wall time.
+    """
+    import collections
+    import glob
+    import tempfile as _tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    logdir = _tempfile.mkdtemp()
+    tf.profiler.experimental.start(logdir)
+    try:
+        fn()
+    finally:
+        tf.profiler.experimental.stop()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+        space.ParseFromString(f.read())
+    seconds = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name  # "node/name:OpType"
+                if ":" in name:
+                    seconds[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
+    return seconds

@@ -1,6 +1,6 @@
 """Inference cost of one 1500x1000 set on this machine: time, peak memory, FLOP rate.
 
-    python experiments/bench_infer.py [--skip_24mp]
+    python experiments/bench_infer.py [--skip_24mp] [--only_files]
 
 Each configuration runs in its own process so that its peak memory (resident set) is its own.
 Weights are those of tests/data/tf1_golden (the reference layout); cost does not depend on them.
@@ -65,6 +65,91 @@ def child(args):
                       "conv_rate": conv}))
 
 
+def ceiling_child(args):
+    """The network's convolutions at 1500x1000, each timed by itself: the time no schedule of
+    TensorFlow's kernels can beat, since everything else (padding, activations) adds to it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "experiments"))
+    from collections import Counter
+
+    import tensorflow as tf
+
+    import hdr_gan_tf  # noqa: F401
+    from _bench_common import convolution_rate, convolution_seconds, recorded_convolutions
+    from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_generator
+    from hdr_gan_tf.inference import compiled_runner
+
+    generator = build_generator(DEFAULT_ARCHITECTURE)
+    spec = [tf.TensorSpec([1, args.height, args.width, 3])] * 3 + [tf.TensorSpec([1, 3])]
+    calls = recorded_convolutions(
+        lambda: compiled_runner(generator).get_concrete_function(*spec))
+    seconds = gflop = 0.0
+    rows = []
+    for call, count in Counter(map(repr, calls)).items():
+        t, g = convolution_seconds(eval(call))  # noqa: S307 (our own repr of shapes and ints)
+        seconds, gflop = seconds + count * t, gflop + count * g
+        rows.append((count * t, call, count, g / t))
+    for total, call, count, rate in sorted(rows, reverse=True)[:8]:
+        print(f"  {count:2d} x {call}: {rate:5.0f} GFLOP/s, {total:5.2f} s")
+    print(json.dumps({"seconds": seconds, "gflop": gflop, "conv_rate": convolution_rate()}))
+
+
+def make_photos(args):
+    """Three 16-bit TIFFs of a smooth random scene at -2, 0, +2 EV (run in its own process)."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = (rng.random((args.height // 4, args.width // 4, 3)) * 65535).astype(np.uint16)
+    scene = cv2.resize(base, (args.width, args.height), interpolation=cv2.INTER_CUBIC)
+    del base
+    for name, gain in zip(("short", "mid", "long"), (0.25, 1.0, 4.0)):
+        photo = np.empty_like(scene)
+        for r in range(0, args.height, 256):
+            photo[r:r + 256] = np.clip(scene[r:r + 256].astype(np.float32) * gain, 0, 65535)
+        cv2.imwrite(str(Path(args.photos) / f"{name}.tif"), photo)
+
+
+def pipeline_child(args):
+    """What `hdr-gan-infer --tile` does: 16-bit TIFFs in, `.hdr` file and PNG preview out."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "experiments"))
+    import time
+
+    import hdr_gan_tf  # noqa: F401  (first: its TensorFlow allocator setting)
+    from _bench_common import peak_rss_mb
+    from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, branch_names, build_generator
+    from hdr_gan_tf.infer import load_bracket, merge_and_write, streams
+    from hdr_gan_tf.inference import generator_merger
+    from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
+
+    generator = build_generator(DEFAULT_ARCHITECTURE)
+    load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
+    merge = generator_merger(generator, branch_names(generator.scales))
+    photos = [str(Path(args.photos) / f"{n}.tif") for n in ("short", "mid", "long")]
+    output = Path(args.photos) / "merged.hdr"
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    bracket = load_bracket(photos, ["-2", "0", "2"], spool=streams(output, args.tile))
+    merge_and_write(merge, bracket, output, output.with_suffix(".png"), tile=args.tile,
+                    overlap=args.overlap)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_rss_mb(), "baseline_mb": baseline,
+                      "conv_rate": float("nan")}))
+
+
+def measure_pipeline(height, width, tile):
+    with tempfile.TemporaryDirectory() as photos:
+        base = [sys.executable, __file__, f"--height={height}", f"--width={width}",
+                f"--photos={photos}", f"--tile={tile}"]
+        subprocess.run(base + ["--make_photos"], check=True)
+        out = subprocess.run(base + ["--pipeline"], capture_output=True, text=True,
+                             check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def measure(height, width, precision, tile, repeats, save, jit=False):
     cmd = [sys.executable, __file__, "--child", f"--height={height}", f"--width={width}",
            f"--precision={precision}", f"--tile={tile}", f"--repeats={repeats}", f"--save={save}"]
@@ -85,10 +170,22 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--save", default=os.devnull + ".npy")
     parser.add_argument("--skip_24mp", action="store_true",
-                        help="leave out the 24-megapixel tiled run (about 7 minutes on 2 cores)")
+                        help="leave out the 24-megapixel file run (about 8 minutes on 2 cores)")
+    parser.add_argument("--only_files", action="store_true",
+                        help="only the runs from photo files to the .hdr file")
+    parser.add_argument("--ceiling", action="store_true")
+    parser.add_argument("--make_photos", action="store_true")
+    parser.add_argument("--pipeline", action="store_true")
+    parser.add_argument("--photos", default="")
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.ceiling:
+        return ceiling_child(args)
+    if args.make_photos:
+        return make_photos(args)
+    if args.pipeline:
+        return pipeline_child(args)
 
     sys.path.insert(0, str(REPO / "experiments"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -99,8 +196,7 @@ def main():
             ("1500x1000 whole, XLA", 1000, 1500, 0, 2, True),
             ("1500x1000 tiled 512", 1000, 1500, 512, 2, False),
             ("1500x1000 tiled 256", 1000, 1500, 256, 2, False)]
-    if not args.skip_24mp:
-        rows.append(("6000x4000 (24 MP) tiled 256, 1 run", 4000, 6000, 256, 1, False))
+    rows = [] if args.only_files else rows
     outputs = {}
     print("peak MB: the process's peak resident memory; before: the same just before the merge"
           " (TensorFlow, the model and the 16-bit input photos)")
@@ -118,6 +214,28 @@ def main():
             print(f"{name:32} {precision:9} {r['seconds']:8.2f} {r['peak_mb']:8.0f} "
                   f"{r['baseline_mb']:7.0f} {rate:8.0f} {r['conv_rate']:9.0f} "
                   f"{100 * rate / r['conv_rate']:11.0f}%", flush=True)
+    if not args.only_files:
+        out = subprocess.run([sys.executable, __file__, "--ceiling"], capture_output=True,
+                             text=True, check=True).stdout.strip().splitlines()
+        r = json.loads(out[-1])
+        rate = r["gflop"] / r["seconds"]
+        print(f"The network's {r['gflop']:.0f} GFLOP of convolutions at 1500x1000, each timed by "
+              f"itself: {r['seconds']:.2f} s, {rate:.0f} GFLOP/s = {100 * rate / r['conv_rate']:.0f}%"
+              f" of the conv rate ({r['conv_rate']:.0f}), the most these kernels allow; largest:")
+        print("\n".join(out[:-1]))
+    # hdr-gan-infer's streamed path, from the photo files to the .hdr file and the preview.
+    print("From 16-bit TIFF files to the .hdr file and PNG preview, as hdr-gan-infer --tile=256"
+          " (streamed), 1 run; before: TensorFlow and the model:")
+    pipelines = [("1500x1000 files, tiled 256", 1000, 1500)]
+    if not args.skip_24mp:
+        pipelines.append(("6000x4000 (24 MP) files, tiled 256", 4000, 6000))
+    for name, h, w in pipelines:
+        r = measure_pipeline(h, w, 256)
+        rate = GFLOP_PER_PIXEL * h * w / r["seconds"]
+        print(f"{name:32} {'float32':9} {r['seconds']:8.2f} {r['peak_mb']:8.0f} "
+              f"{r['baseline_mb']:7.0f} {rate:8.0f}", flush=True)
+    if args.only_files:
+        return
     fp32 = (np.load(outputs[(1000, 0, "float32", False)]) + 1) / 2
     bf16 = (np.load(outputs[(1000, 0, "bfloat16", False)]) + 1) / 2
     tiled = (np.load(outputs[(1000, 512, "float32", False)]) + 1) / 2

@@ -8,9 +8,10 @@ One iteration is about 550 GFLOP (generator forward + backward on the G batch, g
 on the D batch, discriminator on real and both branches). Each configuration runs in its own
 process. Data: the built-in procedural set.
 
-It also prints the rates of TensorFlow's three convolution passes at training size: about 3/4
-of an iteration's work is the forward pass (G on both batches, D) and the input gradient, 1/4
-the kernel gradient, so those rates bound what a training step can reach.
+It also prints the rates of TensorFlow's three convolution passes at training size (about 3/4
+of an iteration's work is the forward pass and the input gradient, 1/4 the kernel gradient), and
+profiles one iteration op by op: the time in convolution kernels alone bounds the rate a
+training step can reach with them.
 """
 
 import argparse
@@ -46,6 +47,8 @@ def child(args):
             next(ds)
         print(json.dumps({"patches_per_s": 2 * n / (time.perf_counter() - start)}))
         return
+    if args.what == "ops":  # ops one at a time, so that their times add up
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     from hdr_gan_tf.config import set_precision
     set_precision("float32" if args.precision == "none" else args.precision)
     config = {"logdir": tempfile.mkdtemp(), "jit_compile": args.jit,
@@ -55,6 +58,15 @@ def child(args):
     batches = [next(iterator) for _ in range(2 * (args.steps + 2))]
     for i in range(2):  # trace and warm up
         trainer.train_step(batches[2 * i], batches[2 * i + 1])["l_g_total"].numpy()
+    if args.what == "ops":
+        sys.path.insert(0, str(REPO / "experiments"))
+        from _bench_common import CONVOLUTION_OPS, op_seconds
+        seconds = op_seconds(lambda: trainer.train_step(batches[4], batches[5])[
+            "l_g_total"].numpy())
+        top = [(op, s) for op, s in seconds.most_common() if op != "Process"]
+        print(json.dumps({"total": sum(s for _, s in top), "top": top[:10],
+                          "convolutions": sum(seconds[op] for op in CONVOLUTION_OPS)}))
+        return
     start = time.perf_counter()
     for i in range(2, args.steps + 2):
         trainer.train_step(batches[2 * i], batches[2 * i + 1])["l_g_total"].numpy()
@@ -104,6 +116,13 @@ def main():
         print(f"{name:24} {seconds:11.2f} {rate:8.0f} {100 * rate / conv[precision]:11.0f}% "
               f"{4 / seconds:14.2f}", flush=True)
     print(f"Data pipeline at 256x256: {pipeline:.0f} patches/s")
+    ops = run_child("--what=ops")
+    rate = GFLOP_PER_ITERATION / ops["convolutions"]
+    print(f"One float32 iteration with one op at a time, by TensorFlow's profiler: "
+          f"{ops['total']:.2f} s of ops, {ops['convolutions']:.2f} s of them in convolution "
+          f"kernels (forward and both gradients). Those kernels alone allow at most {rate:.0f} "
+          f"GFLOP/s = {100 * rate / conv['none']:.0f}% of the conv rate. Largest op types:")
+    print("  " + ", ".join(f"{op} {s:.2f} s" for op, s in ops["top"]))
 
 
 if __name__ == "__main__":
