@@ -216,7 +216,7 @@ def main():
                   f"{100 * rate / r['conv_rate']:11.0f}%", flush=True)
     if not args.only_files:
         out = subprocess.run([sys.executable, __file__, "--ceiling"], capture_output=True,
-                             text=True, check=True).stdout.strip().splitlines()
+                             text=True, check=True).stdout.rstrip().splitlines()
         r = json.loads(out[-1])
         rate = r["gflop"] / r["seconds"]
         print(f"The network's {r['gflop']:.0f} GFLOP of convolutions at 1500x1000, each timed by "
