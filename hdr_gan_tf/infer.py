@@ -254,8 +254,12 @@ def main(argv):
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
                                             spool=streams(output, FLAGS.tile, FLAGS.exr))
-            merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
-                            FLAGS.tile, FLAGS.overlap)
+            try:
+                merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
+                                FLAGS.tile, FLAGS.overlap)
+            finally:
+                if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
+                    bracket[0].close()
         except (ValueError, OSError) as err:
             if not batch:
                 raise
