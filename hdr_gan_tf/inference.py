@@ -123,10 +123,12 @@ def _as_unit_float(window):
 
 
 def _row_reader(ldrs):
-    """`read(first, last) -> [3, last - first, W, 3]` for an array or a `SpooledImages`."""
+    """`(shape, read)` of a bracket given as an array (or array-like) or a `SpooledImages`:
+    `read(first, last)` returns rows `first .. last - 1`, `[3, last - first, W, 3]`."""
     if hasattr(ldrs, "rows"):
-        return ldrs.rows
-    return lambda first, last: ldrs[:, first:last]
+        return ldrs.shape, ldrs.rows
+    ldrs = np.asarray(ldrs)
+    return ldrs.shape, lambda first, last: ldrs[:, first:last]
 
 
 def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, progress=None,
@@ -150,11 +152,11 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
       list over `branches` (default: auxiliary first, main last) of `[H, W, 3]` float32 tanh
       outputs.
     """
-    ldrs = ldrs if hasattr(ldrs, "rows") else np.asarray(ldrs)
-    height, width = ldrs.shape[1:3]
+    shape, read = _row_reader(ldrs)
+    height, width = shape[1:3]
     if not tile or (height <= tile and width <= tile):
         run_window = _window_runner(generator, exposure_bias, mu, jit_compile, branches)
-        return run_window(_row_reader(ldrs)(0, height))
+        return run_window(read(0, height))
     outputs = None
     for first, rows in merge_bands(generator, ldrs, exposure_bias, tile, overlap, mu, progress,
                                    jit_compile, branches):
@@ -192,9 +194,8 @@ def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=MU, progres
       `(first_row, rows)`: `rows` a list over `branches` of `[n, W, 3]` float32 tanh outputs
       for image rows `first_row .. first_row + n - 1`.
     """
-    ldrs = ldrs if hasattr(ldrs, "rows") else np.asarray(ldrs)
-    read = _row_reader(ldrs)
-    height, width = ldrs.shape[1:3]
+    shape, read = _row_reader(ldrs)
+    height, width = shape[1:3]
     run_window = _window_runner(generator, exposure_bias, mu, jit_compile, branches)
     multiple = 2 ** (generator.scales - 1)
     tile = -(-tile // multiple) * multiple
