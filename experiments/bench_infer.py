@@ -34,18 +34,11 @@ def child(args):
     set_precision(args.precision)
     generator = build_generator(DEFAULT_ARCHITECTURE)
     load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
-    rng = np.random.default_rng(0)
-    base = (rng.random((args.height // 4, args.width // 4, 3)) * 65535).astype(np.uint16)
-    import cv2
-    scene = cv2.resize(base, (args.width, args.height), interpolation=cv2.INTER_CUBIC)
-    # Three 16-bit photos, as hdr-gan-infer reads them (the merge converts them tile by tile),
-    # made a band of rows at a time so that making them does not set the memory peak.
-    ldrs = np.empty((3,) + scene.shape, np.uint16)
-    for i, gain in enumerate((0.25, 1.0, 4.0)):
-        for r in range(0, args.height, 256):
-            band = scene[r:r + 256].astype(np.float32) * gain
-            ldrs[i, r:r + 256] = np.clip(band, 0, 65535).astype(np.uint16)
-    del base, scene
+    # Three 16-bit photos, as hdr-gan-infer reads them (the merge converts them tile by tile).
+    ldrs = np.empty((3, args.height, args.width, 3), np.uint16)
+    for i, (_, photo) in enumerate(synthetic_photos(args.height, args.width)):
+        ldrs[i] = photo
+        del photo
     ev = np.array([-2, 0, 2], np.float32)
     baseline = peak_rss_mb()
     result = {}
@@ -95,19 +88,28 @@ def ceiling_child(args):
     print(json.dumps({"seconds": seconds, "gflop": gflop, "conv_rate": convolution_rate()}))
 
 
-def make_photos(args):
-    """Three 16-bit TIFFs of a smooth random scene at -2, 0, +2 EV (run in its own process)."""
+def synthetic_photos(height, width):
+    """Yields `(name, photo)`: 16-bit photos of a smooth random scene at -2, 0, +2 EV, one at a
+    time and each made a band of rows at a time, so that making them does not set the peak."""
     import cv2
     import numpy as np
 
     rng = np.random.default_rng(0)
-    base = (rng.random((args.height // 4, args.width // 4, 3)) * 65535).astype(np.uint16)
-    scene = cv2.resize(base, (args.width, args.height), interpolation=cv2.INTER_CUBIC)
+    base = (rng.random((height // 4, width // 4, 3)) * 65535).astype(np.uint16)
+    scene = cv2.resize(base, (width, height), interpolation=cv2.INTER_CUBIC)
     del base
     for name, gain in zip(("short", "mid", "long"), (0.25, 1.0, 4.0)):
         photo = np.empty_like(scene)
-        for r in range(0, args.height, 256):
+        for r in range(0, height, 256):
             photo[r:r + 256] = np.clip(scene[r:r + 256].astype(np.float32) * gain, 0, 65535)
+        yield name, photo
+
+
+def make_photos(args):
+    """Writes `synthetic_photos` as three TIFFs (run in its own process)."""
+    import cv2
+
+    for name, photo in synthetic_photos(args.height, args.width):
         cv2.imwrite(str(Path(args.photos) / f"{name}.tif"), photo)
 
 
