@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts: the machine's convolution rate and peak memory."""
 
+import math
 import resource
 import time
 
@@ -79,8 +80,8 @@ def convolution_seconds(call):
     graph = tf.function(lambda: tf.nn.conv2d(x, k, strides, padding, dilations=dilations))
     out_shape = graph().shape
     seconds = best_time(lambda: graph().numpy(), repeats=3, warmup=1)
-    flops = 2 * out_shape[0] * out_shape[1] * out_shape[2] * k_shape[0] * k_shape[1] * k_shape[2]
-    return seconds, flops * k_shape[3] / 1e9
+    # Each output position of each image does one multiply-add per kernel weight.
+    return seconds, 2 * math.prod(out_shape[:3]) * math.prod(k_shape) / 1e9
 
 
 CONVOLUTION_OPS = ("Conv2D", "_FusedConv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter",
