@@ -8,6 +8,7 @@ auxiliary `d10` and the main `d20`.
 """
 
 import keras
+import tensorflow as tf
 
 from hdr_gan_tf.layers import MergingBlock, ReflectConv2D, ResidualUnit, UpSample, track_layers
 
@@ -50,6 +51,27 @@ class Encoder(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=list(self.filters))
         return config
+
+
+class _Steps:
+    """Calls functions one after another: in a graph, each call's ops wait (control
+    dependencies) for the previous call's results, so the executor cannot reorder them; in eager
+    mode calls run in order anyway."""
+
+    def __init__(self):
+        self._previous = []
+
+    def __call__(self, fn, *args):
+        with tf.control_dependencies(self._previous):
+            result = fn(*args)
+        self._previous = tf.nest.flatten(result)
+        return result
+
+
+def _add_share(conv, part, start, summed):
+    """`summed` plus `conv`'s share of one input part (`ReflectConv2D.part`)."""
+    share = conv.part(part, start)
+    return share if summed is None else summed + share
 
 
 @keras.saving.register_keras_serializable(package="hdr_gan_tf")
@@ -128,6 +150,8 @@ class Generator(keras.Model):
     def call(self, inputs, training=None):
         if len(inputs) != 3:
             raise ValueError(f"Generator expects [short, reference, long], got {len(inputs)}")
+        if not training:
+            return self._infer(inputs)
         # [3 exposures][scales] of [B, H/2^s, W/2^s, c_s]
         features = [enc(x, training=training) for enc, x in zip(self.encoders, inputs)]
         ref = features[1]
@@ -148,6 +172,72 @@ class Generator(keras.Model):
                 rows[(k, j)] = self.node(k, j)(x, training=training)  # [B, H/2^j, W/2^j, c_j]
             outputs.append(self.heads[k - 1](rows[(k, 0)], training=training))  # [B, H, W, 3]
         return outputs
+
+    def _infer(self, inputs):
+        """The same outputs as `call(training=True)` without its update, computed in an order
+        that keeps few maps alive (for full-resolution photographs).
+
+        A graph left to itself runs the three encoders side by side and holds every encoder
+        and decoder map until its last reader has run; at 1500x1000 that meant eight or more
+        full-resolution maps at once. Here every step waits for the one before (`_Steps`):
+        - the encoders run one after the other, the reference last, and each feature map is
+          added to its merging block's first convolution at once (`MergingBlock.part`), so
+          only the reference's maps outlive their encoder;
+        - decoder nodes run coarse scale first; a node adds its input parts one at a time into
+          the sums of its first convolution and its shortcut (`ReflectConv2D.part`), so the
+          concatenated input never exists and each part can go once its last reader has it.
+          The up-sampled part comes last in the last node of a scale, whose other parts are
+          then freed one by one before it is made; first elsewhere.
+        Sums of parts are added in another order than in training: outputs agree to float
+        rounding.
+        """
+        n, step = self.scales, _Steps()
+        merge_sums, ref = [None] * n, [None] * n
+        for i in (0, 2, 1):  # short, long, reference
+            x = inputs[i]
+            for s, unit in enumerate(self.encoders[i].units):
+                if s:
+                    x = step(self.encoders[i].downs[s - 1], x)
+                x = step(unit, x)  # e_s of exposure i: [B, H/2^s, W/2^s, c_s]
+                merge_sums[s] = step(self._add_merge_share, s, i, x, merge_sums[s])
+                if i == 1:
+                    ref[s] = x
+        rows = {}  # (row, scale) -> [B, H/2^j, W/2^j, c_j]; row 0: merged features m_j
+        for j in range(n):
+            rows[(0, j)] = step(self._finish_merge, j, merge_sums[j], ref[j])
+        outputs = {}
+        for j in range(n - 2, -1, -1):
+            for k in range(1, n - j):
+                # The node's input, in its channel order: UP(row k-1 at scale j+1), m_j, e_j^ref,
+                # rows 1 .. k-1 at scale j; None stands for the up-sampled map, made when used.
+                parts = [None, rows[(0, j)], ref[j]] + [rows[(r, j)] for r in range(1, k)]
+                order = list(enumerate(parts))
+                if k == n - 1 - j:  # the last node at scale j
+                    order = order[1:] + order[:1]
+                node, sums = self.node(k, j), [None, None]
+                for index, part in order:
+                    if part is None:
+                        part = step(self.up(k - 1, j + 1), rows[(k - 1, j + 1)])
+                    start = index * self.filters[j]
+                    for which, conv in enumerate((node.conv_a, node.shortcut)):
+                        sums[which] = step(_add_share, conv, part, start, sums[which])
+                rows[(k, j)] = step(node.finish, *sums)
+                if j == 0:
+                    outputs[k] = step(self.heads[k - 1], rows[(k, 0)])  # [B, H, W, 3]
+        return [outputs[k] for k in range(1, n)]
+
+    def _add_merge_share(self, scale, index, features, summed):
+        """Adds exposure `index`'s features at `scale` into the merging step's running sum."""
+        merger = self.mergers[scale]
+        if self.merging_blocks:
+            share = merger.part(features, index)
+        else:
+            share = merger.part(features, index * self.filters[scale])
+        return share if summed is None else summed + share
+
+    def _finish_merge(self, scale, summed, ref):
+        merger = self.mergers[scale]
+        return merger.finish(summed, ref) if self.merging_blocks else merger.activate(summed)
 
     def get_config(self):
         return {"name": self.name, "scales": self.scales, "base_filters": self.base_filters,

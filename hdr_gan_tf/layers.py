@@ -268,6 +268,27 @@ class ReflectConv2D(keras.layers.Layer):
         sn.vector_u.assign(vector_u)
         sn.kernel.assign(kernel)
 
+    def part(self, x, start=0):
+        """For inference: this convolution's share of one part of its input, before bias and
+        activation.
+
+        `x` holds channels `start .. start + C` of the input's channel concatenation; it is
+        convolved with the matching slice of the kernel. The sum of every part's share, passed
+        to `activate`, is `call` on the whole input, so a caller can add parts as they become
+        available and drop each one at once (`Generator`'s inference order does).
+        """
+        conv = self.conv2d
+        kernel = ops.cast(conv.kernel, x.dtype)[:, :, start:start + x.shape[-1]]
+        return reflect_conv2d(x, kernel, conv.strides[0], conv.dilation_rate[0],
+                              conv.reflect_padding, differentiable=False)
+
+    def activate(self, summed):
+        """Bias and activation on the sum of the parts' shares (see `part`)."""
+        conv = self.conv2d
+        if conv.use_bias:
+            summed = tf.nn.bias_add(summed, ops.cast(conv.bias, summed.dtype))
+        return self.activation(summed) if self.activation is not None else summed
+
     def call(self, x, training=None):
         # The wrapper's own call takes one tensor only; its update is done here so that the
         # convolution can take a list of parts.
@@ -317,11 +338,20 @@ class ResidualUnit(keras.layers.Layer):
 
     def call(self, x, training=None):
         residual = self.conv_b(self.conv_a(x, training=training), training=training)
-        if self.shortcut is not None:
-            skip = self.shortcut(x, training=training)
-        else:
-            skip = ops.concatenate(x, axis=-1) if isinstance(x, (list, tuple)) else x
+        # The shortcut after the residual branch: a graph would otherwise be free to compute
+        # it first and hold three maps of the unit's size at once instead of two.
+        with tf.control_dependencies([residual]):
+            if self.shortcut is not None:
+                skip = self.shortcut(x, training=training)
+            else:
+                skip = ops.concatenate(x, axis=-1) if isinstance(x, (list, tuple)) else x
         return ops.relu(residual + skip)
+
+    def finish(self, summed_a, summed_shortcut):
+        """For inference: the unit's output from the sums of its input parts' shares in
+        `conv_a` and `shortcut` (see `ReflectConv2D.part`)."""
+        residual = self.conv_b(self.conv_a.activate(summed_a))
+        return ops.relu(residual + self.shortcut.activate(summed_shortcut))
 
     def compute_output_shape(self, input_shape):
         return channel_shape(input_shape)[:3] + (self.filters,)
@@ -426,6 +456,21 @@ class MergingBlock(keras.layers.Layer):
         self.convs[0].build(shape[:3] + (channels,))
         for conv in self.convs[1:]:
             conv.build(shape[:3] + (self.filters,))
+
+    def part(self, x, index):
+        """For inference: exposure `index`'s (0 short, 1 reference, 2 long) share of the first
+        convolution, so that each exposure's features can be dropped as soon as they are added
+        (see `ReflectConv2D.part`). `finish` completes the block from the sum of the three."""
+        if self.bottlenecks is not None:
+            x = self.bottlenecks[index](x)
+        return self.convs[0].part(x, index * x.shape[-1])
+
+    def finish(self, summed, ref):
+        """For inference: the block's output from the sum of the three `part`s and `ref`."""
+        x = self.convs[0].activate(summed)
+        for conv in self.convs[1:]:
+            x = conv(x)
+        return ops.relu(x + ref)
 
     def call(self, inputs, training=None):
         ref = inputs[1]

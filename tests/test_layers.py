@@ -92,6 +92,39 @@ def test_reflect_conv2d_of_a_list_is_the_conv_of_its_concatenation(differentiabl
     assert layer.conv2d.kernel.shape == (3, 3, 9, 5)
 
 
+@pytest.mark.parametrize("strides, dilation", [(1, 1), (1, 2), (2, 1)])
+def test_parts_added_one_by_one_give_the_call_on_the_concatenation(strides, dilation,
+                                                                   strips_at_any_size):
+    layer = ReflectConv2D(5, 3, strides=strides, dilation_rate=dilation, activation="relu")
+    parts = [_x((1, 8, 10, c), seed=c) for c in (2, 3, 4)]
+    layer(parts)
+    layer.conv2d.bias.assign(_x((5,), seed=3))
+    summed = None
+    for part in reversed(list(zip(parts, (0, 2, 5)))):  # any order
+        share = layer.part(*part)
+        summed = share if summed is None else summed + share
+    np.testing.assert_allclose(layer.activate(summed).numpy(), layer(parts).numpy(), atol=1e-5)
+
+
+def test_residual_unit_finish_from_part_sums_equals_its_call():
+    unit = ResidualUnit(6)
+    parts = [_x((1, 9, 7, 4), seed=i) for i in range(3)]
+    expected = unit(parts)
+    sums = [sum(conv.part(p, 4 * i) for i, p in enumerate(parts))
+            for conv in (unit.conv_a, unit.shortcut)]
+    np.testing.assert_allclose(unit.finish(*sums).numpy(), expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("filters", [4, 256])
+def test_merging_block_finish_from_exposure_parts_equals_its_call(filters):
+    block = MergingBlock(filters)  # 256: each exposure through its bottleneck first
+    xs = [tf.abs(_x((1, 6, 6, filters), seed=i)) for i in range(3)]
+    expected = block(xs)
+    summed = sum(block.part(x, i) for i, x in enumerate(xs))
+    np.testing.assert_allclose(block.finish(summed, xs[1]).numpy(), expected.numpy(),
+                               atol=1e-4)
+
+
 def test_reflect_conv_equals_explicit_reflect_pad_then_valid_conv():
     layer = ReflectConv2D(5, 3, dilation_rate=2, spectral_norm=False)
     x = _x((2, 12, 10, 4))
