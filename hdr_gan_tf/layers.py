@@ -338,13 +338,10 @@ class ResidualUnit(keras.layers.Layer):
 
     def call(self, x, training=None):
         residual = self.conv_b(self.conv_a(x, training=training), training=training)
-        # The shortcut after the residual branch: a graph would otherwise be free to compute
-        # it first and hold three maps of the unit's size at once instead of two.
-        with tf.control_dependencies([residual]):
-            if self.shortcut is not None:
-                skip = self.shortcut(x, training=training)
-            else:
-                skip = ops.concatenate(x, axis=-1) if isinstance(x, (list, tuple)) else x
+        if self.shortcut is not None:
+            skip = self.shortcut(x, training=training)
+        else:
+            skip = ops.concatenate(x, axis=-1) if isinstance(x, (list, tuple)) else x
         return ops.relu(residual + skip)
 
     def finish(self, summed_a, summed_shortcut):
