@@ -59,17 +59,17 @@ def test_a_few_hundred_iterations_lower_the_main_branch_l1(trained):
 
 @pytest.mark.slow
 def test_l1_only_training_fits_quickly(tiny_data, tmp_path):
-    """Without the discriminator the same step must fit the data fast (0.56 -> 0.09 in 100
+    """Without the discriminator the same step must fit the data fast (0.56 -> 0.14 in 60
     iterations here)."""
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
     fixed = list(data.training_dataset(scenes, 64, 4, seed=123, augment=False).take(4))
     trainer, _ = run_training(_config(tmp_path / "run", tiny_data, iterations=0,
                                       use_discriminator=False), log=lambda line: None)
     before = _fixed_l1(trainer, fixed)
-    trainer.config["iterations"] = 80
+    trainer.config["iterations"] = 60
     trainer.fit(scenes)
     after = _fixed_l1(trainer, fixed)
-    assert after < 0.3 * before, (before, after)
+    assert after < 0.35 * before, (before, after)
 
 
 @pytest.mark.slow
