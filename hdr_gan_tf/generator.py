@@ -81,9 +81,10 @@ class _Steps:
         return result
 
 
-def _add_share(conv, part, start, summed):
-    """`summed` plus `conv`'s share of one input part (`ReflectConv2D.part`)."""
-    share = conv.part(part, start)
+def _add_share(layer, part, start, summed):
+    """`summed` plus `layer`'s share of one input part (`ReflectConv2D.part`,
+    `MergingBlock.part`)."""
+    share = layer.part(part, start)
     return share if summed is None else summed + share
 
 
@@ -209,7 +210,8 @@ class Generator(keras.Model):
                 if s:
                     x = step(self.encoders[i].downs[s - 1], x)
                 x = step(unit, x)  # e_s of exposure i: [B, H/2^s, W/2^s, c_s]
-                merge_sums[s] = step(self._add_merge_share, s, i, x, merge_sums[s])
+                merge_sums[s] = step(_add_share, self.mergers[s], x, i * self.filters[s],
+                                     merge_sums[s])
                 if i == 1:
                     ref[s] = x
         rows = {}  # (row, scale) -> [B, H/2^j, W/2^j, c_j]; row 0: merged features m_j
@@ -235,15 +237,6 @@ class Generator(keras.Model):
                 if j == 0:
                     outputs[k] = step(self.heads[k - 1], rows[(k, 0)])  # [B, H, W, 3]
         return [outputs[k] for k in range(1, n)]
-
-    def _add_merge_share(self, scale, index, features, summed):
-        """Adds exposure `index`'s features at `scale` into the merging step's running sum."""
-        merger = self.mergers[scale]
-        if self.merging_blocks:
-            share = merger.part(features, index)
-        else:
-            share = merger.part(features, index * self.filters[scale])
-        return share if summed is None else summed + share
 
     def _finish_merge(self, scale, summed, ref):
         merger = self.mergers[scale]

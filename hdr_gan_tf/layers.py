@@ -454,10 +454,12 @@ class MergingBlock(keras.layers.Layer):
         for conv in self.convs[1:]:
             conv.build(shape[:3] + (self.filters,))
 
-    def part(self, x, index):
-        """For inference: exposure `index`'s (0 short, 1 reference, 2 long) share of the first
-        convolution, so that each exposure's features can be dropped as soon as they are added
-        (see `ReflectConv2D.part`). `finish` completes the block from the sum of the three."""
+    def part(self, x, start):
+        """For inference: the first convolution's share of one exposure's features `x`, which
+        are channels `start .. start + filters` of the block's concatenated input (short,
+        reference, long), so that each exposure's features can be dropped as soon as they are
+        added (see `ReflectConv2D.part`). `finish` completes the block from the sum of the three."""
+        index = start // self.filters
         if self.bottlenecks is not None:
             x = self.bottlenecks[index](x)
         return self.convs[0].part(x, index * x.shape[-1])

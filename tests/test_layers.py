@@ -120,7 +120,7 @@ def test_merging_block_finish_from_exposure_parts_equals_its_call(filters):
     block = MergingBlock(filters)  # 256: each exposure through its bottleneck first
     xs = [tf.abs(_x((1, 6, 6, filters), seed=i)) for i in range(3)]
     expected = block(xs)
-    summed = sum(block.part(x, i) for i, x in enumerate(xs))
+    summed = sum(block.part(x, i * filters) for i, x in enumerate(xs))
     np.testing.assert_allclose(block.finish(summed, xs[1]).numpy(), expected.numpy(),
                                atol=1e-4)
 
