@@ -30,7 +30,7 @@ def test_default_parameter_counts_match_the_paper():
     assert _count(d.trainable_variables) == 660_929
 
 
-@pytest.mark.parametrize("h, w", [(64, 96), (256, 256), (36, 44)])
+@pytest.mark.parametrize("h, w", [(64, 96), (36, 44)])
 def test_outputs_shapes_and_ranges(h, w):
     outputs = Generator()(_inputs(h, w, batch=2))
     assert len(outputs) == 2

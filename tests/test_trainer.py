@@ -34,7 +34,7 @@ def _fixed_l1(trainer, batches):
 
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
-    """A 60-iteration run on 64x64 patches (generator with 16 base channels, discriminator)."""
+    """A 40-iteration run on 64x64 patches (generator with 16 base channels, discriminator)."""
     logdir = tmp_path_factory.mktemp("runs") / "l1"
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
     fixed = list(data.training_dataset(scenes, 64, 4, seed=123, augment=False).take(4))
@@ -42,18 +42,18 @@ def trained(tiny_data, tmp_path_factory):
     config = _config(logdir, tiny_data, iterations=0, summary_every=20, image_every=40)
     trainer, _ = run_training(config, log=lines.append)
     before = _fixed_l1(trainer, fixed)
-    trainer.config["iterations"] = 60
+    trainer.config["iterations"] = 40
     status = trainer.fit(scenes)
     return {"trainer": trainer, "before": before, "after": _fixed_l1(trainer, fixed),
             "status": status, "logdir": logdir, "lines": lines}
 
 
 @pytest.mark.slow
-def test_a_few_hundred_iterations_lower_the_main_branch_l1(trained):
+def test_training_with_the_discriminator_lowers_the_main_branch_l1(trained):
     """Full objective (L1 + Sphere-GAN, λ = 1): the adversarial term slows the L1 descent early
-    on (0.56 -> 0.38 in 60 iterations here), but it must still fall clearly."""
+    on (0.56 -> 0.40 in 40 iterations here), but it must still fall clearly."""
     assert trained["status"] == "done"
-    assert int(trained["trainer"].step.numpy()) == 60
+    assert int(trained["trainer"].step.numpy()) == 40
     assert trained["after"] < 0.85 * trained["before"], (trained["before"], trained["after"])
 
 
@@ -84,7 +84,7 @@ def test_tensorboard_has_per_branch_scalars_and_images(trained):
                  "learning_rate", "steps_per_sec"):
         assert name in tags, (name, sorted(tags))
     steps = [e.step for e in acc.Tensors("l_g_pix/main")]
-    assert steps[-1] == 60 and 20 in steps and 40 in steps
+    assert steps[-1] == 40 and 20 in steps
     images = [t for t in tags if t.startswith("short_ref_long_gt_")]
     assert images, sorted(tags)
     event = acc.Tensors(images[0])[-1]
@@ -118,10 +118,7 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, t
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
     for scene in scenes:
         scene.hdr[:] = np.nan
-    config["iterations"] = 4
-    trainer = Trainer(dict(trainer.config, iterations=4), tf.distribute.get_strategy(),
-                      log=lambda line: None)
-    trainer.restore()
+    trainer.config["iterations"] = 4  # the same trainer goes on (its step function is traced)
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 3"):
         trainer.fit(scenes)
     assert trainer.manager.latest_checkpoint == latest
