@@ -2,11 +2,16 @@
 the FLOP rate next to this machine's large-convolution rate, the same with XLA and with
 bfloat16, and the data pipeline's patch rate next to what training consumes.
 
-    python experiments/bench_train.py [--steps=5] [--bfloat16]
+    python experiments/bench_train.py [--steps=5] [--repeats=3] [--bfloat16]
 
 One iteration is about 550 GFLOP (generator forward + backward on the G batch, generator forward
 on the D batch, discriminator on real and both branches). Each configuration runs in its own
 process. Data: the built-in procedural set.
+
+The cost of spectral normalisation as the released model trained (`SpectralNorm`: W / σ in
+every pass, gradient through σ) is set against Keras' in-place normalisation (W / σ written into
+the kernel variable, no gradient through σ; what this package did before): two trainers in one
+process, timed in alternating blocks of `--steps` iterations, `--repeats` blocks each.
 
 It also prints the rates of TensorFlow's three convolution passes at training size (about 3/4
 of an iteration's work is the forward pass and the input gradient, 1/4 the kernel gradient), and
@@ -25,6 +30,61 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GFLOP_PER_ITERATION = 550
+
+
+def use_in_place_normalisation(*networks):
+    """Turns every `SpectralNorm` of the networks into Keras' in-place variant, for timing."""
+    import tensorflow as tf
+
+    from hdr_gan_tf.layers import SpectralNorm
+
+    class InPlaceSpectralNorm(SpectralNorm):
+        """`keras.layers.SpectralNormalization`'s training pass: one power iteration, W / σ
+        written into the kernel variable, the convolution reads it (no gradient through σ);
+        inference reads the kernel as stored."""
+
+        def normalized_kernel(self, training=False):
+            if training:
+                normalised = super().normalized_kernel(training)  # stores u'
+                self.kernel.assign(tf.stop_gradient(normalised))
+            return tf.convert_to_tensor(self.kernel)
+
+    count = 0
+    for network in networks:
+        for layer in network._flatten_layers():
+            if isinstance(layer, SpectralNorm):
+                layer.__class__ = InPlaceSpectralNorm
+                count += 1
+    return count
+
+
+def compare_normalisations(args, scenes):
+    """Seconds per iteration of two otherwise identical trainers, Miyato's normalisation and
+    the in-place one, in alternating blocks of `args.steps` iterations."""
+    import tensorflow as tf
+
+    from hdr_gan_tf.trainer import Trainer
+
+    trainers, batches = {}, None
+    for kind in ("miyato", "in_place"):
+        trainer = Trainer({"logdir": tempfile.mkdtemp()}, tf.distribute.get_strategy(),
+                          log=lambda line: None)
+        if kind == "in_place":
+            assert use_in_place_normalisation(trainer.generator, trainer.discriminator) == 61
+        if batches is None:
+            iterator = iter(trainer.distributed_dataset(scenes))
+            batches = [next(iterator) for _ in range(2 * args.steps)]
+        for i in range(2):  # trace and warm up
+            trainer.train_step(batches[2 * i], batches[2 * i + 1])["l_g_total"].numpy()
+        trainers[kind] = trainer
+    times = {kind: [] for kind in trainers}
+    for _ in range(args.repeats):
+        for kind, trainer in trainers.items():
+            start = time.perf_counter()
+            for i in range(args.steps):
+                trainer.train_step(batches[2 * i], batches[2 * i + 1])["l_g_total"].numpy()
+            times[kind].append((time.perf_counter() - start) / args.steps)
+    print(json.dumps(times))
 
 
 def child(args):
@@ -47,6 +107,8 @@ def child(args):
             next(ds)
         print(json.dumps({"patches_per_s": 2 * n / (time.perf_counter() - start)}))
         return
+    if args.what == "normalisation":
+        return compare_normalisations(args, scenes)
     if args.what == "ops":  # ops one at a time, so that their times add up
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from hdr_gan_tf.config import set_precision
@@ -86,6 +148,8 @@ def main():
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--precision", default="none")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="alternating blocks of --steps iterations per normalisation")
     parser.add_argument("--bfloat16", action="store_true",
                         help="also time mixed bfloat16 (slow on CPUs without native bfloat16)")
     args = parser.parse_args()
@@ -116,6 +180,15 @@ def main():
         print(f"{name:24} {seconds:11.2f} {rate:8.0f} {100 * rate / conv[precision]:11.0f}% "
               f"{4 / seconds:14.2f}", flush=True)
     print(f"Data pipeline at 256x256: {pipeline:.0f} patches/s")
+    runs = run_child("--what=normalisation", f"--steps={args.steps}",
+                     f"--repeats={args.repeats}")
+    median = {kind: sorted(times)[len(times) // 2] for kind, times in runs.items()}
+    print(f"Spectral normalisation, float32, alternating blocks of {args.steps} iterations in "
+          f"one process (s/iteration): Miyato (W / σ in every pass, gradient through σ) "
+          f"{', '.join(f'{t:.2f}' for t in runs['miyato'])}; Keras in-place "
+          f"{', '.join(f'{t:.2f}' for t in runs['in_place'])}. Medians {median['miyato']:.2f} "
+          f"against {median['in_place']:.2f}: "
+          f"{100 * (median['miyato'] / median['in_place'] - 1):+.1f}%", flush=True)
     ops = run_child("--what=ops")
     rate = GFLOP_PER_ITERATION / ops["convolutions"]
     print(f"One float32 iteration with one op at a time, by TensorFlow's profiler: "

@@ -17,7 +17,7 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 # ops before this package was imported. Set TF_CPU_ALLOCATOR_USE_BFC=false to opt out.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "Discriminator": "hdr_gan_tf.discriminator",
@@ -26,6 +26,7 @@ _EXPORTS = {
     "MergingBlock": "hdr_gan_tf.layers",
     "ReflectConv2D": "hdr_gan_tf.layers",
     "ResidualUnit": "hdr_gan_tf.layers",
+    "SpectralNorm": "hdr_gan_tf.layers",
     "UpSample": "hdr_gan_tf.layers",
 }
 __all__ = sorted(_EXPORTS)

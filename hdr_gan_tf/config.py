@@ -21,6 +21,10 @@ ARCHITECTURE_KEYS = ("scales", "base_filters", "merging_blocks", "use_discrimina
 DEFAULT_ARCHITECTURE = {"scales": 3, "base_filters": 32, "merging_blocks": True,
                         "use_discriminator": True}
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+# What the kernel variables of a log dir's checkpoints hold, recorded in its config.json: the
+# raw kernels W of Miyato's spectral normalisation (`hdr_gan_tf.layers.SpectralNorm`). Log dirs
+# without it were written by versions that stored W/σ in the kernel variables instead.
+SPECTRAL_NORM = "miyato"
 
 
 class ConfigError(ValueError):
@@ -44,6 +48,22 @@ def read_config(logdir):
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from None
+
+
+def check_spectral_norm(config, logdir):
+    """Refuses a log dir whose checkpoints hold normalised kernels (see `SPECTRAL_NORM`).
+
+    Such a kernel cannot be turned into a raw one that gives the same network: `W/σ(W)` has
+    spectral norm 1 for every raw `W`, while a stored normalised kernel has it only roughly.
+    """
+    if config.get("spectral_norm") != SPECTRAL_NORM:
+        raise ConfigError(
+            f"{Path(logdir) / CONFIG_FILE}: this log dir was written by hdr_gan_tf before 0.2.0, "
+            f"whose spectral normalisation stored W/σ in the kernel variables (Keras' in-place "
+            f"SpectralNormalization); kernels are now the raw W, divided by σ in every pass "
+            f"(Miyato's definition, as the authors trained), so its checkpoints would compute "
+            f"another network. Train it again, or convert the authors' TF1 checkpoint again "
+            f"with hdr-gan-convert-tf1.")
 
 
 def architecture(config):
@@ -126,6 +146,7 @@ def restore_generator(checkpoint, precision="float32"):
     """
     prefix, logdir = resolve_checkpoint(checkpoint)
     config = read_config(logdir)
+    check_spectral_norm(config, logdir)
     set_precision(precision)
     generator = build_generator(config)
     try:

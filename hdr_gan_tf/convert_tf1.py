@@ -32,7 +32,7 @@ def convert(tf1_checkpoint, output_dir, overwrite=False):
     output_dir = Path(output_dir)
     check_output_free(output_dir, overwrite)
     config = dict(config_lib.DEFAULT_ARCHITECTURE, mu=5000.0,
-                  converted_from=str(tf1_checkpoint))
+                  spectral_norm=config_lib.SPECTRAL_NORM, converted_from=str(tf1_checkpoint))
     generator = config_lib.build_generator(config)
     discriminator = config_lib.build_discriminator(config)
     load_tf1_weights(tf1_checkpoint, generator, discriminator)

@@ -9,6 +9,9 @@ The three LDRs sort by file name in exposure order (short, reference, long); `ex
 one EV per line ("0 2 4" or "-2 0 2" style); `HDRImg.hdr` is the ground truth aligned to the
 reference. Opening a split decodes and checks every scene once, before any training starts, and
 keeps the decoded images in memory (LDRs at their 8/16-bit size): that is the pipeline's cache.
+
+`ldr_bits=8` reads 16-bit LDRs as the released code did: its loaders used OpenCV's default
+flag, which reduces them to 8 bits per channel (`round(v / 257)`), in training and in testing.
 """
 
 import concurrent.futures
@@ -20,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from hdr_gan_tf.image_io import ImageError, read_hdr, read_ldr_raw
-from hdr_gan_tf.imaging import GAMMA, MU, network_inputs, parse_exposure_bias
+from hdr_gan_tf.imaging import GAMMA, MU, mu_law, network_inputs, parse_exposure_bias, to_signed
 
 TRAIN_SPLIT = "Training"
 TEST_SPLIT = "Test"
@@ -107,8 +110,25 @@ def find_scene_dirs(root, split):
     return scenes
 
 
-def load_scene(path, name=None, min_size=0):
-    """Decodes and checks one scene folder; raises DataError naming scene, file and problem."""
+LDR_BITS = (8, 16)
+
+
+def reduce_to_8_bits(ldrs):
+    """16-bit samples as OpenCV's default read reduces them: `round(v / 257)`, uint8.
+
+    (v / 257 never ends in exactly .5, so the rounding rule does not matter.)
+    """
+    return np.round(ldrs.astype(np.float32) / np.float32(257)).astype(np.uint8)
+
+
+def load_scene(path, name=None, min_size=0, ldr_bits=16):
+    """Decodes and checks one scene folder; raises DataError naming scene, file and problem.
+
+    `ldr_bits=8` reduces 16-bit LDRs to 8 bits per channel (`reduce_to_8_bits`); 8-bit files
+    are kept as they are either way.
+    """
+    if ldr_bits not in LDR_BITS:
+        raise DataError(f"ldr_bits must be 8 or 16, got {ldr_bits}")
     path = Path(path)
     name = name or path.name
     where = f"scene '{name}'"
@@ -134,12 +154,14 @@ def load_scene(path, name=None, min_size=0):
     if min(shapes[0][:2]) < min_size:
         raise DataError(f"{where}: images are {shapes[0][1]}x{shapes[0][0]}, smaller than the "
                         f"{min_size}x{min_size} patch size")
-    return Scene(name=name, path=path, ldr_paths=ldr_paths,
-                 ldrs=np.stack([r for r, _ in raws]), peak=raws[0][1],
+    ldrs, peak = np.stack([r for r, _ in raws]), raws[0][1]
+    if ldr_bits == 8 and peak == 65535:
+        ldrs, peak = reduce_to_8_bits(ldrs), 255
+    return Scene(name=name, path=path, ldr_paths=ldr_paths, ldrs=ldrs, peak=peak,
                  exposure_bias=exposure_bias, hdr=hdr)
 
 
-def open_split(root, split, min_size=0, names=None, workers=4):
+def open_split(root, split, min_size=0, names=None, workers=4, ldr_bits=16):
     """Decodes and checks every scene of a split (in parallel threads; OpenCV drops the GIL).
 
     Args:
@@ -147,6 +169,8 @@ def open_split(root, split, min_size=0, names=None, workers=4):
       split: `"Training"` or `"Test"`.
       min_size: smallest allowed image side (the patch size for training).
       names: if given, only these scene names (relative paths), in this order.
+      ldr_bits: 16 keeps the LDRs as stored; 8 reduces 16-bit ones as the released code read
+        them (`load_scene`).
 
     Returns:
       list of `Scene`.
@@ -160,7 +184,8 @@ def open_split(root, split, min_size=0, names=None, workers=4):
             raise DataError(f"{split_dir}: no such scenes: {', '.join(unknown)}")
         named = {n: named[n] for n in names}
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda item: load_scene(item[1], item[0], min_size), named.items()))
+        return list(pool.map(lambda item: load_scene(item[1], item[0], min_size, ldr_bits),
+                             named.items()))
 
 
 def split_validation(scenes, validation):
@@ -203,8 +228,9 @@ def training_dataset(scenes, patch_size=256, batch_size=2, seed=0, start=0, gamm
     therefore does not depend on parallelism or on where the stream was restarted.
 
     Yields:
-      `((x_short, x_ref, x_long), hdr)` batches: inputs `[B, P, P, 6]` in [-1, 1] (SPEC §1) and
-      linear ground truth `[B, P, P, 3]`.
+      `((x_short, x_ref, x_long), target)` batches: inputs `[B, P, P, 6]` in [-1, 1] (SPEC §1)
+      and the tonemapped ground truth on the same scale, `target = 2·T(H) - 1`, `[B, P, P, 3]`:
+      the tensors the training step compares, as the released pipeline built them.
     """
     if not scenes:
         raise DataError("no training scenes")
@@ -240,7 +266,7 @@ def training_dataset(scenes, patch_size=256, batch_size=2, seed=0, start=0, gamm
         bias = biases[index]
         x = network_inputs(stack[None, ..., 0:3], stack[None, ..., 3:6], stack[None, ..., 6:9],
                            bias[None], gamma, mu)
-        return tuple(t[0] for t in x), stack[..., 9:12]
+        return tuple(t[0] for t in x), to_signed(mu_law(stack[..., 9:12], mu))
 
     options = tf.data.Options()
     options.deterministic = True

@@ -27,6 +27,10 @@ flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and pan
                     required=True)
 flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
 flags.DEFINE_list("center_crop", [], "Evaluate on a centre crop H,W (e.g. 960,1440).")
+flags.DEFINE_enum("ldr_bits", "16", ["8", "16"], "Bits per channel the LDRs are read with: "
+                  "16 keeps them as stored; 8 reduces 16-bit files to 8 bits (round(v/257)) as "
+                  "the released code's test script read them (with --center_crop=960,1440, how "
+                  "the paper scored its model).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute precision.")
 flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
                   "compilation per image or tile size).")
@@ -110,7 +114,7 @@ def main(argv):
     if Path(FLAGS.output_dir).exists() and any(Path(FLAGS.output_dir).iterdir()):
         check_output_free(FLAGS.output_dir, FLAGS.overwrite)
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))
-    scenes = data_lib.open_split(data_dir, FLAGS.split)
+    scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=int(FLAGS.ldr_bits))
     if FLAGS.saved_model:
         if not Path(FLAGS.saved_model, "saved_model.pb").is_file():
             raise ValueError(f"{FLAGS.saved_model}: not a SavedModel (no saved_model.pb)")

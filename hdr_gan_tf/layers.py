@@ -3,7 +3,8 @@
 Every convolution pads by reflection and then convolves with VALID padding, as the released model
 did; reflection keeps the borders of bright regions free of the dark halo that zero padding gives.
 Kernels are He-normal, biases zero, and all convolutions but the up-sampling ones are wrapped in
-`keras.layers.SpectralNormalization` (one power iteration per training forward pass).
+`SpectralNorm`: spectral normalisation as Miyato et al. define it and the released model was
+trained with it (the raw kernel is the trained variable; the forward pass divides it by σ).
 
 For inference on large maps the reflect-padded convolution is computed without building the
 padded map (`reflect_conv2d`): copying every full-resolution feature map once more per
@@ -178,15 +179,23 @@ class ReflectPaddedConv(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose input is reflect-padded by `reflect_padding` on each side.
 
     The convolution goes through `reflect_conv2d`. Holds the same `kernel` and `bias` as a
-    `Conv2D`, so a `SpectralNormalization` wrapper and checkpoints see an ordinary convolution.
+    `Conv2D`, so a `SpectralNorm` wrapper and checkpoints see an ordinary convolution.
     Input `[B, H, W, C]`, or a list of tensors standing for their channel concatenation; output
     `[B, H', W', filters]` with `H' = (H + 2p - d(k-1) - 1) // s + 1`.
+
+    Its variables are never auto-cast to a mixed-precision compute dtype: a `SpectralNorm`
+    wrapper computes σ from them in float32 (σ rounded to bfloat16 would scale each layer by up
+    to 0.4%), and `convolve` casts the kernel and bias to the input's dtype itself.
     """
 
     def __init__(self, filters, kernel_size, reflect_padding=0, **kwargs):
         kwargs["padding"] = "valid"
         super().__init__(filters, kernel_size, **kwargs)
         self.reflect_padding = reflect_padding
+
+    def add_weight(self, *args, **kwargs):
+        kwargs["autocast"] = False
+        return super().add_weight(*args, **kwargs)
 
     def _padded_shape(self, input_shape):
         input_shape = channel_shape(input_shape)
@@ -197,12 +206,19 @@ class ReflectPaddedConv(keras.layers.Conv2D):
         super().build(channel_shape(input_shape))
         self.input_spec = None  # a list of parts is as welcome as one tensor
 
-    def call(self, inputs, training=None):
-        outputs = reflect_conv2d(inputs, self.kernel, self.strides[0], self.dilation_rate[0],
-                                 self.reflect_padding, differentiable=bool(training))
+    def convolve(self, inputs, kernel, training=None):
+        """Bias and activation after `reflect_conv2d(inputs, kernel)`; `kernel` stands in for
+        `self.kernel` (a `SpectralNorm` wrapper passes W / σ)."""
+        dtype = (inputs[0] if isinstance(inputs, (list, tuple)) else inputs).dtype
+        outputs = reflect_conv2d(inputs, tf.cast(kernel, dtype), self.strides[0],
+                                 self.dilation_rate[0], self.reflect_padding,
+                                 differentiable=bool(training))
         if self.use_bias:
-            outputs = tf.nn.bias_add(outputs, self.bias)
+            outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, dtype))
         return self.activation(outputs) if self.activation is not None else outputs
+
+    def call(self, inputs, training=None):
+        return self.convolve(inputs, self.kernel, training)
 
     def compute_output_shape(self, input_shape):
         return super().compute_output_shape(self._padded_shape(input_shape))
@@ -211,6 +227,75 @@ class ReflectPaddedConv(keras.layers.Conv2D):
         config = super().get_config()
         config.update(reflect_padding=self.reflect_padding)
         return config
+
+
+@keras.saving.register_keras_serializable(package="hdr_gan_tf")
+class SpectralNorm(keras.layers.SpectralNormalization):
+    """Spectral normalisation as Miyato et al. (2018) define it, as the released model trained.
+
+    The trained variable is the raw kernel `W`; every forward pass convolves with `W / σ(W)`.
+    σ comes from power iterations from the stored vector `u` (`[1, c_out]`), with `W` reshaped
+    to `[k·k·c_in, c_out]`: `v = l2n(u Wᵀ)`, `u' = l2n(v W)`, `σ = v W u'ᵀ`, where `l2n`
+    normalises the whole vector (`x / sqrt(max(Σx², 1e-12))`). `u'` and `v` are held constant
+    for the gradient, so the gradient reaches `W` through `σ`. In training `u'` is stored; in
+    inference it is not, and the same `u` gives the same σ every time.
+
+    `keras.layers.SpectralNormalization` (this class's parent, whose constructor, `vector_u`
+    and configuration it keeps) instead overwrites the kernel variable with `W / σ` on every
+    training call: the optimizer then steps on the normalised kernel and no gradient flows
+    through σ. That trains differently from the first update on (σ of a He-initialised kernel
+    is about 2, and it grows during training), so this wrapper never writes the kernel.
+
+    One call is one power iteration (`power_iterations`), whatever the batch holds: a network
+    that must score several images with one σ (the discriminator on real and fake images, as
+    the authors' graph did) scores them as one batch.
+
+    Args:
+      layer: a `ReflectPaddedConv` (any layer with a `kernel` and a
+        `convolve(inputs, kernel, training)` method).
+      power_iterations: power iterations per call.
+
+    Input and output: those of the wrapped layer (`[B, H, W, C]` or a list of channel parts).
+    """
+
+    def __init__(self, layer, power_iterations=1, **kwargs):
+        super().__init__(layer, power_iterations=power_iterations, **kwargs)
+
+    def add_weight(self, *args, **kwargs):
+        kwargs["autocast"] = False  # `u` stays float32 under a mixed-precision policy
+        return super().add_weight(*args, **kwargs)
+
+    def build(self, input_shape):
+        super().build(channel_shape(input_shape))
+        self.input_spec = None
+
+    def normalized_kernel(self, training=False):
+        """`W / σ(W)` in float32, differentiable with respect to `W`; in training, `u'` is stored.
+
+        Returns the kernel with `W`'s shape. (Keras' parent method, `normalized_weights`,
+        returns the pair it writes into its variables.)
+        """
+        kernel = tf.convert_to_tensor(self.kernel)
+        weights = tf.reshape(kernel, [-1, kernel.shape[-1]])  # [k·k·c_in, c_out]
+        vector_u = tf.convert_to_tensor(self.vector_u)  # [1, c_out]
+        for _ in range(self.power_iterations):
+            vector_v = tf.math.l2_normalize(tf.matmul(vector_u, weights, transpose_b=True),
+                                            axis=None, epsilon=1e-12)  # [1, k·k·c_in]
+            vector_u = tf.math.l2_normalize(tf.matmul(vector_v, weights), axis=None,
+                                            epsilon=1e-12)
+        vector_u = tf.stop_gradient(vector_u)
+        vector_v = tf.stop_gradient(vector_v)
+        sigma = tf.matmul(tf.matmul(vector_v, weights), vector_u, transpose_b=True)  # [1, 1]
+        if training:
+            self.vector_u.assign(vector_u)
+        # An all-zero kernel (σ = 0) stays zero instead of becoming NaN.
+        return tf.math.divide_no_nan(kernel, sigma)
+
+    def call(self, inputs, training=False):
+        return self.layer.convolve(inputs, self.normalized_kernel(training), training)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
 
 
 @keras.saving.register_keras_serializable(package="hdr_gan_tf")
@@ -225,7 +310,7 @@ class ReflectConv2D(keras.layers.Layer):
       padding: reflect padding on each side; `None` keeps the size for stride 1
         (`reflect_padding(kernel_size, dilation_rate)`), 0 means none (VALID).
       activation: activation applied after the convolution (a Keras activation name or None).
-      spectral_norm: wrap the convolution in `keras.layers.SpectralNormalization`.
+      spectral_norm: wrap the convolution in `SpectralNorm`.
 
     Input: `[B, H, W, C]`, or a list of tensors standing for their channel concatenation (no
     concatenated copy is made). Output: `[B, H', W', filters]`,
@@ -246,8 +331,7 @@ class ReflectConv2D(keras.layers.Layer):
             filters, kernel_size, reflect_padding=self.padding, strides=strides,
             dilation_rate=dilation_rate, kernel_initializer="he_normal",
             bias_initializer="zeros", dtype=self.dtype_policy, name="conv")
-        self.conv = (keras.layers.SpectralNormalization(conv, power_iterations=1,
-                                                        dtype=self.dtype_policy, name="sn")
+        self.conv = (SpectralNorm(conv, power_iterations=1, dtype=self.dtype_policy, name="sn")
                      if spectral_norm else conv)
 
     @property
@@ -258,15 +342,12 @@ class ReflectConv2D(keras.layers.Layer):
     def build(self, input_shape):
         self.conv.build(channel_shape(input_shape))
 
-    def _power_iteration(self):
-        """What `SpectralNormalization.call(training=True)` does before convolving: one power
-        iteration, and the kernel replaced by W / sigma (an all-zero kernel is left alone)."""
-        sn = self.conv
-        vector_u, kernel = ops.cond(ops.all(ops.equal(sn.kernel.value, 0)),
-                                    lambda: (sn.vector_u.value, sn.kernel.value),
-                                    sn.normalized_weights)
-        sn.vector_u.assign(vector_u)
-        sn.kernel.assign(kernel)
+    def effective_kernel(self, training=False):
+        """The kernel the convolution applies: `W / σ` with spectral normalisation (storing the
+        new `u` in training, see `SpectralNorm`), else the kernel variable."""
+        if self.spectral_norm:
+            return self.conv.normalized_kernel(training)
+        return self.conv.kernel
 
     def part(self, x, start=0):
         """For inference: this convolution's share of one part of its input, before bias and
@@ -278,7 +359,7 @@ class ReflectConv2D(keras.layers.Layer):
         available and drop each one at once (`Generator`'s inference order does).
         """
         conv = self.conv2d
-        kernel = ops.cast(conv.kernel, x.dtype)[:, :, start:start + x.shape[-1]]
+        kernel = tf.cast(self.effective_kernel(), x.dtype)[:, :, start:start + x.shape[-1]]
         return reflect_conv2d(x, kernel, conv.strides[0], conv.dilation_rate[0],
                               conv.reflect_padding, differentiable=False)
 
@@ -290,11 +371,7 @@ class ReflectConv2D(keras.layers.Layer):
         return self.activation(summed) if self.activation is not None else summed
 
     def call(self, x, training=None):
-        # The wrapper's own call takes one tensor only; its update is done here so that the
-        # convolution can take a list of parts.
-        if self.spectral_norm and training:
-            self._power_iteration()
-        x = self.conv2d(x, training=training)
+        x = self.conv(x, training=training)
         return self.activation(x) if self.activation is not None else x
 
     def compute_output_shape(self, input_shape):
@@ -401,9 +478,9 @@ class UpSample(keras.layers.Layer):
 
     def call(self, x, training=None):
         conv = self.conv.conv2d
-        y = reflect_conv2d(x, subpixel_kernel(conv.kernel), padding=1, symmetric=True,
-                           differentiable=bool(training))
-        y = ops.relu(tf.nn.bias_add(y, tf.tile(conv.bias, [4])))  # [B, H, W, 4 * filters]
+        kernel = tf.cast(subpixel_kernel(tf.convert_to_tensor(conv.kernel)), x.dtype)
+        y = reflect_conv2d(x, kernel, padding=1, symmetric=True, differentiable=bool(training))
+        y = ops.relu(tf.nn.bias_add(y, tf.tile(tf.cast(conv.bias, x.dtype), [4])))  # [B, H, W, 4F]
         return tf.nn.depth_to_space(y, 2)  # [B, 2H, 2W, filters]
 
     def compute_output_shape(self, input_shape):

@@ -1,14 +1,12 @@
 """Reading the authors' released TensorFlow 1 checkpoint into our Keras networks.
 
 The TF1 model kept each spectrally normalised kernel raw (`W`) with its power-iteration vector
-`u`, and at every forward pass used `W / σ` after one power iteration from the stored `u`:
-`v = l2norm(u Wᵀ)`, `u' = l2norm(v W)`, `σ = v W u'ᵀ`, with `W` reshaped to `[k·k·c_in, c_out]`.
-`keras.layers.SpectralNormalization` keeps the normalised kernel itself, so the conversion stores
-`W / σ` computed exactly that way and `u'` as the wrapper's vector. Inference with
-`training=False` then computes what the TF1 graph computed.
+`u`, and at every forward pass used `W / σ` after one power iteration from the stored `u`. Our
+`hdr_gan_tf.layers.SpectralNorm` does the same with the same two variables, so the conversion
+copies every variable as it is: inference then computes what the TF1 test graph computed, and
+training from a converted checkpoint continues the way the authors' training did.
 """
 
-import numpy as np
 import tensorflow as tf
 
 GENERATOR_SCOPE = "UnetppGeneratorS"
@@ -92,17 +90,6 @@ def tf1_shape(conv, kind):
     return tuple(keras_variable(conv, kind).shape)
 
 
-def spectral_normalize(kernel, u, eps=1e-12):
-    """One TF1-style power iteration: returns `(W / σ, u')` in float32."""
-    w = np.asarray(kernel, np.float64).reshape(-1, kernel.shape[-1])
-    u = np.asarray(u, np.float64).reshape(1, -1)
-    l2norm = lambda a: a / (np.sqrt(np.sum(a * a)) + eps)  # noqa: E731
-    v = l2norm(u @ w.T)
-    u_new = l2norm(v @ w)
-    sigma = (v @ w @ u_new.T).item()
-    return (np.asarray(kernel, np.float64) / sigma).astype(np.float32), u_new.astype(np.float32)
-
-
 def open_checkpoint(prefix):
     """`tf.train.load_checkpoint` with an error that names the path."""
     try:
@@ -138,11 +125,9 @@ def _assign(reader, entries):
     for name, (conv, kind) in entries.items():
         convs.setdefault(id(conv), [conv, name.rsplit("/", 1)[0]])
     for conv, scope in convs.values():
-        kernel = reader.get_tensor(f"{scope}/kernel")
         if conv.spectral_norm:
-            kernel, u = spectral_normalize(kernel, reader.get_tensor(f"{scope}/u"))
-            conv.conv.vector_u.assign(u)
-        conv.conv2d.kernel.assign(kernel)
+            conv.conv.vector_u.assign(reader.get_tensor(f"{scope}/u"))
+        conv.conv2d.kernel.assign(reader.get_tensor(f"{scope}/kernel"))
         conv.conv2d.bias.assign(reader.get_tensor(f"{scope}/bias"))
 
 

@@ -31,7 +31,14 @@ flags.DEFINE_list("lr_values", [f"{v:g}" for v in _D["lr_values"]], "Learning ra
                   "than boundaries; the same for generator and discriminator.")
 flags.DEFINE_float("gan_weight", _D["gan_weight"], "λ, weight of the adversarial term.")
 flags.DEFINE_integer("sphere_moments", _D["sphere_moments"], "Sphere-GAN moments R.")
+flags.DEFINE_enum("sphere_reference", _D["sphere_reference"], ["first_axis", "north_pole"],
+                  "Point of the sphere the Sphere-GAN distances are measured from: first_axis "
+                  "(1, 0, ..., 0), as the released code did; north_pole (0, ..., 0, 1), as the "
+                  "paper's text reads.")
 flags.DEFINE_float("mu", _D["mu"], "μ of the μ-law tonemapper.")
+flags.DEFINE_enum("ldr_bits", str(_D["ldr_bits"]), ["8", "16"], "Bits per channel the LDRs "
+                  "are read with: 16 keeps them as stored; 8 reduces 16-bit files to 8 bits "
+                  "(round(v/257)) as the released code's OpenCV reads did.")
 flags.DEFINE_float("clip_value", _D["clip_value"], "Element-wise gradient clipping bound.")
 flags.DEFINE_integer("seed", _D["seed"], "Seed of weight initialisation and the data stream.")
 flags.DEFINE_integer("checkpoint_every", _D["checkpoint_every"], "Iterations between "
@@ -68,6 +75,7 @@ def resolve_config():
     config = {k: getattr(FLAGS, k) for k in DEFAULTS}
     config["lr_boundaries"] = [int(b) for b in config["lr_boundaries"]]
     config["lr_values"] = [float(v) for v in config["lr_values"]]
+    config["ldr_bits"] = int(config["ldr_bits"])
     if len(config["lr_values"]) != len(config["lr_boundaries"]) + 1:
         raise ValueError("--lr_values needs exactly one more value than --lr_boundaries")
     return config

@@ -1,12 +1,15 @@
 """Training HDR-GAN (SPEC §5): the step, the loop, checkpoints, summaries and validation.
 
 Each iteration updates the generator on one batch (μ-law L1 of the supervised branches plus
-λ times the Sphere-GAN adversarial term), then the discriminator on a fresh batch. The network
-that is not being updated runs in inference mode, so each network does one spectral-norm power
-iteration per iteration, in its own update. Gradients are clipped element-wise (the
-optimizers' `clipvalue`, applied after loss-scale unscaling). Under `tf.distribute` every loss is
-divided by the number of replicas, so the summed replica gradients are those of the
-global-batch mean.
+λ times the Sphere-GAN adversarial term, `losses.generator_objective`), then the discriminator
+on a fresh batch (`losses.discriminator_objective`), exactly as the authors' TF1 graph ran
+them: both networks run in training mode in both updates, so every spectral-norm vector `u`
+advances twice per iteration, once in each update, and the generator is re-run with its
+freshly updated weights for the discriminator's update. Within one update a network is called
+once, so all the images it scores there share one σ per layer. Gradients are clipped
+element-wise (the optimizers' `clipvalue`, applied after loss-scale unscaling) and Adam applies
+them. Under `tf.distribute` every loss is divided by the number of replicas, so the summed
+replica gradients are those of the global-batch mean.
 """
 
 import math
@@ -23,9 +26,9 @@ from hdr_gan_tf import data as data_lib
 from hdr_gan_tf.config import branch_names, build_discriminator, build_generator
 from hdr_gan_tf.display import comparison_panel
 from hdr_gan_tf.image_io import write_ldr, write_text
-from hdr_gan_tf.imaging import mu_law, to_signed, to_unit
+from hdr_gan_tf.imaging import to_unit
 from hdr_gan_tf.inference import merge_exposures, outputs_to_linear
-from hdr_gan_tf.losses import mu_law_l1, sphere_distance, sphere_generator_loss
+from hdr_gan_tf.losses import SPHERE_REFERENCES, discriminator_objective, generator_objective
 from hdr_gan_tf.metrics import mu_law_np, psnr
 
 
@@ -33,7 +36,8 @@ from hdr_gan_tf.metrics import mu_law_np, psnr
 DEFAULTS = {
     "data_dir": None, "logdir": "runs/hdr_gan", "batch_size": 2, "patch_size": 256,
     "iterations": 1_215_000, "lr_boundaries": [114_300, 706_400],
-    "lr_values": [1e-4, 1e-5, 1e-6], "gan_weight": 1.0, "sphere_moments": 3, "mu": 5000.0,
+    "lr_values": [1e-4, 1e-5, 1e-6], "gan_weight": 1.0, "sphere_moments": 3,
+    "sphere_reference": "first_axis", "mu": 5000.0, "ldr_bits": 16,
     "clip_value": 1.0, "seed": 0, "checkpoint_every": 5000, "keep_checkpoints": 3,
     "summary_every": 100, "image_every": 5000, "validation": "2", "validation_every": 10000,
     "scales": 3, "base_filters": 32, "merging_blocks": True, "supervise": "all",
@@ -99,6 +103,9 @@ class Trainer:
         self.use_disc = bool(config["use_discriminator"])
         self.disc_branches = parse_branches(config["disc_branches"], config["scales"],
                                             "disc_branches")
+        if config["sphere_reference"] not in SPHERE_REFERENCES:
+            raise ValueError(f"--sphere_reference must be one of {', '.join(SPHERE_REFERENCES)}"
+                             f", got {config['sphere_reference']!r}")
         replicas = strategy.num_replicas_in_sync
         if config["batch_size"] % replicas:
             raise ValueError(f"--batch_size={config['batch_size']} is not divisible by the "
@@ -115,9 +122,12 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # The paper's "1e-5 from iteration 114,300": PiecewiseConstantDecay switches after
             # its boundary, so each boundary is moved one step earlier.
-            self.schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-                [int(b) - 1 for b in config["lr_boundaries"]],
-                [float(v) for v in config["lr_values"]])
+            boundaries = [int(b) - 1 for b in config["lr_boundaries"]]
+            values = [float(v) for v in config["lr_values"]]
+            if len(values) != len(boundaries) + 1:
+                raise ValueError("--lr_values needs exactly one more value than --lr_boundaries")
+            self.schedule = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+                             if boundaries else lambda step: tf.constant(values[0]))
             self.generator = build_generator(config)
             self.g_optimizer = self._optimizer()
             self.g_optimizer.build(self.generator.trainable_variables)
@@ -151,53 +161,55 @@ class Trainer:
         return optimizer
 
     # ---------------------------------------------------------------- the training step
-    def _replica_step(self, g_batch, d_batch):
-        cfg, n = self.config, self.strategy.num_replicas_in_sync
-        mu, moments = cfg["mu"], cfg["sphere_moments"]
-        logs = {}
-        # Generator update. inputs: 3 x [b, P, P, 6]; hdr: [b, P, P, 3]
-        inputs, hdr = g_batch
+    def _objective_options(self):
+        cfg = self.config
+        return dict(branches=self.branches, adversarial=self.disc_branches if self.use_disc
+                    else (), moments=cfg["sphere_moments"], reference=cfg["sphere_reference"])
+
+    def generator_gradients(self, batch):
+        """The generator update's gradients (before clipping) and named loss parts.
+
+        Runs G, and D on the chosen branches' outputs as one batch: both advance their `u`.
+        """
+        inputs, target = batch  # 3 x [b, P, P, 6], [b, P, P, 3] (2·T(H) - 1)
         with tf.GradientTape() as tape:
-            outputs = [tf.cast(y, tf.float32)
-                       for y in self.generator(list(inputs), training=True)]  # K x [b, P, P, 3]
-            l_pix = [mu_law_l1(y, hdr, mu) for y in outputs]
-            loss = tf.add_n([l_pix[k] for k in self.supervised])
+            outputs = self.generator(list(inputs), training=True)  # K x [b, P, P, 3]
+            fake_maps = ()
             if self.use_disc:
                 fakes = tf.concat([outputs[k] for k in self.disc_branches], axis=0)
-                fake_maps = tf.split(self.discriminator(fakes, training=False),
+                fake_maps = tf.split(self.discriminator(fakes, training=True),
                                      len(self.disc_branches))  # each [b, h, w, 1]
-                l_gan = [sphere_generator_loss(m, moments) for m in fake_maps]
-                loss += cfg["gan_weight"] * tf.add_n(l_gan)
-                for k, l in zip(self.disc_branches, l_gan):
-                    logs[f"l_g_gan/{self.branches[k]}"] = l
-            scaled = self.g_optimizer.scale_loss(loss / n)
-        variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        target = to_unit(to_signed(mu_law(hdr, mu)))
-        for k, (y, l) in enumerate(zip(outputs, l_pix)):
-            logs[f"l_g_pix/{self.branches[k]}"] = l
-            logs[f"mse_mu/{self.branches[k]}"] = tf.reduce_mean(tf.square(to_unit(y) - target))
-        logs["l_g_total"] = loss
-        # Discriminator update on a fresh batch: real and every chosen branch in one pass.
+            loss, parts = generator_objective(
+                outputs, target, fake_maps, supervised=self.supervised,
+                gan_weight=self.config["gan_weight"], **self._objective_options())
+            scaled = self.g_optimizer.scale_loss(loss / self.strategy.num_replicas_in_sync)
+        return tape.gradient(scaled, self.generator.trainable_variables), parts
+
+    def discriminator_gradients(self, batch):
+        """The discriminator update's gradients (before clipping) and named loss parts.
+
+        Re-runs G (with the weights the generator update just gave it) on this fresh batch,
+        then D on the real images and the chosen branches' outputs as one batch.
+        """
+        inputs, target = batch
+        outputs = self.generator(list(inputs), training=True)  # no tape: G is not updated here
+        images = tf.concat([target] + [tf.cast(outputs[k], target.dtype)
+                                       for k in self.disc_branches], axis=0)  # [(1 + K) b, ...]
+        with tf.GradientTape() as tape:
+            maps = tf.split(self.discriminator(images, training=True), 1 + len(self.disc_branches))
+            loss, parts = discriminator_objective(maps[0], maps[1:], **self._objective_options())
+            scaled = self.d_optimizer.scale_loss(loss / self.strategy.num_replicas_in_sync)
+        return tape.gradient(scaled, self.discriminator.trainable_variables), parts
+
+    def _replica_step(self, g_batch, d_batch):
+        gradients, logs = self.generator_gradients(g_batch)
+        self.g_optimizer.apply_gradients(zip(gradients, self.generator.trainable_variables))
         if self.use_disc:
-            d_inputs, d_hdr = d_batch
-            d_outputs = self.generator(list(d_inputs), training=False)
-            batch = tf.concat([to_signed(mu_law(d_hdr, mu))] +
-                              [tf.cast(d_outputs[k], tf.float32) for k in self.disc_branches],
-                              axis=0)  # [(1 + K) b, P, P, 3]
-            with tf.GradientTape() as tape:
-                maps = tf.split(self.discriminator(batch, training=True),
-                                1 + len(self.disc_branches))
-                dist_real = sphere_distance(maps[0], moments)
-                dist_fake = [sphere_distance(m, moments) for m in maps[1:]]
-                l_d = tf.add_n([f - dist_real for f in dist_fake])
-                scaled = self.d_optimizer.scale_loss(l_d / n)
-            variables = self.discriminator.trainable_variables
-            self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-            logs["l_d_real"] = dist_real
-            for k, f in zip(self.disc_branches, dist_fake):
-                logs[f"l_d_fake/{self.branches[k]}"] = f
-            logs["l_d_total"] = l_d
+            gradients, d_logs = self.discriminator_gradients(d_batch)
+            self.d_optimizer.apply_gradients(
+                zip(gradients, self.discriminator.trainable_variables))
+            logs.update(d_logs)
+        n = self.strategy.num_replicas_in_sync
         return {k: v / n for k, v in logs.items()}
 
     def _distributed_step(self, g_batch, d_batch):
@@ -217,7 +229,7 @@ class Trainer:
             return data_lib.training_dataset(
                 scenes, cfg["patch_size"], context.get_per_replica_batch_size(cfg["batch_size"]),
                 seed=cfg["seed"] * 1009 + context.input_pipeline_id,
-                start=start_step * per_pipeline, mu=cfg["mu"])
+                start=start_step * per_pipeline, mu=cfg["mu"])  # ((x_s, x_r, x_l), target)
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
@@ -250,10 +262,10 @@ class Trainer:
         tf.summary.scalar("steps_per_sec", rate, step)
 
     def _write_images(self, g_batch):
-        inputs, hdr = (self.strategy.experimental_local_results(t)[0] for t in g_batch)
+        inputs, target = (self.strategy.experimental_local_results(t)[0] for t in g_batch)
         outputs = self.generator(list(inputs), training=False)
         panels = [to_unit(x[:1, ..., :3]) for x in inputs]  # LDR inputs
-        panels.append(mu_law(hdr[:1], self.config["mu"]))  # ground truth, μ-law
+        panels.append(to_unit(target[:1]))  # ground truth, μ-law
         panels += [tf.clip_by_value(to_unit(tf.cast(y[:1], tf.float32)), 0, 1) for y in outputs]
         tf.summary.image("short_ref_long_gt_" + "_".join(self.branches),
                          tf.concat(panels, axis=2), int(self.step.numpy()))
@@ -376,7 +388,9 @@ def run_training(config, log=print, strategy=None):
     keras.utils.set_random_seed(config["seed"])
     logdir = Path(config["logdir"])
     if (logdir / config_lib.CONFIG_FILE).is_file():
-        old = config_lib.architecture(config_lib.read_config(logdir))
+        recorded = config_lib.read_config(logdir)
+        config_lib.check_spectral_norm(recorded, logdir)
+        old = config_lib.architecture(recorded)
         new = config_lib.architecture(config)
         if old != new:
             raise config_lib.ConfigError(f"{logdir} holds a run with architecture {old}; these "
@@ -385,13 +399,13 @@ def run_training(config, log=print, strategy=None):
         from hdr_gan_tf.synth import builtin_dataset
         config["data_dir"] = str(builtin_dataset(log))
     scenes = data_lib.open_split(config["data_dir"], data_lib.TRAIN_SPLIT,
-                                 min_size=config["patch_size"])
+                                 min_size=config["patch_size"], ldr_bits=config["ldr_bits"])
     train_scenes, val_scenes = data_lib.split_validation(scenes,
                                                          parse_validation(config["validation"]))
     log(f"Data: {len(train_scenes)} training and {len(val_scenes)} validation scenes from "
         f"{config['data_dir']}; {strategy.num_replicas_in_sync} replica(s)")
     trainer = Trainer(config, strategy, log=log)
     logdir.mkdir(parents=True, exist_ok=True)
-    config_lib.write_config(logdir, config)
+    config_lib.write_config(logdir, dict(config, spectral_norm=config_lib.SPECTRAL_NORM))
     trainer.restore()
     return trainer, trainer.fit(train_scenes, val_scenes)

@@ -11,6 +11,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "tf1_golden"
+GOLDEN_LARGE = DATA / "tf1_golden_large"
 
 
 def run_program(module, *args, timeout=600, env=None):

@@ -6,7 +6,7 @@ import pytest
 
 from hdr_gan_tf import data
 from hdr_gan_tf.image_io import read_hdr, read_ldr, write_hdr
-from hdr_gan_tf.imaging import GAMMA
+from hdr_gan_tf.imaging import GAMMA, inverse_mu_law, to_unit
 from hdr_gan_tf.synth import synthesize_dataset, synthesize_scene
 
 
@@ -176,10 +176,11 @@ def test_crops_of_ldrs_and_ground_truth_stay_aligned_after_augmentation():
     scene = _pattern_scene()
     ds = data.training_dataset([scene], patch_size=16, batch_size=4, seed=0)
     orientations = set()
-    for (x_short, x_ref, x_long), hdr in ds.take(8):
+    for (x_short, x_ref, x_long), target in ds.take(8):
         ldr = [(x.numpy()[..., :3] + 1) / 2 for x in (x_short, x_ref, x_long)]
+        hdr = inverse_mu_law(to_unit(target))  # the target is 2·T(H) - 1
         for i in range(3):
-            np.testing.assert_allclose(ldr[i], hdr.numpy(), atol=1e-6)
+            np.testing.assert_allclose(ldr[i], hdr.numpy(), atol=2e-6)
         # Recover the orientation from how the row/column codes change along the patch.
         for sample in hdr.numpy() * 65535:
             rows, cols = np.round(sample[..., 0]), np.round(sample[..., 1])
@@ -204,13 +205,37 @@ def test_same_seed_same_batches_and_resume_continues_the_stream():
     np.testing.assert_array_equal(resumed[1], a[2])
 
 
-def test_network_inputs_from_the_pipeline_use_the_scene_exposures(tiny_data):
-    scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
-    (x_short, x_ref, x_long), hdr = next(iter(data.training_dataset(scenes[:1], 32, 1, seed=0,
-                                                                    augment=False)))
-    assert x_short.shape == (1, 32, 32, 6) and hdr.shape == (1, 32, 32, 3)
-    for x in (x_short, x_ref, x_long):
-        assert -1 <= float(np.min(x)) and float(np.max(x)) <= 1
+def test_network_inputs_and_target_from_the_pipeline_are_computed_from_the_scene(tiny_data):
+    """The μ-law channels and the target, by hand from the scene's files and exposures:
+    X_i = (2 I_i - 1, 2 T(I_i^2.2 / t_i) - 1), t_i = 2^(e_i - min e), target 2 T(H) - 1."""
+    scene = data.open_split(tiny_data, data.TRAIN_SPLIT)[1]
+    (x_short, x_ref, x_long), target = next(iter(data.training_dataset(
+        [scene], 32, 1, seed=3, augment=False)))
+    ldrs = scene.ldr_float()
+    ldr_ref = (x_ref.numpy()[0, ..., :3] + 1) / 2
+    # Where the crop was taken: the one window of the reference photo that matches.
+    windows = np.lib.stride_tricks.sliding_window_view(ldrs[1], (32, 32, 3))[..., 0, :, :, :]
+    top, left = np.argwhere(np.abs(windows - ldr_ref).max(axis=(-3, -2, -1)) < 1e-6)[0]
+    crop = (slice(top, top + 32), slice(left, left + 32))
+    times = 2.0 ** (scene.exposure_bias - scene.exposure_bias.min())
+    mu_law_np = lambda h: np.log1p(5000 * h) / np.log1p(5000)  # noqa: E731
+    for x, ldr, t in zip((x_short, x_ref, x_long), ldrs, times):
+        np.testing.assert_allclose(x.numpy()[0, ..., :3], 2 * ldr[crop] - 1, atol=1e-6)
+        expected = 2 * mu_law_np(ldr[crop].astype(np.float64) ** 2.2 / t) - 1
+        np.testing.assert_allclose(x.numpy()[0, ..., 3:], expected, atol=2e-6)
+    np.testing.assert_allclose(target.numpy()[0], 2 * mu_law_np(scene.hdr[crop]) - 1, atol=2e-6)
+    assert times.tolist() != [1, 1, 1]
+
+
+def test_ldr_bits_8_reduces_16_bit_photos_as_opencv_default_reads_do(tiny_data):
+    full = data.open_split(tiny_data, data.TEST_SPLIT)[0]
+    reduced = data.open_split(tiny_data, data.TEST_SPLIT, ldr_bits=8)[0]
+    assert full.peak == 65535 and reduced.peak == 255 and reduced.ldrs.dtype == np.uint8
+    opencv = cv2.imread(str(full.ldr_paths[0]))[..., ::-1]  # IMREAD_COLOR, what TF1 read
+    np.testing.assert_array_equal(reduced.ldrs[0], opencv)
+    assert not np.array_equal(full.ldrs[0], reduced.ldrs[0].astype(np.uint16) * 257)
+    with pytest.raises(data.DataError, match="ldr_bits must be 8 or 16"):
+        data.load_scene(full.path, ldr_bits=12)
 
 
 def test_test_pipeline_yields_full_scenes(tiny_data):

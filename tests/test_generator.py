@@ -62,16 +62,17 @@ def test_inference_order_computes_what_the_training_pass_computes(scales, base_f
                                                                   merging_blocks, h, w, lean,
                                                                   monkeypatch):
     """Inference in the memory-lean order (`Generator._infer`: exposures one by one, decoder
-    parts added one by one) or the graph's own (small images) against the training pass. A
-    training pass first does its power iteration, leaving W / sigma in the kernels, then
-    convolves with them: the inference that follows uses the same kernels. 132x140 takes the
-    border-strip convolutions; 4 scales the merging bottlenecks."""
+    parts added one by one) or the graph's own (small images) against the training pass.
+    Both do one power iteration from the stored `u` (the training pass then stores the new
+    one), so the training pass must come last. 132x140 takes the border-strip convolutions;
+    4 scales the merging bottlenecks."""
     monkeypatch.setattr(generator_module, "LEAN_FROM_PIXELS", 0 if lean else h * w + 1)
     g = Generator(scales=scales, base_filters=base_filters, merging_blocks=merging_blocks)
     x = _inputs(h, w, batch=2, seed=scales)
-    trained = g(x, training=True)
     as_graph = tf.function(lambda *x: g(list(x), training=False))(*x)
-    for a, b, c in zip(trained, as_graph, g(x)):
+    eager = g(x)
+    trained = g(x, training=True)
+    for a, b, c in zip(trained, as_graph, eager):
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5)
         np.testing.assert_allclose(c.numpy(), a.numpy(), atol=2e-5)
 

@@ -146,14 +146,94 @@ def test_spectral_norm_wraps_only_requested_convolutions():
     assert sum(int(np.prod(w.shape)) for w in sn.trainable_weights) == 3 * 3 * 2 * 4 + 4
 
 
-def test_spectral_norm_training_pass_makes_the_largest_singular_value_one():
+def _power_iteration(kernel, u):
+    """One TF1-style power iteration in float64: `(σ, u', v)` for `kernel` reshaped to 2-D."""
+    w = np.asarray(kernel, np.float64).reshape(-1, kernel.shape[-1])
+    v = u.astype(np.float64) @ w.T
+    v /= np.linalg.norm(v)
+    u_new = v @ w
+    u_new /= np.linalg.norm(u_new)
+    return (v @ w @ u_new.T).item(), u_new, v
+
+
+def test_spectral_norm_keeps_the_raw_kernel_and_divides_by_sigma_in_every_pass():
     keras.utils.set_random_seed(0)
     layer = ReflectConv2D(8, 3)
     x = _x((1, 8, 8, 8))
+    layer(x)
+    kernel = layer.conv2d.kernel.numpy()
+    u = layer.conv.vector_u.numpy()
+    sigma, u_new, _ = _power_iteration(kernel, u)
+    np.testing.assert_allclose(layer.effective_kernel().numpy(), kernel / sigma, rtol=1e-5)
+    layer(x)  # inference: the same u again
+    np.testing.assert_array_equal(layer.conv.vector_u.numpy(), u)
+    layer(x, training=True)  # training stores u'
+    np.testing.assert_allclose(layer.conv.vector_u.numpy(), u_new, rtol=1e-5, atol=1e-6)
     for _ in range(100):  # one power iteration per pass; they converge over passes
         layer(x, training=True)
-    w = layer.conv2d.kernel.numpy().reshape(-1, 8)
-    assert abs(np.linalg.svd(w, compute_uv=False)[0] - 1.0) < 1e-3
+    np.testing.assert_array_equal(layer.conv2d.kernel.numpy(), kernel)  # never overwritten
+    effective = layer.effective_kernel().numpy().reshape(-1, 8)
+    assert abs(np.linalg.svd(effective, compute_uv=False)[0] - 1.0) < 1e-3
+    assert np.linalg.svd(kernel.reshape(-1, 8), compute_uv=False)[0] > 1.2
+
+
+def test_spectral_norm_gradient_reaches_the_kernel_through_sigma():
+    """d loss / d W of `conv(x, W / σ(W))` with u, v held constant (Miyato): with G the
+    gradient with respect to the normalised kernel K = W / σ and σ = v W u'ᵀ,
+    `dW = G / σ - <G, W> / σ² · vᵀ u'`. Keras' in-place normalisation would give G itself.
+    The loss ½|y|² makes the σ term large: <G, K> = 2·loss for a loss of degree 2 in K."""
+    keras.utils.set_random_seed(1)
+    layer = ReflectConv2D(4, 3, padding=0)
+    x = _x((2, 7, 6, 3), seed=1)
+    layer(x)
+    kernel = layer.conv2d.kernel
+    sigma, u_new, v = _power_iteration(kernel.numpy(), layer.conv.vector_u.numpy())
+    with tf.GradientTape() as tape:
+        loss = 0.5 * tf.reduce_sum(tf.square(layer(x, training=True)))
+    ours = tape.gradient(loss, kernel).numpy().astype(np.float64)
+
+    normalised = tf.Variable(kernel.numpy() / sigma)
+    with tf.GradientTape() as tape:
+        y = tf.nn.conv2d(x, normalised, 1, "VALID") + layer.conv2d.bias
+        loss = 0.5 * tf.reduce_sum(tf.square(y))
+    g = tape.gradient(loss, normalised).numpy().astype(np.float64)
+    w = kernel.numpy().astype(np.float64)
+    analytic = g / sigma - (np.sum(g * w) / sigma ** 2) * (v.T @ u_new).reshape(w.shape)
+    np.testing.assert_allclose(ours, analytic, rtol=1e-4, atol=1e-5 * np.abs(analytic).max())
+    for in_place in (g, g / sigma):  # the normalised kernel's gradient, with or without 1/σ
+        assert np.abs(ours - in_place).max() > 0.3 * np.abs(analytic).max()
+
+
+def test_spectral_norm_computes_sigma_in_float32_under_mixed_precision():
+    keras.utils.set_random_seed(2)
+    x = _x((1, 8, 8, 6))
+    float32 = ReflectConv2D(16, 3)
+    float32(x)
+    mixed = ReflectConv2D(16, 3, dtype="mixed_bfloat16")
+    mixed(tf.cast(x, tf.bfloat16))
+    mixed.set_weights(float32.get_weights())
+    assert mixed.conv.vector_u.dtype == "float32"
+    y = mixed(tf.cast(x, tf.bfloat16), training=True)
+    assert y.dtype == tf.bfloat16
+    float32(x, training=True)
+    # The same σ and u' as in float32, although the convolution ran in bfloat16.
+    np.testing.assert_allclose(mixed.conv.vector_u.numpy(), float32.conv.vector_u.numpy(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(mixed.effective_kernel().numpy(),
+                               float32.effective_kernel().numpy(), rtol=1e-6)
+
+
+def test_spectral_norm_wrapper_round_trips_its_configuration():
+    conv = layers.ReflectPaddedConv(5, 3, reflect_padding=1)
+    wrapper = layers.SpectralNorm(conv, power_iterations=2)
+    x = _x((1, 6, 6, 3))
+    expected = wrapper(x)
+    clone = keras.layers.deserialize(keras.layers.serialize(wrapper))
+    clone(x)
+    clone.set_weights(wrapper.get_weights())
+    assert isinstance(clone, layers.SpectralNorm) and clone.power_iterations == 2
+    assert isinstance(clone.layer, layers.ReflectPaddedConv) and clone.layer.reflect_padding == 1
+    np.testing.assert_array_equal(clone(x).numpy(), expected.numpy())
 
 
 def test_stride_two_halves_even_sizes():

@@ -44,6 +44,45 @@ def test_synth_program_writes_the_layout_and_refuses_to_overwrite(tmp_path):
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
 
 
+FLAG_FILES_PROBE = """
+import json, pathlib, sys
+from absl import flags
+from hdr_gan_tf import train
+for path in sorted(pathlib.Path("experiments").glob("*.flags")):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["hdr-gan-train", f"--flagfile={path}"])
+    print(json.dumps({"file": path.name, "config": train.resolve_config()}))
+"""
+
+
+def test_every_flag_file_parses_into_the_configuration_it_describes():
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    result = subprocess.run([sys.executable, "-c", FLAG_FILES_PROBE], capture_output=True,
+                            text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    configs = {}
+    for line in result.stdout.splitlines():
+        item = json.loads(line)
+        configs[item["file"]] = item["config"]
+    assert len(configs) == len(list((REPO / "experiments").glob("*.flags"))) >= 9
+    released, paper = configs["released.flags"], configs["paper.flags"]
+    assert (released["patch_size"], released["ldr_bits"], released["sphere_reference"]) == (
+        512, 8, "first_axis")
+    assert (released["summary_every"], released["checkpoint_every"]) == (200, 1000)
+    assert (paper["patch_size"], paper["ldr_bits"], paper["gan_weight"]) == (256, 16, 1.0)
+    for config in (released, paper):
+        assert config["iterations"] == 1_215_000 and config["batch_size"] == 2
+        assert config["lr_boundaries"] == [114_300, 706_400]
+        assert config["lr_values"] == [1e-4, 1e-5, 1e-6]
+    assert configs["ablation_scales4.flags"]["scales"] == 4
+    assert configs["ablation_no_discriminator.flags"]["use_discriminator"] is False
+    assert configs["demo.flags"]["gan_weight"] == 0.01
+
+
 def test_convert_then_export_reproduces_the_golden_output(exported, golden):
     serve = tf.saved_model.load(str(exported)).signatures["serving_default"]
     out = serve(ldr_short=tf.constant(golden["ldr_short"]), ldr_mid=tf.constant(golden["ldr_mid"]),
@@ -88,6 +127,14 @@ def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_da
     assert saved.returncode == 0, saved.stderr
     sm = json.loads((tmp_path / "eval_sm" / "metrics.json").read_text())
     assert sm["mean"]["psnr_mu_main"] == pytest.approx(metrics["mean"]["psnr_mu_main"], abs=1e-3)
+    # As the released test script scored: LDRs reduced to 8 bits, a centred crop.
+    released = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
+                           f"--output_dir={tmp_path / 'eval_8'}", "--ldr_bits=8",
+                           "--center_crop=64,96")
+    assert released.returncode == 0, released.stderr
+    assert read_hdr(tmp_path / "eval_8" / "001" / "hdr_main.hdr").shape == (64, 96, 3)
+    eight = json.loads((tmp_path / "eval_8" / "metrics.json").read_text())["mean"]
+    assert eight["psnr_mu_main"] != pytest.approx(metrics["mean"]["psnr_mu_main"], abs=1e-3)
     # An existing output dir is refused.
     again = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
                         f"--output_dir={out}")

@@ -22,24 +22,31 @@ def _config(logdir, data_dir, **overrides):
     return config
 
 
+# Short runs: λ as in the demo and a larger learning rate. Spectral normalisation divides every
+# kernel by σ (about 2 at He initialisation), so at 1e-4 the first tens of iterations move the
+# network slowly.
+FAST = {"gan_weight": 0.01, "lr_boundaries": [], "lr_values": [3e-4]}
+
+
 def _fixed_l1(trainer, batches):
     """Mean μ-law L1 of the main branch on fixed batches (inference mode)."""
     values = []
-    for (xs, hdr) in batches:
+    for (xs, target) in batches:  # target: 2·T(H) - 1
         y = trainer.generator(list(xs), training=False)[-1]
-        target = 2 * tf.math.log1p(5000 * hdr) / np.log1p(5000) - 1
         values.append(float(tf.reduce_mean(tf.abs(y - target))))
     return float(np.mean(values))
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
-    """A 40-iteration run on 64x64 patches (generator with 16 base channels, discriminator)."""
+    """A 40-iteration run on 64x64 patches (generator with 16 base channels, discriminator,
+    λ = 0.01 as in the demo, learning rate 3e-4 so that a short run gets somewhere)."""
     logdir = tmp_path_factory.mktemp("runs") / "l1"
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
     fixed = list(data.training_dataset(scenes, 64, 4, seed=123, augment=False).take(4))
     lines = []
-    config = _config(logdir, tiny_data, iterations=0, summary_every=20, image_every=40)
+    config = _config(logdir, tiny_data, iterations=0, summary_every=20, image_every=40,
+                     **FAST)
     trainer, _ = run_training(config, log=lines.append)
     before = _fixed_l1(trainer, fixed)
     trainer.config["iterations"] = 40
@@ -50,21 +57,21 @@ def trained(tiny_data, tmp_path_factory):
 
 @pytest.mark.slow
 def test_training_with_the_discriminator_lowers_the_main_branch_l1(trained):
-    """Full objective (L1 + Sphere-GAN, λ = 1): the adversarial term slows the L1 descent early
-    on (0.56 -> 0.40 in 40 iterations here), but it must still fall clearly."""
+    """L1 + Sphere-GAN: the main branch's L1 on fixed batches must fall clearly (0.42 -> 0.17
+    in 40 iterations here)."""
     assert trained["status"] == "done"
     assert int(trained["trainer"].step.numpy()) == 40
-    assert trained["after"] < 0.85 * trained["before"], (trained["before"], trained["after"])
+    assert trained["after"] < 0.6 * trained["before"], (trained["before"], trained["after"])
 
 
 @pytest.mark.slow
 def test_l1_only_training_fits_quickly(tiny_data, tmp_path):
-    """Without the discriminator the same step must fit the data fast (0.56 -> 0.14 in 60
+    """Without the discriminator the same step must fit the data fast (0.42 -> 0.10 in 60
     iterations here)."""
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
     fixed = list(data.training_dataset(scenes, 64, 4, seed=123, augment=False).take(4))
     trainer, _ = run_training(_config(tmp_path / "run", tiny_data, iterations=0,
-                                      use_discriminator=False), log=lambda line: None)
+                                      use_discriminator=False, **FAST), log=lambda line: None)
     before = _fixed_l1(trainer, fixed)
     trainer.config["iterations"] = 60
     trainer.fit(scenes)
@@ -90,6 +97,45 @@ def test_tensorboard_has_per_branch_scalars_and_images(trained):
     event = acc.Tensors(images[0])[-1]
     # image summaries store [width, height, png...]
     assert tf.make_ndarray(event.tensor_proto)[:2].tolist() == [b"384", b"64"]
+
+
+@pytest.mark.slow
+def test_config_json_records_the_training_choices(trained):
+    import json
+
+    recorded = json.loads((trained["logdir"] / "config.json").read_text())
+    assert recorded["spectral_norm"] == "miyato"
+    assert recorded["sphere_reference"] == "first_axis" and recorded["ldr_bits"] == 16
+    assert recorded["gan_weight"] == 0.01
+
+
+def test_log_dirs_with_normalised_kernels_are_refused(tiny_data, tmp_path):
+    """A log dir of a version that stored W/σ in the kernels (no `spectral_norm` in its
+    config.json): neither training nor the programs (`restore_generator`) take it."""
+    from hdr_gan_tf import config as config_lib
+
+    logdir = tmp_path / "old"
+    arch = dict(config_lib.DEFAULT_ARCHITECTURE, base_filters=16)
+    generator = build_generator(arch)
+    tf.train.CheckpointManager(tf.train.Checkpoint(generator=generator), str(logdir), 1,
+                               checkpoint_name="ckpt").save(0)
+    config_lib.write_config(logdir, dict(arch, mu=5000.0))
+    with pytest.raises(config_lib.ConfigError, match="stored W/σ in the kernel variables"):
+        config_lib.restore_generator(logdir)
+    with pytest.raises(config_lib.ConfigError, match="stored W/σ in the kernel variables"):
+        run_training(_config(logdir, tiny_data), log=lambda line: None)
+    config_lib.write_config(logdir, dict(arch, mu=5000.0, spectral_norm="miyato"))
+    restored, _, _ = config_lib.restore_generator(logdir)
+    np.testing.assert_array_equal(restored.weights[0].numpy(), generator.weights[0].numpy())
+
+
+def test_constant_learning_rate_without_boundaries(tiny_data, tmp_path):
+    trainer = Trainer(_config(tmp_path, tiny_data, lr_boundaries=[], lr_values=[2e-4]),
+                      tf.distribute.get_strategy())
+    assert float(trainer.schedule(10 ** 6)) == pytest.approx(2e-4)
+    with pytest.raises(ValueError, match="one more value than"):
+        Trainer(_config(tmp_path, tiny_data, lr_boundaries=[5], lr_values=[2e-4]),
+                tf.distribute.get_strategy())
 
 
 def test_patch_size_checks(tiny_data, tmp_path):
