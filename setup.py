@@ -14,11 +14,11 @@ setup(
     install_requires=[r for r in requirements if not r.startswith("pytest")],
     extras_require={"test": ["pytest>=8"]},
     entry_points={"console_scripts": [
-        "hdr-gan-train=hdr_gan_tf.train:run",
-        "hdr-gan-evaluate=hdr_gan_tf.evaluate:run",
-        "hdr-gan-infer=hdr_gan_tf.infer:run",
-        "hdr-gan-export=hdr_gan_tf.export:run",
-        "hdr-gan-convert-tf1=hdr_gan_tf.convert_tf1:run",
-        "hdr-gan-synth=hdr_gan_tf.synthesize:run",
+        "hdr-gan-train=hdr_gan_tf.cli.train:run",
+        "hdr-gan-evaluate=hdr_gan_tf.cli.evaluate:run",
+        "hdr-gan-infer=hdr_gan_tf.cli.infer:run",
+        "hdr-gan-export=hdr_gan_tf.cli.export:run",
+        "hdr-gan-convert-tf1=hdr_gan_tf.cli.convert_tf1:run",
+        "hdr-gan-synth=hdr_gan_tf.cli.synthesize:run",
     ]},
 )

@@ -27,12 +27,12 @@ def child(args):
 
     import hdr_gan_tf  # noqa: F401  (first: its TensorFlow allocator setting)
     from _bench_common import best_time, convolution_rate, peak_rss_mb
-    from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_generator, set_precision
-    from hdr_gan_tf.inference import merge_exposures
+    from hdr_gan_tf.config import build_generator, set_precision
+    from hdr_gan_tf.merge import InferenceOptions, merge_exposures
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
     set_precision(args.precision)
-    generator = build_generator(DEFAULT_ARCHITECTURE)
+    generator = build_generator()
     load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
     # Three 16-bit photos, as hdr-gan-infer reads them (the merge converts them tile by tile).
     ldrs = np.empty((3, args.height, args.width, 3), np.uint16)
@@ -46,7 +46,8 @@ def child(args):
     def run():
         # The main branch, as hdr-gan-infer computes it.
         result["out"] = merge_exposures(generator, ldrs, ev, tile=args.tile, overlap=args.overlap,
-                                        jit_compile=args.jit, branches=[-1])
+                                        branches=[-1],
+                                        options=InferenceOptions(jit_compile=args.jit))
 
     seconds = best_time(run, repeats=args.repeats, warmup=1 if args.repeats > 1 else 0)
     peak = peak_rss_mb()
@@ -70,13 +71,15 @@ def ceiling_child(args):
 
     import hdr_gan_tf  # noqa: F401
     from _bench_common import convolution_rate, convolution_seconds, recorded_convolutions
-    from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_generator
-    from hdr_gan_tf.inference import compiled_runner
+    from hdr_gan_tf.config import build_generator
+    from hdr_gan_tf.merge import InferenceOptions, compiled_runner
 
-    generator = build_generator(DEFAULT_ARCHITECTURE)
+    generator = build_generator()
     spec = [tf.TensorSpec([1, args.height, args.width, 3])] * 3 + [tf.TensorSpec([1, 3])]
-    calls = recorded_convolutions(
-        lambda: compiled_runner(generator).get_concrete_function(*spec))
+    options = InferenceOptions()  # as a whole-image merge runs at this size
+    runner = compiled_runner(generator, lean=options.lean(args.height, args.width),
+                             strips_from_pixels=options.strips_from_pixels)
+    calls = recorded_convolutions(lambda: runner.get_concrete_function(*spec))
     seconds = gflop = 0.0
     rows = []
     for call, count in Counter(map(repr, calls)).items():
@@ -122,12 +125,12 @@ def pipeline_child(args):
 
     import hdr_gan_tf  # noqa: F401  (first: its TensorFlow allocator setting)
     from _bench_common import peak_rss_mb
-    from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, branch_names, build_generator
-    from hdr_gan_tf.infer import load_bracket, merge_and_write, streams
-    from hdr_gan_tf.inference import generator_merger
+    from hdr_gan_tf.config import branch_names, build_generator
+    from hdr_gan_tf.merge import generator_merger, merge_and_write, streams
+    from hdr_gan_tf.photos import load_bracket
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
-    generator = build_generator(DEFAULT_ARCHITECTURE)
+    generator = build_generator()
     load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
     merge = generator_merger(generator, branch_names(generator.scales))
     photos = [str(Path(args.photos) / f"{n}.tif") for n in ("short", "mid", "long")]

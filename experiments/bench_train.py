@@ -63,12 +63,13 @@ def compare_normalisations(args, scenes):
     the in-place one, in alternating blocks of `args.steps` iterations."""
     import tensorflow as tf
 
-    from hdr_gan_tf.trainer import Trainer
+    from hdr_gan_tf.config import RunConfig
+    from hdr_gan_tf.training import Trainer
 
     trainers, batches = {}, None
     for kind in ("miyato", "in_place"):
-        trainer = Trainer({"logdir": tempfile.mkdtemp()}, tf.distribute.get_strategy(),
-                          log=lambda line: None)
+        trainer = Trainer(RunConfig.from_flat({"logdir": tempfile.mkdtemp()}),
+                          tf.distribute.get_strategy(), log=lambda line: None)
         if kind == "in_place":
             assert use_in_place_normalisation(trainer.generator, trainer.discriminator) == 61
         if batches is None:
@@ -93,8 +94,9 @@ def child(args):
     import tensorflow as tf
 
     from hdr_gan_tf import data
-    from hdr_gan_tf.synth import builtin_dataset
-    from hdr_gan_tf.trainer import Trainer
+    from hdr_gan_tf.config import RunConfig
+    from hdr_gan_tf.synthetic import builtin_dataset
+    from hdr_gan_tf.training import Trainer
 
     scenes = data.open_split(builtin_dataset(lambda line: None), data.TRAIN_SPLIT)
     if args.what == "pipeline":
@@ -113,8 +115,8 @@ def child(args):
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from hdr_gan_tf.config import set_precision
     set_precision("float32" if args.precision == "none" else args.precision)
-    config = {"logdir": tempfile.mkdtemp(), "jit_compile": args.jit,
-              "mixed_precision": args.precision}
+    config = RunConfig.from_flat({"logdir": tempfile.mkdtemp(), "jit_compile": args.jit,
+                                  "mixed_precision": args.precision})
     trainer = Trainer(config, tf.distribute.get_strategy(), log=lambda line: None)
     iterator = iter(trainer.distributed_dataset(scenes))
     batches = [next(iterator) for _ in range(2 * (args.steps + 2))]

@@ -1,11 +1,18 @@
-"""Run configuration: the JSON kept in every log dir, and rebuilding networks from it.
+"""Run configuration: one typed record of what a run is, kept as `config.json` in its log dir.
 
-A training run writes `config.json` (every resolved flag) into its log dir; evaluation,
-inference, export and the TF1 converter rebuild the same architecture from that file alone.
+`RunConfig` has two parts. `ModelConfig` is what rebuilding and running the networks needs
+(architecture and μ); evaluation, inference, export and the TF1 converter read only that.
+`TrainingConfig` is everything else a training run was given. The dataclasses' defaults are
+the paper's configuration (SPEC §2-§5), and `hdr-gan-train`'s flags take their defaults from
+them. Reading `config.json` checks every field's name and type; values are checked when a
+record is made, so a bad flag and a bad file get the same message.
 """
 
+import dataclasses
 import json
+import math
 import os
+import typing
 from pathlib import Path
 
 import keras
@@ -14,21 +21,205 @@ import tensorflow as tf
 from hdr_gan_tf.discriminator import Discriminator
 from hdr_gan_tf.generator import Generator
 from hdr_gan_tf.image_io import write_text
+from hdr_gan_tf.losses import SPHERE_REFERENCES
 
 CONFIG_FILE = "config.json"
-# Flags that fix the networks' variables: a log dir refuses to resume with other values.
-ARCHITECTURE_KEYS = ("scales", "base_filters", "merging_blocks", "use_discriminator")
-DEFAULT_ARCHITECTURE = {"scales": 3, "base_filters": 32, "merging_blocks": True,
-                        "use_discriminator": True}
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-# What the kernel variables of a log dir's checkpoints hold, recorded in its config.json: the
-# raw kernels W of Miyato's spectral normalisation (`hdr_gan_tf.layers.SpectralNorm`). Log dirs
-# without it were written by versions that stored W/σ in the kernel variables instead.
+# What the kernel variables of a log dir's checkpoints hold: the raw kernels W of Miyato's
+# spectral normalisation (`hdr_gan_tf.layers.SpectralNorm`). Log dirs without it were written by
+# versions before 0.2.0, which stored W/σ in the kernel variables instead.
 SPECTRAL_NORM = "miyato"
+STRATEGIES = ("default", "mirrored", "multi_worker")
+MIXED_PRECISIONS = ("none", "bfloat16", "float16")
 
 
 class ConfigError(ValueError):
     """A log dir, checkpoint or configuration that cannot be used."""
+
+
+def _require(condition, field, message):
+    if not condition:
+        raise ConfigError(f"{field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The networks: generator scales (2, 3 or 4), its channels at full resolution, merging
+    blocks or the 1x1 ablation, whether a discriminator exists, and μ of the μ-law."""
+    scales: int = 3
+    base_filters: int = 32
+    merging_blocks: bool = True
+    use_discriminator: bool = True
+    mu: float = 5000.0
+
+    def __post_init__(self):
+        _require(self.scales in (2, 3, 4), "scales", f"must be 2, 3 or 4, got {self.scales}")
+        _require(self.base_filters >= 1, "base_filters", f"must be at least 1, got "
+                 f"{self.base_filters}")
+        _require(math.isfinite(self.mu) and self.mu > 0, "mu",
+                 f"must be a positive number, got {self.mu}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """A training run (SPEC §5; see `hdr-gan-train --help` for each field)."""
+    data_dir: typing.Optional[str] = None
+    logdir: str = "runs/hdr_gan"
+    batch_size: int = 2
+    patch_size: int = 256
+    iterations: int = 1_215_000
+    lr_boundaries: typing.Tuple[int, ...] = (114_300, 706_400)
+    lr_values: typing.Tuple[float, ...] = (1e-4, 1e-5, 1e-6)
+    gan_weight: float = 1.0
+    sphere_moments: int = 3
+    sphere_reference: str = "first_axis"
+    ldr_bits: int = 16
+    clip_value: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    summary_every: int = 100
+    image_every: int = 5000
+    validation: str = "2"
+    validation_every: int = 10000
+    supervise: str = "all"
+    disc_branches: str = "all"
+    strategy: str = "default"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        for name in ("batch_size", "patch_size", "sphere_moments", "checkpoint_every",
+                     "keep_checkpoints", "summary_every", "image_every", "validation_every"):
+            _require(getattr(self, name) >= 1, name, f"must be at least 1, got "
+                     f"{getattr(self, name)}")
+        _require(self.iterations >= 0, "iterations", f"must not be negative, got "
+                 f"{self.iterations}")
+        _require(len(self.lr_values) == len(self.lr_boundaries) + 1, "lr_values",
+                 f"needs exactly one more value than lr_boundaries ({len(self.lr_values)} "
+                 f"values, {len(self.lr_boundaries)} boundaries)")
+        _require(list(self.lr_boundaries) == sorted(set(self.lr_boundaries))
+                 and all(b >= 1 for b in self.lr_boundaries), "lr_boundaries",
+                 f"must be increasing iterations from 1 on, got {list(self.lr_boundaries)}")
+        _require(all(math.isfinite(v) and v > 0 for v in self.lr_values), "lr_values",
+                 f"must be positive numbers, got {list(self.lr_values)}")
+        for name in ("gan_weight", "clip_value"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value >= 0, name,
+                     f"must be a number >= 0, got {value}")
+        for name, allowed in (("sphere_reference", SPHERE_REFERENCES), ("strategy", STRATEGIES),
+                              ("mixed_precision", MIXED_PRECISIONS)):
+            _require(getattr(self, name) in allowed, name, f"must be one of "
+                     f"{', '.join(allowed)}, got {getattr(self, name)!r}")
+        _require(self.ldr_bits in (8, 16), "ldr_bits", f"must be 8 or 16, got {self.ldr_bits}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A run: its networks, its training, what its checkpoints' kernels hold and (for a
+    converted TF1 checkpoint) where its weights came from."""
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    spectral_norm: str = SPECTRAL_NORM
+    converted_from: typing.Optional[str] = None
+
+    def __post_init__(self):
+        multiple = 2 ** (self.model.scales - 1)
+        _require(self.training.patch_size % multiple == 0, "patch_size",
+                 f"{self.training.patch_size} must be a multiple of {multiple} for "
+                 f"{self.model.scales} scales")
+
+    @classmethod
+    def from_flat(cls, values, **top):
+        """A record from one flat mapping of field names (`hdr-gan-train`'s flags); fields not
+        given keep their defaults. Unknown names raise ConfigError."""
+        parts = {ModelConfig: {}, TrainingConfig: {}}
+        for name, value in values.items():
+            owner = next((p for p in parts if name in _FIELDS[p]), None)
+            _require(owner is not None, name, "no such setting")
+            parts[owner][name] = value
+        return cls(model=_typed(ModelConfig, parts[ModelConfig], "flags"),
+                   training=_typed(TrainingConfig, parts[TrainingConfig], "flags"), **top)
+
+    def flat(self):
+        """Every model and training field in one dict (the inverse of `from_flat`)."""
+        return dict(dataclasses.asdict(self.model), **dataclasses.asdict(self.training))
+
+    def replace(self, **changes):
+        """A copy with some model or training fields changed."""
+        return RunConfig.from_flat(dict(self.flat(), **changes),
+                                   spectral_norm=self.spectral_norm,
+                                   converted_from=self.converted_from)
+
+    def to_json(self):
+        data = {"model": dataclasses.asdict(self.model),
+                "training": dataclasses.asdict(self.training),
+                "spectral_norm": self.spectral_norm}
+        if self.converted_from is not None:
+            data["converted_from"] = self.converted_from
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text, source=CONFIG_FILE):
+        """Parses and checks a `config.json`; ConfigError names the file and the field."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{source}: not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
+        check_spectral_norm(data.get("spectral_norm"), source)
+        unknown = sorted(set(data) - {"model", "training", "spectral_norm", "converted_from"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown fields {', '.join(unknown)}")
+        try:
+            model = _typed(ModelConfig, _object(data, "model", source), source)
+            training = _typed(TrainingConfig, _object(data, "training", source), source)
+            top = {k: _check_type(data[k], typing.Optional[str], f"{source}: {k}")
+                   for k in ("spectral_norm", "converted_from") if k in data}
+            return cls(model=model, training=training, **top)
+        except ConfigError as err:
+            message = str(err)
+            raise ConfigError(message if message.startswith(source)
+                              else f"{source}: {message}") from None
+
+
+_FIELDS = {part: {f.name: f for f in dataclasses.fields(part)}
+           for part in (ModelConfig, TrainingConfig)}
+
+
+def _object(data, key, source):
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {key} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_type(value, kind, where):
+    """`value` as the annotated `kind` (ints pass as floats, lists as tuples) or ConfigError."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union:  # Optional[...]
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        return _check_type(value, kind, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_check_type(v, args[0], f"{where} item") for v in value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _typed(part, values, source):
+    hints = typing.get_type_hints(part)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"{source}: unknown {part.__name__} fields {', '.join(unknown)}")
+    return part(**{k: _check_type(v, hints[k], k) for k, v in values.items()})
 
 
 def branch_names(scales):
@@ -37,37 +228,32 @@ def branch_names(scales):
 
 
 def write_config(logdir, config):
-    write_text(Path(logdir) / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_text(Path(logdir) / CONFIG_FILE, config.to_json())
 
 
 def read_config(logdir):
+    """The `RunConfig` of a log dir; ConfigError if it is missing, malformed or written before
+    spectral normalisation kept raw kernels (`check_spectral_norm`)."""
     path = Path(logdir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: not found; is {logdir} a training log dir?")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    return RunConfig.from_json(path.read_text(), source=str(path))
 
 
-def check_spectral_norm(config, logdir):
+def check_spectral_norm(recorded, source):
     """Refuses a log dir whose checkpoints hold normalised kernels (see `SPECTRAL_NORM`).
 
     Such a kernel cannot be turned into a raw one that gives the same network: `W/σ(W)` has
     spectral norm 1 for every raw `W`, while a stored normalised kernel has it only roughly.
     """
-    if config.get("spectral_norm") != SPECTRAL_NORM:
+    if recorded != SPECTRAL_NORM:
         raise ConfigError(
-            f"{Path(logdir) / CONFIG_FILE}: this log dir was written by hdr_gan_tf before 0.2.0, "
+            f"{source}: this log dir was written by hdr_gan_tf before 0.2.0, "
             f"whose spectral normalisation stored W/σ in the kernel variables (Keras' in-place "
             f"SpectralNormalization); kernels are now the raw W, divided by σ in every pass "
             f"(Miyato's definition, as the authors trained), so its checkpoints would compute "
             f"another network. Train it again, or convert the authors' TF1 checkpoint again "
             f"with hdr-gan-convert-tf1.")
-
-
-def architecture(config):
-    return {k: config.get(k, DEFAULT_ARCHITECTURE[k]) for k in ARCHITECTURE_KEYS}
 
 
 def set_precision(precision):
@@ -77,16 +263,16 @@ def set_precision(precision):
     keras.mixed_precision.set_global_policy(PRECISIONS[precision])
 
 
-def build_generator(config):
-    """A built `Generator` of the configuration's architecture (any input size)."""
-    arch = architecture(config)
-    generator = Generator(scales=arch["scales"], base_filters=arch["base_filters"],
-                          merging_blocks=arch["merging_blocks"])
+def build_generator(model=ModelConfig()):
+    """A built `Generator` of the model configuration's architecture (any input size)."""
+    generator = Generator(scales=model.scales, base_filters=model.base_filters,
+                          merging_blocks=model.merging_blocks)
     generator.build([(None, None, None, 6)] * 3)
     return generator
 
 
-def build_discriminator(config):
+def build_discriminator(model=ModelConfig()):
+    del model  # one discriminator for every generator variant
     discriminator = Discriminator()
     discriminator.build((None, None, None, 3))
     return discriminator
@@ -138,7 +324,7 @@ def restore_generator(checkpoint, precision="float32"):
     """Rebuilds the generator of a log dir or checkpoint and loads its weights.
 
     Returns:
-      `(generator, config, prefix)`.
+      `(generator, run_config, prefix)`.
 
     Raises:
       ConfigError: no checkpoint, no configuration, or a checkpoint whose variables do not fit the
@@ -146,9 +332,8 @@ def restore_generator(checkpoint, precision="float32"):
     """
     prefix, logdir = resolve_checkpoint(checkpoint)
     config = read_config(logdir)
-    check_spectral_norm(config, logdir)
     set_precision(precision)
-    generator = build_generator(config)
+    generator = build_generator(config.model)
     try:
         saved = saved_variable_count(prefix, "generator")
         if saved != len(generator.weights):
@@ -158,7 +343,7 @@ def restore_generator(checkpoint, precision="float32"):
         status.expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         raise ConfigError(f"{prefix}: checkpoint does not match the configuration in "
-                          f"{logdir / CONFIG_FILE} ({architecture(config)}): "
+                          f"{logdir / CONFIG_FILE} ({config.model}): "
                           f"{str(err).splitlines()[0][:300]}") from None
     return generator, config, prefix
 

@@ -2,7 +2,7 @@
 
 import keras
 
-from hdr_gan_tf.layers import ReflectConv2D, track_layers
+from hdr_gan_tf.layers import ReflectConv2D, track_layers, with_dtype_policy
 
 
 @keras.saving.register_keras_serializable(package="hdr_gan_tf")
@@ -49,7 +49,4 @@ class Discriminator(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        return cls(**with_dtype_policy(config))

@@ -10,7 +10,7 @@ import math
 import cv2
 import numpy as np
 
-from hdr_gan_tf.metrics import mu_law_np
+from hdr_gan_tf.imaging import mu_law
 
 TONEMAPPERS = ("reinhard", "drago", "mu_law")
 
@@ -23,7 +23,7 @@ def tonemap_for_display(hdr, method="reinhard"):
     """Linear HDR `[H, W, 3]` -> display RGB in [0, 1]."""
     hdr = np.maximum(np.asarray(hdr, np.float32), 0)
     if method == "mu_law":  # the curve is defined on [0, 1]
-        return np.clip(mu_law_np(np.minimum(hdr, 1)), 0, 1).astype(np.float32)
+        return np.clip(mu_law(np.minimum(hdr, 1)), 0, 1)
     if method == "reinhard":
         operator = cv2.createTonemapReinhard(gamma=2.2, intensity=0.0, light_adapt=0.8,
                                              color_adapt=0.0)
@@ -37,9 +37,13 @@ def tonemap_for_display(hdr, method="reinhard"):
     return np.nan_to_num(np.clip(out[..., ::-1], 0, 1))
 
 
+def _mu_law(hdr):
+    return mu_law(np.asarray(hdr, np.float32))
+
+
 def error_map(estimate, reference, scale=0.1):
     """|μ-law difference| shown with a colour map (full colour at `scale`)."""
-    diff = np.abs(mu_law_np(estimate) - mu_law_np(reference)).mean(axis=-1)
+    diff = np.abs(_mu_law(estimate) - _mu_law(reference)).mean(axis=-1)
     grey = np.clip(diff / scale * 255, 0, 255).astype(np.uint8)
     return cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)[..., ::-1].astype(np.float32) / 255
 
@@ -61,9 +65,9 @@ def comparison_panel(ldrs, outputs, hdr_gt=None, labels=("short", "reference", "
       hdr_gt: linear ground truth or None.
     """
     top = [_label(ldr, name) for ldr, name in zip(ldrs, labels)]
-    bottom = [_label(mu_law_np(hdr), f"{name} (mu-law)") for name, hdr in outputs.items()]
+    bottom = [_label(_mu_law(hdr), f"{name} (mu-law)") for name, hdr in outputs.items()]
     if hdr_gt is not None:
-        bottom.append(_label(mu_law_np(hdr_gt), "ground truth"))
+        bottom.append(_label(_mu_law(hdr_gt), "ground truth"))
         bottom.append(_label(error_map(outputs["main"], hdr_gt), "|error| main"))
     width = max(len(top), len(bottom))
     blank = np.zeros_like(top[0])

@@ -5,12 +5,17 @@ up-sampled output of row `k-1` one scale coarser, the merged features `m_j`, the
 encoder's features `e_j^ref` and all earlier rows at scale `j`. Every row that reaches full
 resolution (scale 0) ends in an output branch, so a 3-scale generator has two branches: the
 auxiliary `d10` and the main `d20`.
+
+`Generator.call` is the network's one forward pass, for training and inference alike.
+`Generator.infer_lean` computes the same outputs for inference in an order that holds fewer
+full-resolution maps at once; `hdr_gan_tf.merge` chooses it for large images.
 """
 
 import keras
 import tensorflow as tf
 
-from hdr_gan_tf.layers import MergingBlock, ReflectConv2D, ResidualUnit, UpSample, track_layers
+from hdr_gan_tf.layers import (MergingBlock, ReflectConv2D, ResidualUnit, UpSample, track_layers,
+                               with_dtype_policy)
 
 
 @keras.saving.register_keras_serializable(package="hdr_gan_tf")
@@ -41,10 +46,11 @@ class Encoder(keras.layers.Layer):
             shape = (shape[0], half(shape[1]), half(shape[2]), self.filters[s - 1])
             self.units[s].build(shape)
 
-    def call(self, x, training=None):
-        features = [self.units[0](x, training=training)]
+    def call(self, x, training=None, strips_from_pixels=None):
+        features = [self.units[0](x, training=training, strips_from_pixels=strips_from_pixels)]
         for down, unit in zip(self.downs, self.units[1:]):
-            features.append(unit(down(features[-1], training=training), training=training))
+            x = down(features[-1], training=training, strips_from_pixels=strips_from_pixels)
+            features.append(unit(x, training=training, strips_from_pixels=strips_from_pixels))
         return features
 
     def get_config(self):
@@ -53,17 +59,9 @@ class Encoder(keras.layers.Layer):
         return config
 
 
-# Inference on images of at least this many pixels runs in the memory-lean order of
-# `Generator._infer`; smaller ones (256-pixel tiles, crops) keep the graph's own order, which
-# lets ops overlap. The fixed order costs time (measured on 2 CPU cores: 256-pixel tiles about
-# 20% slower, 512-pixel tiles 4%, a whole 1500x1000 image 8%) and saves memory in proportion
-# to the image (at 1500x1000 about 0.5 GB of the 2.9 GB peak).
-LEAN_FROM_PIXELS = 512 * 512
-
-
-def _lean_pays(x):
-    height, width = x.shape[1], x.shape[2]
-    return height is None or width is None or height * width >= LEAN_FROM_PIXELS
+def _check_exposures(inputs):
+    if len(inputs) != 3:
+        raise ValueError(f"Generator expects [short, reference, long], got {len(inputs)}")
 
 
 class _Steps:
@@ -74,17 +72,17 @@ class _Steps:
     def __init__(self):
         self._previous = []
 
-    def __call__(self, fn, *args):
+    def __call__(self, fn, *args, **kwargs):
         with tf.control_dependencies(self._previous):
-            result = fn(*args)
+            result = fn(*args, **kwargs)
         self._previous = tf.nest.flatten(result)
         return result
 
 
-def _add_share(layer, part, start, summed):
+def _add_share(layer, part, start, summed, strips_from_pixels):
     """`summed` plus `layer`'s share of one input part (`ReflectConv2D.part`,
     `MergingBlock.part`)."""
-    share = layer.part(part, start)
+    share = layer.part(part, start, strips_from_pixels)
     return share if summed is None else summed + share
 
 
@@ -98,10 +96,12 @@ class Generator(keras.Model):
       merging_blocks: use the reference-based residual `MergingBlock`s; if False (ablation) the
         concatenated encoder features go to the decoder through a `relu(conv1x1)`.
 
-    Call: `generator([x_short, x_ref, x_long], training=...)`, each `[B, H, W, 6]` in [-1, 1]
-    (see `hdr_gan_tf.imaging.network_inputs`); H and W multiples of `2 ** (scales - 1)`.
-    Returns a list of `scales - 1` tensors `[B, H, W, 3]` in [-1, 1] (tanh, μ-law tonemapped HDR
-    on the [-1, 1] scale), auxiliary branches first and the main (final) branch last.
+    Call: `generator([x_short, x_ref, x_long], training=..., strips_from_pixels=None)`, each
+    `[B, H, W, 6]` in [-1, 1] (see `hdr_gan_tf.imaging.network_inputs`); H and W multiples of
+    `2 ** (scales - 1)`. `strips_from_pixels` is for inference on inputs of known size (see
+    `hdr_gan_tf.conv_ops.reflect_conv2d`). Returns a list of `scales - 1` tensors
+    `[B, H, W, 3]` in [-1, 1] (tanh, μ-law tonemapped HDR on the [-1, 1] scale), auxiliary
+    branches first and the main (final) branch last.
     """
 
     def __init__(self, scales=3, base_filters=32, merging_blocks=True, **kwargs):
@@ -161,31 +161,29 @@ class Generator(keras.Model):
         for head in self.heads:
             head.build(shape_at(0, self.filters[0]))
 
-    def call(self, inputs, training=None):
-        if len(inputs) != 3:
-            raise ValueError(f"Generator expects [short, reference, long], got {len(inputs)}")
-        if not training and _lean_pays(inputs[0]):
-            return self._infer(inputs)
+    def call(self, inputs, training=None, strips_from_pixels=None):
+        _check_exposures(inputs)
+        strips = {"training": training, "strips_from_pixels": strips_from_pixels}
         # [3 exposures][scales] of [B, H/2^s, W/2^s, c_s]
-        features = [enc(x, training=training) for enc, x in zip(self.encoders, inputs)]
+        features = [enc(x, **strips) for enc, x in zip(self.encoders, inputs)]
         ref = features[1]
         rows = {}
         for j, merger in enumerate(self.mergers):
-            rows[(0, j)] = merger([features[i][j] for i in range(3)], training=training)
+            rows[(0, j)] = merger([features[i][j] for i in range(3)], **strips)
         outputs = []
         for k in range(1, self.scales):
             for j in range(self.scales - k):
-                up = self.up(k - 1, j + 1)(rows[(k - 1, j + 1)], training=training)
+                up = self.up(k - 1, j + 1)(rows[(k - 1, j + 1)], **strips)
                 earlier = [rows[(r, j)] for r in range(1, k)]
                 # The node reads the channel concatenation of these (never built as one map).
                 x = [up, rows[(0, j)], ref[j]] + earlier
-                rows[(k, j)] = self.node(k, j)(x, training=training)  # [B, H/2^j, W/2^j, c_j]
+                rows[(k, j)] = self.node(k, j)(x, **strips)  # [B, H/2^j, W/2^j, c_j]
             outputs.append(self.heads[k - 1](rows[(k, 0)], training=training))  # [B, H, W, 3]
         return outputs
 
-    def _infer(self, inputs):
-        """The same outputs as `call(training=True)` without its update, computed in an order
-        that keeps few maps alive (images of `LEAN_FROM_PIXELS` or more).
+    def infer_lean(self, inputs, strips_from_pixels=None):
+        """For inference: the outputs of `call(inputs, training=False)`, computed in an order
+        that keeps few full-resolution maps alive. Never part of training.
 
         A graph left to itself runs the three encoders side by side and holds every encoder
         and decoder map until its last reader has run: about eight 32-channel full-resolution
@@ -199,24 +197,30 @@ class Generator(keras.Model):
           concatenated input never exists and each part can go once its last reader has it.
           The up-sampled part comes last in the last node of a scale, whose other parts are
           then freed one by one before it is made; first elsewhere.
-        Sums of parts are added in another order than in training: outputs agree to float
-        rounding.
+        Sums of parts are added in another order than in `call`: outputs agree to float
+        rounding. The fixed order stops TensorFlow from overlapping ops, which costs time
+        (on 2 CPU cores: 256-pixel tiles about 20%, 512-pixel tiles 4%, a whole 1500x1000
+        image 8%) and saves memory in proportion to the image (at 1500x1000 about 0.5 GB of
+        2.9 GB).
         """
-        n, step = self.scales, _Steps()
+        _check_exposures(inputs)
+        if not self.built:
+            self.build([tuple(x.shape) for x in inputs])
+        n, step, strips = self.scales, _Steps(), strips_from_pixels
         merge_sums, ref = [None] * n, [None] * n
         for i in (0, 2, 1):  # short, long, reference
             x = inputs[i]
             for s, unit in enumerate(self.encoders[i].units):
                 if s:
-                    x = step(self.encoders[i].downs[s - 1], x)
-                x = step(unit, x)  # e_s of exposure i: [B, H/2^s, W/2^s, c_s]
+                    x = step(self.encoders[i].downs[s - 1], x, strips_from_pixels=strips)
+                x = step(unit, x, strips_from_pixels=strips)  # e_s of exposure i: [B, H/2^s, ...]
                 merge_sums[s] = step(_add_share, self.mergers[s], x, i * self.filters[s],
-                                     merge_sums[s])
+                                     merge_sums[s], strips)
                 if i == 1:
                     ref[s] = x
         rows = {}  # (row, scale) -> [B, H/2^j, W/2^j, c_j]; row 0: merged features m_j
         for j in range(n):
-            rows[(0, j)] = step(self._finish_merge, j, merge_sums[j], ref[j])
+            rows[(0, j)] = step(self._finish_merge, j, merge_sums[j], ref[j], strips)
         outputs = {}
         for j in range(n - 2, -1, -1):
             for k in range(1, n - j):
@@ -229,18 +233,21 @@ class Generator(keras.Model):
                 node, sums = self.node(k, j), [None, None]
                 for index, part in order:
                     if part is None:
-                        part = step(self.up(k - 1, j + 1), rows[(k - 1, j + 1)])
+                        part = step(self.up(k - 1, j + 1), rows[(k - 1, j + 1)],
+                                    strips_from_pixels=strips)
                     start = index * self.filters[j]
                     for which, conv in enumerate((node.conv_a, node.shortcut)):
-                        sums[which] = step(_add_share, conv, part, start, sums[which])
-                rows[(k, j)] = step(node.finish, *sums)
+                        sums[which] = step(_add_share, conv, part, start, sums[which], strips)
+                rows[(k, j)] = step(node.finish, *sums, strips)
                 if j == 0:
                     outputs[k] = step(self.heads[k - 1], rows[(k, 0)])  # [B, H, W, 3]
         return [outputs[k] for k in range(1, n)]
 
-    def _finish_merge(self, scale, summed, ref):
+    def _finish_merge(self, scale, summed, ref, strips_from_pixels):
         merger = self.mergers[scale]
-        return merger.finish(summed, ref) if self.merging_blocks else merger.activate(summed)
+        if self.merging_blocks:
+            return merger.finish(summed, ref, strips_from_pixels)
+        return merger.activate(summed)
 
     def get_config(self):
         return {"name": self.name, "scales": self.scales, "base_filters": self.base_filters,
@@ -249,7 +256,4 @@ class Generator(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+        return cls(**with_dtype_policy(config))

@@ -63,6 +63,12 @@ def atomic_directory(path, replace=False):
         raise
 
 
+def refuse_existing(path, overwrite):
+    """Refuses an existing output unless `overwrite` (checked before any work starts)."""
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path}: output exists; pass --overwrite to replace it")
+
+
 def write_text(path, text):
     with atomic_output(path) as tmp:
         tmp.write_text(text)
@@ -112,7 +118,8 @@ def read_ldr(path):
 
 
 def read_hdr(path):
-    """Reads a Radiance `.hdr` or OpenEXR image as `[H, W, 3]` float32 RGB, checked finite and >= 0."""
+    """Reads a Radiance `.hdr` or OpenEXR image as `[H, W, 3]` float32 RGB, checked finite and
+    >= 0."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: file not found")

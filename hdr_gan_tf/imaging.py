@@ -2,8 +2,9 @@
 
 LDR images are RGB float32 in [0, 1], sorted short / reference / long exposure. Linear HDR values
 are relative to the shortest exposure (`t = 1`). The networks see and produce tensors scaled to
-[-1, 1]. Every function here works on NumPy arrays and TensorFlow tensors alike (it uses `tf` ops,
-which accept both and return tensors).
+[-1, 1]. The functions take NumPy arrays and TensorFlow tensors alike; `mu_law` and
+`inverse_mu_law` compute a float NumPy array in NumPy (keeping its dtype, for metrics on
+full-resolution images), everything else in TensorFlow, which returns tensors.
 """
 
 import numpy as np
@@ -27,23 +28,30 @@ def exposure_times(exposure_bias):
 
 
 def ldr_to_hdr(ldr, exposure_time, gamma=GAMMA):
-    """Linearises an LDR image: `H = I ** gamma / t`. `exposure_time` broadcasts (`[B, 1, 1, 1]`)."""
+    """Linearises an LDR image: `H = I ** gamma / t`; `exposure_time` broadcasts
+    (`[B, 1, 1, 1]`)."""
     ldr = tf.convert_to_tensor(ldr, tf.float32)
     return tf.pow(ldr, gamma) / tf.cast(exposure_time, tf.float32)
 
 
+def _math(x, mu):
+    """`(math module, x, mu)`: NumPy for a float NumPy array (its dtype kept), else TensorFlow."""
+    if isinstance(x, np.ndarray):
+        return np, x, x.dtype.type(mu)
+    x = tf.convert_to_tensor(x)
+    return tf.math, x, tf.cast(mu, x.dtype)
+
+
 def mu_law(hdr, mu=MU):
     """μ-law tonemapper `T(H) = log(1 + μH) / log(1 + μ)`; maps [0, 1] onto [0, 1]."""
-    hdr = tf.convert_to_tensor(hdr)
-    mu = tf.cast(mu, hdr.dtype)
-    return tf.math.log1p(mu * hdr) / tf.math.log1p(mu)
+    math, hdr, mu = _math(hdr, mu)
+    return math.log1p(mu * hdr) / math.log1p(mu)
 
 
 def inverse_mu_law(tonemapped, mu=MU):
     """Inverse of `mu_law`: `((1 + μ) ** y - 1) / μ`."""
-    tonemapped = tf.convert_to_tensor(tonemapped)
-    mu = tf.cast(mu, tonemapped.dtype)
-    return tf.math.expm1(tonemapped * tf.math.log1p(mu)) / mu
+    math, tonemapped, mu = _math(tonemapped, mu)
+    return math.expm1(tonemapped * math.log1p(mu)) / mu
 
 
 def to_signed(x):

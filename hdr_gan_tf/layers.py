@@ -1,4 +1,4 @@
-"""Building blocks of the HDR-GAN generator (SPEC §2).
+"""Building blocks of the HDR-GAN generator and discriminator (SPEC §2, §3, §5).
 
 Every convolution pads by reflection and then convolves with VALID padding, as the released model
 did; reflection keeps the borders of bright regions free of the dark halo that zero padding gives.
@@ -6,16 +6,18 @@ Kernels are He-normal, biases zero, and all convolutions but the up-sampling one
 `SpectralNorm`: spectral normalisation as Miyato et al. define it and the released model was
 trained with it (the raw kernel is the trained variable; the forward pass divides it by σ).
 
-For inference on large maps the reflect-padded convolution is computed without building the
-padded map (`reflect_conv2d`): copying every full-resolution feature map once more per
-convolution cost a CPU about a fifth of the convolution time. Convolutions over a channel
-concatenation take the parts as a list and never build the concatenated map.
+The arithmetic lives in `hdr_gan_tf.conv_ops`. Layers that take part in the generator's
+memory-lean inference order (`Generator.infer_lean`) also offer `part` / `activate` / `finish`:
+the same computation with a concatenated input added one part at a time. Every `call` and
+inference helper takes `strips_from_pixels`, passed on to `conv_ops.reflect_conv2d` (border
+strips instead of padded copies, for inference on maps of known size; see there).
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from hdr_gan_tf.conv_ops import reflect_conv2d, subpixel_kernel
 
 
 def track_layers(owner, layers):
@@ -29,21 +31,18 @@ def track_layers(owner, layers):
     return layers
 
 
+def with_dtype_policy(config):
+    """A model's `get_config()` with its serialised dtype policy turned back into a policy, for
+    `from_config` (Keras serialises a model's policy as a dict)."""
+    config = dict(config)
+    if isinstance(config.get("dtype"), dict):
+        config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+    return config
+
+
 def reflect_padding(kernel_size, dilation_rate=1):
     """Padding on each side that keeps the size of a stride-1 convolution: `(k-1)//2 + d - 1`."""
     return (kernel_size - 1) // 2 + dilation_rate - 1
-
-
-def _reflect_index(index, size, symmetric=False):
-    """Source index of position `index` of a padded axis of length `size`.
-
-    Reflect: `-1 -> 1`, `size -> size - 2`; symmetric (edge repeated): `-1 -> 0`,
-    `size -> size - 1`.
-    """
-    if symmetric:
-        index = np.where(index < 0, -1 - index, index)
-        return np.where(index > size - 1, 2 * size - 1 - index, index)
-    return (size - 1) - np.abs((size - 1) - np.abs(index))
 
 
 def channel_shape(input_shape):
@@ -54,132 +53,12 @@ def channel_shape(input_shape):
     return tuple(input_shape)
 
 
-# Maps smaller than this are padded by a copy: the copy costs little there, and the border
-# strips would multiply the graph's size for nothing. So are maps of unknown size (a graph
-# for any size, such as the SavedModel's): the strips need the size when the graph is built.
-STRIPS_FROM_PIXELS = 128 * 128
-
-
-def _dilated_conv2d(x, kernel, dilation_rate, padding):
-    """Stride-1 dilated convolution by TensorFlow's dilated kernel (no copy of the input).
-
-    TensorFlow has no gradient for that kernel on CPUs; a gradient, if asked for, is computed
-    through `tf.nn.convolution` (space-to-batch), which is what training uses directly.
-    """
-    @tf.custom_gradient
-    def conv(x, kernel):
-        def grad(dy):
-            with tf.GradientTape() as tape:
-                tape.watch([x, kernel])
-                y = tf.nn.convolution(x, kernel, padding=padding, dilations=dilation_rate)
-            return tape.gradient(y, [x, kernel], output_gradients=dy)
-        return tf.nn.conv2d(x, kernel, 1, padding, dilations=dilation_rate), grad
-    return conv(x, kernel)
-
-
-def reflect_conv2d(x, kernel, strides=1, dilation_rate=1, padding=1, symmetric=False,
-                   differentiable=True):
-    """`conv2d(reflect_pad(x, padding), kernel, VALID)`; for inference without the padded copy.
-
-    `x` may also be a list of tensors: the convolution of their channel concatenation is then
-    computed as the sum of one convolution per part (with the matching slice of the kernel),
-    which needs no concatenated copy either.
-
-    For inference (`differentiable=False`) the whole map is convolved with zero padding
-    (TensorFlow pads inside the convolution kernel, no copy); only output rows and columns whose
-    window reaches into the padding differ from the reflect-padded result. Those border bands
-    (`ceil(p / s)` at the top/left, `(p - 1) // s + 1` at the bottom/right) are recomputed exactly
-    from thin reflect-padded strips and written over the zero-padded result in place. Exact for
-    any size with `padding < min(H, W)`, any stride and dilation, and still differentiable. This
-    needs H and W known when the graph is built (`compiled_runner` traces once per input size),
-    and pays only on large maps (`STRIPS_FROM_PIXELS`); otherwise the input is padded by a copy.
-    Training (`differentiable=True`) pads by a copy instead: the gradients of the strips would
-    add full-size maps and cost more than the copy saves (measured: 7.5 against 6.7 s per
-    iteration at 256x256), and it uses space-to-batch for dilated kernels, whose gradient
-    TensorFlow has on CPUs.
-
-    Args:
-      x: `[B, H, W, C]`, or a list of `[B, H, W, C_i]` with `sum(C_i) = C`.
-      kernel: `[k, k, C, F]` (square).
-      strides, dilation_rate: ints; a dilated convolution must have stride 1 (as in TensorFlow).
-      padding: reflect padding on each side.
-      symmetric: pad by repeating the edge (`SYMMETRIC`) instead of reflecting about it.
-      differentiable: True for training (see above); False for inference.
-
-    Returns `[B, H', W', F]`, `H' = (H + 2p - d(k-1) - 1) // s + 1`.
-    """
-    kernel = tf.convert_to_tensor(kernel)
-    if isinstance(x, (list, tuple)):
-        out, start = None, 0
-        for part in x:
-            channels = part.shape[-1]
-            # One part after the other: a graph would otherwise run all the parts' convolutions
-            # first (or fuse the sums into one AddN) and hold every partial result at once.
-            with tf.control_dependencies([] if out is None else [out]):
-                y = reflect_conv2d(part, kernel[:, :, start:start + channels], strides,
-                                   dilation_rate, padding, symmetric, differentiable)
-            out = y if out is None else out + y
-            start += channels
-        return out
-    s, d, p = int(strides), int(dilation_rate), int(padding)
-    span = (int(kernel.shape[0]) - 1) * d
-
-    def conv(t, pad):
-        if d == 1:
-            return tf.nn.conv2d(t, kernel, s, pad)
-        if differentiable:
-            return tf.nn.convolution(t, kernel, strides=s, padding=pad, dilations=d)
-        return _dilated_conv2d(t, kernel, d, pad)
-
-    if p == 0:
-        return conv(x, "VALID")
-    height, width = x.shape[1], x.shape[2]
-    unknown = height is None or width is None
-    if differentiable or unknown or height * width < STRIPS_FROM_PIXELS or (
-            d > 1 and (s > 1 or 2 * p != span)):
-        mode = "SYMMETRIC" if symmetric else "REFLECT"
-        return conv(tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode=mode), "VALID")
-    out = conv(x, "SAME" if d > 1 else [[0, 0], [p, p], [p, p], [0, 0]])
-    out_h, out_w = (height + 2 * p - span - 1) // s + 1, (width + 2 * p - span - 1) // s + 1
-
-    def sources(first, count, size):
-        """Input positions (reflected) read by outputs `first .. first + count - 1`."""
-        return _reflect_index(np.arange(first * s - p, (first + count - 1) * s - p + span + 1),
-                              size, symmetric)
-
-    all_rows, all_cols = sources(0, out_h, height), sources(0, out_w, width)
-
-    def rows(first, count):  # exact output rows [first, first + count), full width
-        strip = tf.gather(tf.gather(x, sources(first, count, height), axis=1), all_cols, axis=2)
-        return conv(strip, "VALID")
-
-    def cols(first, count):  # exact output columns [first, first + count), full height
-        strip = tf.gather(tf.gather(x, sources(first, count, width), axis=2), all_rows, axis=1)
-        return conv(strip, "VALID")
-
-    def overwrite(t, axis, first, last, value):
-        # t[:, first:last] (axis 1) or t[:, :, first:last] (axis 2) = value; `last` None = to
-        # the end. In place when nothing else holds `t` (the fresh convolution output).
-        begin, end = [0, 0, 0, 0], [0, 0, 0, 0]
-        begin[axis], end[axis] = first, last or 0
-        full = 0b1111 ^ (1 << axis)
-        return tf.raw_ops.TensorStridedSliceUpdate(
-            input=t, begin=begin, end=end, strides=[1, 1, 1, 1], value=value,
-            begin_mask=full, end_mask=full | ((1 << axis) if last is None else 0))
-
-    top, bottom = -(-p // s), (p - 1) // s + 1
-    out = overwrite(out, 1, 0, top, rows(0, top))
-    out = overwrite(out, 1, -bottom, None, rows(out_h - bottom, bottom))
-    out = overwrite(out, 2, 0, top, cols(0, top))
-    return overwrite(out, 2, -bottom, None, cols(out_w - bottom, bottom))
-
-
 @keras.saving.register_keras_serializable(package="hdr_gan_tf")
 class ReflectPaddedConv(keras.layers.Conv2D):
     """`keras.layers.Conv2D` whose input is reflect-padded by `reflect_padding` on each side.
 
-    The convolution goes through `reflect_conv2d`. Holds the same `kernel` and `bias` as a
-    `Conv2D`, so a `SpectralNorm` wrapper and checkpoints see an ordinary convolution.
+    The convolution goes through `conv_ops.reflect_conv2d`. Holds the same `kernel` and `bias`
+    as a `Conv2D`, so a `SpectralNorm` wrapper and checkpoints see an ordinary convolution.
     Input `[B, H, W, C]`, or a list of tensors standing for their channel concatenation; output
     `[B, H', W', filters]` with `H' = (H + 2p - d(k-1) - 1) // s + 1`.
 
@@ -206,19 +85,20 @@ class ReflectPaddedConv(keras.layers.Conv2D):
         super().build(channel_shape(input_shape))
         self.input_spec = None  # a list of parts is as welcome as one tensor
 
-    def convolve(self, inputs, kernel, training=None):
+    def convolve(self, inputs, kernel, training=None, strips_from_pixels=None):
         """Bias and activation after `reflect_conv2d(inputs, kernel)`; `kernel` stands in for
         `self.kernel` (a `SpectralNorm` wrapper passes W / σ)."""
         dtype = (inputs[0] if isinstance(inputs, (list, tuple)) else inputs).dtype
         outputs = reflect_conv2d(inputs, tf.cast(kernel, dtype), self.strides[0],
                                  self.dilation_rate[0], self.reflect_padding,
-                                 differentiable=bool(training))
+                                 differentiable=bool(training),
+                                 strips_from_pixels=strips_from_pixels)
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, dtype))
         return self.activation(outputs) if self.activation is not None else outputs
 
-    def call(self, inputs, training=None):
-        return self.convolve(inputs, self.kernel, training)
+    def call(self, inputs, training=None, strips_from_pixels=None):
+        return self.convolve(inputs, self.kernel, training, strips_from_pixels)
 
     def compute_output_shape(self, input_shape):
         return super().compute_output_shape(self._padded_shape(input_shape))
@@ -252,7 +132,7 @@ class SpectralNorm(keras.layers.SpectralNormalization):
 
     Args:
       layer: a `ReflectPaddedConv` (any layer with a `kernel` and a
-        `convolve(inputs, kernel, training)` method).
+        `convolve(inputs, kernel, training, strips_from_pixels)` method).
       power_iterations: power iterations per call.
 
     Input and output: those of the wrapped layer (`[B, H, W, C]` or a list of channel parts).
@@ -291,8 +171,9 @@ class SpectralNorm(keras.layers.SpectralNormalization):
         # An all-zero kernel (σ = 0) stays zero instead of becoming NaN.
         return tf.math.divide_no_nan(kernel, sigma)
 
-    def call(self, inputs, training=False):
-        return self.layer.convolve(inputs, self.normalized_kernel(training), training)
+    def call(self, inputs, training=False, strips_from_pixels=None):
+        return self.layer.convolve(inputs, self.normalized_kernel(training), training,
+                                   strips_from_pixels)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -349,19 +230,24 @@ class ReflectConv2D(keras.layers.Layer):
             return self.conv.normalized_kernel(training)
         return self.conv.kernel
 
-    def part(self, x, start=0):
+    def call(self, x, training=None, strips_from_pixels=None):
+        x = self.conv(x, training=training, strips_from_pixels=strips_from_pixels)
+        return self.activation(x) if self.activation is not None else x
+
+    def part(self, x, start=0, strips_from_pixels=None):
         """For inference: this convolution's share of one part of its input, before bias and
         activation.
 
         `x` holds channels `start .. start + C` of the input's channel concatenation; it is
         convolved with the matching slice of the kernel. The sum of every part's share, passed
         to `activate`, is `call` on the whole input, so a caller can add parts as they become
-        available and drop each one at once (`Generator`'s inference order does).
+        available and drop each one at once (`Generator.infer_lean` does).
         """
         conv = self.conv2d
         kernel = tf.cast(self.effective_kernel(), x.dtype)[:, :, start:start + x.shape[-1]]
         return reflect_conv2d(x, kernel, conv.strides[0], conv.dilation_rate[0],
-                              conv.reflect_padding, differentiable=False)
+                              conv.reflect_padding, differentiable=False,
+                              strips_from_pixels=strips_from_pixels)
 
     def activate(self, summed):
         """Bias and activation on the sum of the parts' shares (see `part`)."""
@@ -369,10 +255,6 @@ class ReflectConv2D(keras.layers.Layer):
         if conv.use_bias:
             summed = tf.nn.bias_add(summed, ops.cast(conv.bias, summed.dtype))
         return self.activation(summed) if self.activation is not None else summed
-
-    def call(self, x, training=None):
-        x = self.conv(x, training=training)
-        return self.activation(x) if self.activation is not None else x
 
     def compute_output_shape(self, input_shape):
         return self.conv2d.compute_output_shape(input_shape)
@@ -413,18 +295,20 @@ class ResidualUnit(keras.layers.Layer):
                                           name="shortcut")
             self.shortcut.build(input_shape)
 
-    def call(self, x, training=None):
-        residual = self.conv_b(self.conv_a(x, training=training), training=training)
+    def call(self, x, training=None, strips_from_pixels=None):
+        strips = {"training": training, "strips_from_pixels": strips_from_pixels}
+        residual = self.conv_b(self.conv_a(x, **strips), **strips)
         if self.shortcut is not None:
             skip = self.shortcut(x, training=training)
         else:
             skip = ops.concatenate(x, axis=-1) if isinstance(x, (list, tuple)) else x
         return ops.relu(residual + skip)
 
-    def finish(self, summed_a, summed_shortcut):
+    def finish(self, summed_a, summed_shortcut, strips_from_pixels=None):
         """For inference: the unit's output from the sums of its input parts' shares in
         `conv_a` and `shortcut` (see `ReflectConv2D.part`)."""
-        residual = self.conv_b(self.conv_a.activate(summed_a))
+        residual = self.conv_b(self.conv_a.activate(summed_a),
+                               strips_from_pixels=strips_from_pixels)
         return ops.relu(residual + self.shortcut.activate(summed_shortcut))
 
     def compute_output_shape(self, input_shape):
@@ -436,32 +320,12 @@ class ResidualUnit(keras.layers.Layer):
         return config
 
 
-# Which 3x3 taps of a convolution over the nearest-neighbour x2 up-sampled map fall on which
-# pixel of the small map, for output rows (or columns) of even (phase 0) and odd (phase 1) index:
-# [phase, tap position on the small map (-1, 0, +1), kernel row]. Output row 2i reads up-sampled
-# rows 2i-1, 2i, 2i+1 = small rows i-1, i, i; output row 2i+1 reads small rows i, i, i+1.
-_PHASE_TAPS = [[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
-               [[0, 0, 0], [1, 1, 0], [0, 0, 1]]]
-
-
-def subpixel_kernel(kernel):
-    """`[3, 3, C, F]` kernel for the up-sampled map -> `[3, 3, C, 4F]` kernel for the small map.
-
-    Convolving the small map with it (symmetric padding 1) and `depth_to_space(2)` equals
-    reflect-padding the nearest-neighbour x2 map and convolving it with `kernel`, at the same
-    number of multiply-adds, without building the 4x larger up-sampled map.
-    """
-    taps = tf.constant(_PHASE_TAPS, kernel.dtype)
-    k4 = tf.einsum("aur,bvc,rcio->uviabo", taps, taps, kernel)
-    return tf.reshape(k4, [3, 3, kernel.shape[2], 4 * kernel.shape[3]])
-
-
 @keras.saving.register_keras_serializable(package="hdr_gan_tf")
 class UpSample(keras.layers.Layer):
     """`UP(c)`: nearest-neighbour x2, then `relu(conv3x3_c)` without spectral normalisation.
 
-    Computed as a sub-pixel convolution (`subpixel_kernel`): reflect padding of the up-sampled
-    map is symmetric padding of the small one, so the result is exact.
+    Computed as a sub-pixel convolution (`conv_ops.subpixel_kernel`): reflect padding of the
+    up-sampled map is symmetric padding of the small one, so the result is exact.
     Input `[B, H, W, C]`, output `[B, 2H, 2W, filters]`.
     """
 
@@ -476,10 +340,11 @@ class UpSample(keras.layers.Layer):
         self.conv.build((input_shape[0], double(input_shape[1]), double(input_shape[2]),
                          input_shape[3]))
 
-    def call(self, x, training=None):
+    def call(self, x, training=None, strips_from_pixels=None):
         conv = self.conv.conv2d
         kernel = tf.cast(subpixel_kernel(tf.convert_to_tensor(conv.kernel)), x.dtype)
-        y = reflect_conv2d(x, kernel, padding=1, symmetric=True, differentiable=bool(training))
+        y = reflect_conv2d(x, kernel, padding=1, symmetric=True, differentiable=bool(training),
+                           strips_from_pixels=strips_from_pixels)
         y = ops.relu(tf.nn.bias_add(y, tf.tile(tf.cast(conv.bias, x.dtype), [4])))  # [B, H, W, 4F]
         return tf.nn.depth_to_space(y, 2)  # [B, 2H, 2W, filters]
 
@@ -521,7 +386,7 @@ class MergingBlock(keras.layers.Layer):
                           dtype=self.dtype_policy, name=f"dilated_{i}") for i in range(4)])
 
     def build(self, input_shape):
-        shape = input_shape[0]
+        shape = tuple(input_shape[0])
         channels = 3 * shape[-1]
         if self.bottlenecks is not None:
             for layer, in_shape in zip(self.bottlenecks, input_shape):
@@ -531,7 +396,16 @@ class MergingBlock(keras.layers.Layer):
         for conv in self.convs[1:]:
             conv.build(shape[:3] + (self.filters,))
 
-    def part(self, x, start):
+    def call(self, inputs, training=None, strips_from_pixels=None):
+        features = list(inputs)  # the first convolution reads the three as one concatenation
+        if self.bottlenecks is not None:
+            features = [b(f, training=training) for b, f in zip(self.bottlenecks, inputs)]
+        x = features
+        for conv in self.convs:
+            x = conv(x, training=training, strips_from_pixels=strips_from_pixels)
+        return ops.relu(x + inputs[1])
+
+    def part(self, x, start, strips_from_pixels=None):
         """For inference: the first convolution's share of one exposure's features `x`, which
         are channels `start .. start + filters` of the block's concatenated input (short,
         reference, long), so that each exposure's features can be dropped as soon as they are
@@ -539,23 +413,13 @@ class MergingBlock(keras.layers.Layer):
         index = start // self.filters
         if self.bottlenecks is not None:
             x = self.bottlenecks[index](x)
-        return self.convs[0].part(x, index * x.shape[-1])
+        return self.convs[0].part(x, index * x.shape[-1], strips_from_pixels)
 
-    def finish(self, summed, ref):
+    def finish(self, summed, ref, strips_from_pixels=None):
         """For inference: the block's output from the sum of the three `part`s and `ref`."""
         x = self.convs[0].activate(summed)
         for conv in self.convs[1:]:
-            x = conv(x)
-        return ops.relu(x + ref)
-
-    def call(self, inputs, training=None):
-        ref = inputs[1]
-        features = inputs
-        if self.bottlenecks is not None:
-            features = [b(f, training=training) for b, f in zip(self.bottlenecks, inputs)]
-        x = list(features)  # the first convolution reads the three as one concatenation
-        for conv in self.convs:
-            x = conv(x, training=training)
+            x = conv(x, strips_from_pixels=strips_from_pixels)
         return ops.relu(x + ref)
 
     def get_config(self):

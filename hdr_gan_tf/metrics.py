@@ -8,15 +8,10 @@ image, as `tf.image.ssim` does, averaged over the three channels.
 import cv2
 import numpy as np
 
-from hdr_gan_tf.imaging import MU
+from hdr_gan_tf.imaging import MU, mu_law
 
 _SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
-
-
-def mu_law_np(hdr, mu=MU):
-    """NumPy μ-law (float64), for metrics on full-resolution images."""
-    return np.log1p(mu * np.asarray(hdr, np.float64)) / np.log1p(mu)
 
 
 def psnr(a, b, peak=1.0):
@@ -55,6 +50,7 @@ def ssim(a, b, data_range=1.0, k1=0.01, k2=0.03):
 
 def hdr_metrics(hdr, hdr_gt, mu=MU):
     """PSNR-L, PSNR-μ, SSIM-L, SSIM-μ of a linear HDR estimate against the ground truth."""
-    tm, tm_gt = mu_law_np(hdr, mu), mu_law_np(hdr_gt, mu)
+    tm = mu_law(np.asarray(hdr, np.float64), mu)
+    tm_gt = mu_law(np.asarray(hdr_gt, np.float64), mu)
     return {"psnr_l": psnr(hdr, hdr_gt), "psnr_mu": psnr(tm, tm_gt),
             "ssim_l": ssim(hdr, hdr_gt), "ssim_mu": ssim(tm, tm_gt)}

@@ -7,6 +7,8 @@ copies every variable as it is: inference then computes what the TF1 test graph 
 training from a converted checkpoint continues the way the authors' training did.
 """
 
+from pathlib import Path
+
 import tensorflow as tf
 
 GENERATOR_SCOPE = "UnetppGeneratorS"
@@ -150,3 +152,27 @@ def load_tf1_weights(prefix, generator, discriminator=None):
         _check_names_and_shapes(prefix, shapes, plans[1], DISCRIMINATOR_SCOPE)
     for entries in plans:
         _assign(reader, entries)
+
+
+def convert_to_logdir(tf1_checkpoint, output_dir, overwrite=False):
+    """Writes a TF1 checkpoint as one of our log dirs, atomically: `config.json` (the paper's
+    architecture, `converted_from`) and a checkpoint of both networks at step 0, which the
+    programs take as `--checkpoint` and `hdr-gan-train` as `--logdir` to fine-tune.
+
+    Returns the checkpoint prefix written.
+    """
+    from hdr_gan_tf import config as config_lib
+    from hdr_gan_tf.image_io import atomic_directory, refuse_existing
+
+    output_dir = Path(output_dir)
+    refuse_existing(output_dir, overwrite)
+    config = config_lib.RunConfig(converted_from=str(tf1_checkpoint))
+    generator = config_lib.build_generator(config.model)
+    discriminator = config_lib.build_discriminator(config.model)
+    load_tf1_weights(tf1_checkpoint, generator, discriminator)
+    with atomic_directory(output_dir, replace=overwrite) as tmp:
+        config_lib.write_config(tmp, config)
+        step = tf.Variable(0, dtype=tf.int64, name="step")
+        ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, step=step)
+        tf.train.CheckpointManager(ckpt, str(tmp), max_to_keep=1, checkpoint_name="ckpt").save(0)
+    return tf.train.latest_checkpoint(str(output_dir))

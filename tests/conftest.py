@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hdr_gan_tf.synth import synthesize_dataset
+from hdr_gan_tf.synthetic import synthesize_dataset
 from tests.helpers import GOLDEN
 
 

@@ -15,23 +15,36 @@ GOLDEN_LARGE = DATA / "tf1_golden_large"
 
 
 def run_program(module, *args, timeout=600, env=None):
-    """Runs `python -m hdr_gan_tf.<module> args...`; returns the CompletedProcess."""
+    """Runs `python -m hdr_gan_tf.cli.<module> args...`; returns the CompletedProcess."""
     full_env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2",
                     PYTHONUNBUFFERED="1")
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", f"hdr_gan_tf.{module}", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", f"hdr_gan_tf.cli.{module}", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=REPO)
 
 
 def assert_layer_round_trip(layer, inputs, tmp_path):
-    """A layer rebuilt from its config, given the same weights, computes the same output; and
-    it survives a `.keras` save/load inside a model."""
+    """The layer rebuilt from its config, given the same weights, computes the same output; and
+    a model made of it, saved to a `.keras` file and loaded back, computes it too.
+
+    Returns the layer's output.
+    """
     expected = layer(inputs)
     clone = layer.__class__.from_config(layer.get_config())
     clone(inputs)
     clone.set_weights(layer.get_weights())
-    for a, b in zip(keras.tree.flatten(expected), keras.tree.flatten(clone(inputs))):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _assert_same(expected, clone(inputs))
     assert clone.get_config() == layer.get_config()
+    symbolic = keras.tree.map_structure(lambda t: keras.Input(batch_shape=t.shape), inputs)
+    path = tmp_path / f"{layer.name}.keras"
+    keras.Model(symbolic, layer(symbolic)).save(path)
+    loaded = keras.saving.load_model(path)
+    assert any(isinstance(sub, layer.__class__) for sub in loaded.layers)
+    _assert_same(expected, loaded(inputs))
     return expected
+
+
+def _assert_same(a, b):
+    for x, y in zip(keras.tree.flatten(a), keras.tree.flatten(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

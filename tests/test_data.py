@@ -7,7 +7,7 @@ import pytest
 from hdr_gan_tf import data
 from hdr_gan_tf.image_io import read_hdr, read_ldr, write_hdr
 from hdr_gan_tf.imaging import GAMMA, inverse_mu_law, to_unit
-from hdr_gan_tf.synth import synthesize_dataset, synthesize_scene
+from hdr_gan_tf.synthetic import synthesize_dataset, synthesize_scene
 
 
 # ------------------------------------------------------------------ generated data set

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from hdr_gan_tf import imaging
 
@@ -22,11 +23,15 @@ def test_both_ev_conventions_give_identical_network_inputs():
 def test_mu_law_round_trip_and_range():
     h = np.concatenate([[0.0, 1e-6, 1e-3, 0.5, 1.0], np.random.default_rng(1).random(100)])
     t = imaging.mu_law(h.astype(np.float64))
+    assert isinstance(t, np.ndarray) and t.dtype == np.float64  # NumPy in, NumPy out
     assert float(np.min(t)) == 0.0 and abs(float(np.max(t)) - 1.0) < 1e-12
-    np.testing.assert_allclose(imaging.inverse_mu_law(t).numpy(), h, atol=1e-12)
-    # mu = 5000 maps 1/5000 to log(2)/log(5001)
-    np.testing.assert_allclose(imaging.mu_law(np.float64(1 / 5000)).numpy(),
-                               np.log(2) / np.log(5001))
+    np.testing.assert_allclose(imaging.inverse_mu_law(t), h, atol=1e-12)
+    # mu = 5000 maps 1/5000 to log(2)/log(5001), in TensorFlow as in NumPy
+    np.testing.assert_allclose(imaging.mu_law(np.array([1 / 5000])), np.log(2) / np.log(5001))
+    as_tensor = imaging.mu_law(tf.constant([1 / 5000], tf.float64))
+    assert isinstance(as_tensor, tf.Tensor)
+    np.testing.assert_allclose(as_tensor.numpy(), np.log(2) / np.log(5001))
+    assert imaging.mu_law(np.ones(2, np.float32)).dtype == np.float32
 
 
 def test_network_inputs_match_the_reference_code(golden):
@@ -42,7 +47,7 @@ def test_output_to_hdr_inverts_the_scaling():
     y = 2 * imaging.mu_law(hdr) - 1
     linear, tonemapped = imaging.output_to_hdr(y)
     np.testing.assert_allclose(linear.numpy(), hdr, atol=1e-6)
-    np.testing.assert_allclose(tonemapped.numpy(), imaging.mu_law(hdr).numpy(), atol=1e-7)
+    np.testing.assert_allclose(tonemapped.numpy(), imaging.mu_law(hdr), atol=1e-7)
 
 
 @pytest.mark.parametrize("values, problem", [

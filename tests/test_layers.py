@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from hdr_gan_tf import layers
-from hdr_gan_tf.layers import (MergingBlock, ReflectConv2D, ResidualUnit, UpSample,
-                               reflect_conv2d, reflect_padding)
+from hdr_gan_tf.conv_ops import reflect_conv2d
+from hdr_gan_tf.layers import MergingBlock, ReflectConv2D, ResidualUnit, UpSample, reflect_padding
 from tests.helpers import assert_layer_round_trip
 
 
@@ -27,34 +27,33 @@ def _padded_then_valid(x, kernel, strides, dilation, padding, symmetric=False):
                              dilations=dilation)
 
 
+# How a convolution runs: (differentiable, strips_from_pixels) of training, of inference with a
+# padded copy, and of inference with border strips (on maps of any size).
+MODES = [(True, None), (False, None), (False, 0)]
+
+
 CONV_CASES = [(3, 1, 1, 1), (3, 1, 2, 2), (3, 2, 1, 1), (4, 1, 1, 1), (3, 1, 1, 2), (1, 1, 1, 0)]
 
 
-@pytest.fixture
-def strips_at_any_size(monkeypatch):
-    """The border-strip path also for the tests' small maps."""
-    monkeypatch.setattr(layers, "STRIPS_FROM_PIXELS", 0)
-
-
 @pytest.mark.parametrize("symmetric", [False, True])
-@pytest.mark.parametrize("differentiable", [True, False])
+@pytest.mark.parametrize("differentiable, strips", MODES)
 @pytest.mark.parametrize("k, stride, dilation, pad", CONV_CASES)
 @pytest.mark.parametrize("size", [(3, 5), (7, 6), (9, 12)])
 def test_reflect_conv2d_equals_padded_copy(k, stride, dilation, pad, size, differentiable,
-                                           symmetric, strips_at_any_size):
+                                           strips, symmetric):
     x = _x((2,) + size + (3,), seed=1)
     kernel = _x((k, k, 3, 4), seed=2)
     expected = _padded_then_valid(x, kernel, stride, dilation, pad, symmetric)
     got = reflect_conv2d(x, kernel, stride, dilation, pad, symmetric=symmetric,
-                         differentiable=differentiable)
+                         differentiable=differentiable, strips_from_pixels=strips)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=2e-5)
 
 
-@pytest.mark.parametrize("differentiable", [True, False])
+@pytest.mark.parametrize("differentiable, strips", MODES)
 @pytest.mark.parametrize("k, stride, dilation, pad", CONV_CASES[:4])
 def test_reflect_conv2d_gradients_and_unknown_shapes(k, stride, dilation, pad, differentiable,
-                                                     strips_at_any_size):
+                                                     strips):
     x = _x((2, 9, 10, 3), seed=3)
     kernel = _x((k, k, 3, 4), seed=4)
     weights = _x(tuple(_padded_then_valid(x, kernel, stride, dilation, pad).shape), seed=5)
@@ -65,7 +64,8 @@ def test_reflect_conv2d_gradients_and_unknown_shapes(k, stride, dilation, pad, d
             loss = tf.reduce_sum(conv(x, kernel, stride, dilation, pad) * weights)
         return tape.gradient(loss, [x, kernel])
 
-    ours = functools.partial(reflect_conv2d, differentiable=differentiable)
+    ours = functools.partial(reflect_conv2d, differentiable=differentiable,
+                             strips_from_pixels=strips)
     for got, expected in zip(grads(ours), grads(_padded_then_valid)):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
     # Any size through one graph, and under XLA.
@@ -79,29 +79,29 @@ def test_reflect_conv2d_gradients_and_unknown_shapes(k, stride, dilation, pad, d
         np.testing.assert_allclose(xla(t).numpy(), expected, atol=2e-5)
 
 
-@pytest.mark.parametrize("differentiable", [True, False])
-def test_reflect_conv2d_of_a_list_is_the_conv_of_its_concatenation(differentiable,
-                                                                   strips_at_any_size):
+@pytest.mark.parametrize("differentiable, strips", MODES)
+def test_reflect_conv2d_of_a_list_is_the_conv_of_its_concatenation(differentiable, strips):
     parts = [_x((1, 7, 9, c), seed=c) for c in (2, 3, 4)]
     kernel = _x((3, 3, 9, 5), seed=11)
     expected = _padded_then_valid(tf.concat(parts, -1), kernel, 1, 2, 2)
-    got = reflect_conv2d(parts, kernel, 1, 2, 2, differentiable=differentiable)
+    got = reflect_conv2d(parts, kernel, 1, 2, 2, differentiable=differentiable,
+                         strips_from_pixels=strips)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=2e-5)
     layer = ReflectConv2D(5, 3)
     assert layer(parts).shape == (1, 7, 9, 5)
     assert layer.conv2d.kernel.shape == (3, 3, 9, 5)
 
 
+@pytest.mark.parametrize("strips", [None, 0])
 @pytest.mark.parametrize("strides, dilation", [(1, 1), (1, 2), (2, 1)])
-def test_parts_added_one_by_one_give_the_call_on_the_concatenation(strides, dilation,
-                                                                   strips_at_any_size):
+def test_parts_added_one_by_one_give_the_call_on_the_concatenation(strides, dilation, strips):
     layer = ReflectConv2D(5, 3, strides=strides, dilation_rate=dilation, activation="relu")
     parts = [_x((1, 8, 10, c), seed=c) for c in (2, 3, 4)]
     layer(parts)
     layer.conv2d.bias.assign(_x((5,), seed=3))
     summed = None
-    for part in reversed(list(zip(parts, (0, 2, 5)))):  # any order
-        share = layer.part(*part)
+    for part, start in reversed(list(zip(parts, (0, 2, 5)))):  # any order
+        share = layer.part(part, start, strips_from_pixels=strips)
         summed = share if summed is None else summed + share
     np.testing.assert_allclose(layer.activate(summed).numpy(), layer(parts).numpy(), atol=1e-5)
 
@@ -259,10 +259,10 @@ def test_residual_unit_identity_shortcut_adds_the_input():
     np.testing.assert_allclose(unit(x).numpy(), x.numpy(), atol=1e-6)
 
 
-def test_upsample_equals_tf1_nearest_resize_then_reflect_conv(tmp_path, strips_at_any_size):
+def test_upsample_equals_tf1_nearest_resize_then_reflect_conv(tmp_path):
     """UP(c) in TF1 terms: resize_nearest_neighbor(align_corners=True) to exactly x2 (plain
     duplication), reflect pad 1, VALID 3x3 convolution, ReLU; values and gradients, odd and
-    even sizes."""
+    even sizes, with border strips and without."""
     up = UpSample(4)
     up(_x((1, 4, 4, 3)))
     conv = up.conv.conv2d
@@ -279,14 +279,15 @@ def test_upsample_equals_tf1_nearest_resize_then_reflect_conv(tmp_path, strips_a
         x = _x((2, h, w, 3), seed=h)
         weights = _x((2, 2 * h, 2 * w, 4), seed=w)
         results = []
-        for fn in (up, reference):
+        for fn in (up, lambda t: up(t, strips_from_pixels=0), reference):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = fn(x)
                 loss = tf.reduce_sum(y * weights)
             results.append([y] + tape.gradient(loss, [x, conv.kernel]))
-        for got, expected in zip(*results):
-            np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
+        for ours in results[:2]:
+            for got, expected in zip(ours, results[2]):
+                np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
     y = assert_layer_round_trip(up, _x((1, 5, 6, 3)), tmp_path)
     assert y.shape == (1, 10, 12, 4)
     assert up.conv.spectral_norm is False

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_discriminator, build_generator
+from hdr_gan_tf.config import build_discriminator, build_generator
 from hdr_gan_tf.imaging import network_inputs
-from hdr_gan_tf.inference import merge_exposures, run_generator
+from hdr_gan_tf.merge import merge_exposures, run_generator
 from hdr_gan_tf.tf1_checkpoint import (discriminator_layer_map, generator_layer_map,
                                        keras_variable, load_tf1_weights)
 from tests.helpers import DATA, GOLDEN_LARGE
@@ -20,7 +20,7 @@ def _reference_rows():
 
 @pytest.fixture(scope="module")
 def networks():
-    return build_generator(DEFAULT_ARCHITECTURE), build_discriminator(DEFAULT_ARCHITECTURE)
+    return build_generator(), build_discriminator()
 
 
 def test_every_reference_variable_has_exactly_one_counterpart(networks):
@@ -44,8 +44,8 @@ def test_every_reference_variable_has_exactly_one_counterpart(networks):
 def test_conversion_copies_raw_kernels_and_u_as_they_are(golden_checkpoint):
     """Our spectral normalisation keeps the raw kernel, as the TF1 graph did: nothing is
     divided by σ on the way in."""
-    generator = build_generator(DEFAULT_ARCHITECTURE)
-    discriminator = build_discriminator(DEFAULT_ARCHITECTURE)
+    generator = build_generator()
+    discriminator = build_discriminator()
     load_tf1_weights(golden_checkpoint, generator, discriminator)
     reader = tf.train.load_checkpoint(golden_checkpoint)
     entries = dict(generator_layer_map(generator))
@@ -56,8 +56,8 @@ def test_conversion_copies_raw_kernels_and_u_as_they_are(golden_checkpoint):
 
 
 def test_golden_outputs_are_reproduced(golden, golden_checkpoint):
-    generator = build_generator(DEFAULT_ARCHITECTURE)
-    discriminator = build_discriminator(DEFAULT_ARCHITECTURE)
+    generator = build_generator()
+    discriminator = build_discriminator()
     load_tf1_weights(golden_checkpoint, generator, discriminator)
     out_1, out_2 = generator([golden["x_short"], golden["x_ref"], golden["x_long"]],
                              training=False)
@@ -78,7 +78,7 @@ def test_large_golden_through_the_whole_image_merge(golden_checkpoint):
     """512x528 16-bit photos: the memory-lean inference order and the border-strip
     convolutions, against the TF1 graph's two outputs."""
     golden = dict(np.load(GOLDEN_LARGE / "golden_large.npz"))
-    generator = build_generator(DEFAULT_ARCHITECTURE)
+    generator = build_generator()
     load_tf1_weights(golden_checkpoint, generator)
     ldrs = np.concatenate([golden[f"ldr_{k}"] for k in ("short", "mid", "long")])  # uint16
     assert ldrs.shape == (3, 512, 528, 3) and ldrs.dtype == np.uint16
@@ -117,8 +117,8 @@ def _rewrite_checkpoint(source, target, drop=None, reshape=None, add=None):
 def test_mismatched_checkpoints_are_refused_by_name(golden_checkpoint, tmp_path, change,
                                                     expected):
     prefix = _rewrite_checkpoint(golden_checkpoint, tmp_path / "model", **change)
-    generator = build_generator(DEFAULT_ARCHITECTURE)
-    discriminator = build_discriminator(DEFAULT_ARCHITECTURE)
+    generator = build_generator()
+    discriminator = build_discriminator()
     before = [v.numpy().copy() for v in generator.weights]
     with pytest.raises(ValueError, match=expected):
         load_tf1_weights(prefix, generator, discriminator)
@@ -129,4 +129,4 @@ def test_mismatched_checkpoints_are_refused_by_name(golden_checkpoint, tmp_path,
 def test_not_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "junk.index").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable TensorFlow checkpoint"):
-        load_tf1_weights(str(tmp_path / "junk"), build_generator(DEFAULT_ARCHITECTURE))
+        load_tf1_weights(str(tmp_path / "junk"), build_generator())

@@ -20,15 +20,16 @@ from hdr_gan_tf import data
 from hdr_gan_tf.imaging import mu_law, network_inputs, to_signed
 from hdr_gan_tf.tf1_checkpoint import (discriminator_layer_map, generator_layer_map,
                                        keras_variable, load_tf1_weights)
-from hdr_gan_tf.trainer import Trainer
+from hdr_gan_tf.config import RunConfig
+from hdr_gan_tf.training import Trainer
 from tests.helpers import DATA, GOLDEN
 
 TRAIN_GOLDEN = DATA / "tf1_train_golden"
 # The golden's configuration (its README): the released run's, on 64x64 patches.
 CONFIG = {"patch_size": 64, "batch_size": 2, "gan_weight": 1.0, "sphere_moments": 3,
-          "sphere_reference": "first_axis", "lr_values": [1e-4, 1e-5, 1e-6], "clip_value": 1.0,
+          "sphere_reference": "first_axis", "lr_values": (1e-4, 1e-5, 1e-6), "clip_value": 1.0,
           "scales": 3, "base_filters": 32, "merging_blocks": True, "supervise": "all",
-          "disc_branches": "all", "use_discriminator": True}
+          "disc_branches": "all", "use_discriminator": True, "mu": 5000.0}
 # Loss names of the golden -> ours (index 0 is the auxiliary branch, 1 the main one).
 G_RUN_LOSSES = {"l1/0": "l_g_pix/aux1", "l1/1": "l_g_pix/main", "g_loss/0": "l_g_gan/aux1",
                 "g_loss/1": "l_g_gan/main", "total": "l_g_total"}
@@ -48,7 +49,7 @@ def golden():
 
 @pytest.fixture(scope="module")
 def trainer(tmp_path_factory):
-    config = dict(CONFIG, logdir=str(tmp_path_factory.mktemp("parity")))
+    config = RunConfig.from_flat(dict(CONFIG, logdir=str(tmp_path_factory.mktemp("parity"))))
     trainer = Trainer(config, tf.distribute.get_strategy(), log=lambda line: None)
     variables = dict(generator_layer_map(trainer.generator))
     variables.update(discriminator_layer_map(trainer.discriminator))
@@ -120,7 +121,7 @@ def test_preprocessing_builds_the_tensors_the_tf1_graph_built(golden):
             np.testing.assert_allclose(x.numpy(), batches[f"{run}/x_{k}"], rtol=0, atol=5e-7)
         # The graph's target went through a rounded 2h - 1 (its README): 1.8e-5 at black.
         target = to_signed(mu_law(batches[f"{run}/hdr_linear"]))
-        np.testing.assert_allclose(target.numpy(), batches[f"{run}/target_tm"], atol=2e-5)
+        np.testing.assert_allclose(target, batches[f"{run}/target_tm"], atol=2e-5)
         # --ldr_bits=8: the 16-bit scene's file values reduce to the 8-bit values TF1 read.
         sixteen = batches[f"{run}/crop"][:, 0] == 2
         assert sixteen.any()

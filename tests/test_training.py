@@ -9,23 +9,24 @@ import pytest
 import tensorflow as tf
 
 from hdr_gan_tf import data
-from hdr_gan_tf.config import build_generator
-from hdr_gan_tf.trainer import Trainer, TrainingDiverged, parse_branches, run_training
+from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
+from hdr_gan_tf.training import Trainer, TrainingDiverged, parse_branches, run_training
 from tests.helpers import REPO
 
 
 def _config(logdir, data_dir, **overrides):
+    """A small run: 64x64 patches, 16 base channels, no validation."""
     config = {"logdir": str(logdir), "data_dir": str(data_dir), "patch_size": 64,
               "base_filters": 16, "validation": "0", "summary_every": 50, "image_every": 100,
               "checkpoint_every": 1000, "iterations": 4}
     config.update(overrides)
-    return config
+    return RunConfig.from_flat(config)
 
 
 # Short runs: λ as in the demo and a larger learning rate. Spectral normalisation divides every
 # kernel by σ (about 2 at He initialisation), so at 1e-4 the first tens of iterations move the
 # network slowly.
-FAST = {"gan_weight": 0.01, "lr_boundaries": [], "lr_values": [3e-4]}
+FAST = {"gan_weight": 0.01, "lr_boundaries": (), "lr_values": (3e-4,)}
 
 
 def _fixed_l1(trainer, batches):
@@ -49,8 +50,7 @@ def trained(tiny_data, tmp_path_factory):
                      **FAST)
     trainer, _ = run_training(config, log=lines.append)
     before = _fixed_l1(trainer, fixed)
-    trainer.config["iterations"] = 40
-    status = trainer.fit(scenes)
+    status = trainer.fit(scenes, iterations=40)
     return {"trainer": trainer, "before": before, "after": _fixed_l1(trainer, fixed),
             "status": status, "logdir": logdir, "lines": lines}
 
@@ -73,8 +73,7 @@ def test_l1_only_training_fits_quickly(tiny_data, tmp_path):
     trainer, _ = run_training(_config(tmp_path / "run", tiny_data, iterations=0,
                                       use_discriminator=False, **FAST), log=lambda line: None)
     before = _fixed_l1(trainer, fixed)
-    trainer.config["iterations"] = 60
-    trainer.fit(scenes)
+    trainer.fit(scenes, iterations=60)
     after = _fixed_l1(trainer, fixed)
     assert after < 0.3 * before, (before, after)
 
@@ -105,45 +104,48 @@ def test_config_json_records_the_training_choices(trained):
 
     recorded = json.loads((trained["logdir"] / "config.json").read_text())
     assert recorded["spectral_norm"] == "miyato"
-    assert recorded["sphere_reference"] == "first_axis" and recorded["ldr_bits"] == 16
-    assert recorded["gan_weight"] == 0.01
+    training = recorded["training"]
+    assert training["sphere_reference"] == "first_axis" and training["ldr_bits"] == 16
+    assert training["gan_weight"] == 0.01 and recorded["model"]["base_filters"] == 16
 
 
 def test_log_dirs_with_normalised_kernels_are_refused(tiny_data, tmp_path):
     """A log dir of a version that stored W/σ in the kernels (no `spectral_norm` in its
     config.json): neither training nor the programs (`restore_generator`) take it."""
+    import json
+
     from hdr_gan_tf import config as config_lib
 
     logdir = tmp_path / "old"
-    arch = dict(config_lib.DEFAULT_ARCHITECTURE, base_filters=16)
-    generator = build_generator(arch)
+    config = _config(logdir, tiny_data)
+    generator = build_generator(config.model)
     tf.train.CheckpointManager(tf.train.Checkpoint(generator=generator), str(logdir), 1,
                                checkpoint_name="ckpt").save(0)
-    config_lib.write_config(logdir, dict(arch, mu=5000.0))
-    with pytest.raises(config_lib.ConfigError, match="stored W/σ in the kernel variables"):
+    # What 0.1 wrote: every flag in one flat object, no "spectral_norm".
+    (logdir / "config.json").write_text(json.dumps(config.flat()))
+    with pytest.raises(ConfigError, match="stored W/σ in the kernel variables"):
         config_lib.restore_generator(logdir)
-    with pytest.raises(config_lib.ConfigError, match="stored W/σ in the kernel variables"):
-        run_training(_config(logdir, tiny_data), log=lambda line: None)
-    config_lib.write_config(logdir, dict(arch, mu=5000.0, spectral_norm="miyato"))
+    with pytest.raises(ConfigError, match="stored W/σ in the kernel variables"):
+        run_training(config, log=lambda line: None)
+    config_lib.write_config(logdir, config)
     restored, _, _ = config_lib.restore_generator(logdir)
     np.testing.assert_array_equal(restored.weights[0].numpy(), generator.weights[0].numpy())
 
 
 def test_constant_learning_rate_without_boundaries(tiny_data, tmp_path):
-    trainer = Trainer(_config(tmp_path, tiny_data, lr_boundaries=[], lr_values=[2e-4]),
+    trainer = Trainer(_config(tmp_path, tiny_data, lr_boundaries=(), lr_values=(2e-4,)),
                       tf.distribute.get_strategy())
     assert float(trainer.schedule(10 ** 6)) == pytest.approx(2e-4)
-    with pytest.raises(ValueError, match="one more value than"):
-        Trainer(_config(tmp_path, tiny_data, lr_boundaries=[5], lr_values=[2e-4]),
-                tf.distribute.get_strategy())
+    with pytest.raises(ConfigError, match="one more value than"):
+        _config(tmp_path, tiny_data, lr_boundaries=(5,), lr_values=(2e-4,))
 
 
 def test_patch_size_checks(tiny_data, tmp_path):
     strategy = tf.distribute.get_strategy()
     with pytest.raises(ValueError, match="at least 54"):
         Trainer(_config(tmp_path, tiny_data, patch_size=48), strategy)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        Trainer(_config(tmp_path, tiny_data, patch_size=66), strategy)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        _config(tmp_path, tiny_data, patch_size=66)
 
 
 def test_branch_selection():
@@ -164,15 +166,14 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, t
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
     for scene in scenes:
         scene.hdr[:] = np.nan
-    trainer.config["iterations"] = 4  # the same trainer goes on (its step function is traced)
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 3"):
-        trainer.fit(scenes)
+        trainer.fit(scenes, iterations=4)  # the same trainer goes on (its step is traced)
     assert trainer.manager.latest_checkpoint == latest
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").glob("ckpt-*")} == saved
 
 
 def _start_training(logdir, data_dir, *extra):
-    args = [sys.executable, "-m", "hdr_gan_tf.train", f"--logdir={logdir}",
+    args = [sys.executable, "-m", "hdr_gan_tf.cli.train", f"--logdir={logdir}",
             f"--data_dir={data_dir}", "--patch_size=64", "--base_filters=16", "--validation=0",
             "--summary_every=1", *extra]
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
@@ -207,14 +208,14 @@ def test_killed_run_resumes_at_its_last_checkpoint_with_the_schedule(tiny_data, 
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == saved_step
 
     # Restored in-process: same step, same weights, the schedule's rate at that step.
-    config = _config(logdir, tiny_data, checkpoint_every=2, lr_boundaries=[3],
-                     lr_values=[1e-4, 3e-5], iterations=saved_step)
+    config = _config(logdir, tiny_data, checkpoint_every=2, lr_boundaries=(3,),
+                     lr_values=(1e-4, 3e-5), iterations=saved_step)
     trainer = Trainer(config, tf.distribute.get_strategy(), log=lambda line: None)
     trainer.restore()
     assert int(trainer.step.numpy()) == saved_step
-    saved = build_generator(config)
+    saved = build_generator(config.model)
     tf.train.Checkpoint(generator=saved).restore(prefix).expect_partial()
-    fresh = build_generator(config)
+    fresh = build_generator(config.model)
     assert not np.array_equal(fresh.weights[0].numpy(), saved.weights[0].numpy())
     for ours, theirs in zip(trainer.generator.weights, saved.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
@@ -222,8 +223,8 @@ def test_killed_run_resumes_at_its_last_checkpoint_with_the_schedule(tiny_data, 
     assert float(trainer.schedule(2)) == pytest.approx(1e-4)  # step 2 is before iteration 3
 
     # And training continues from there.
-    trainer.config["iterations"] = saved_step + 2
-    assert trainer.fit(data.open_split(tiny_data, data.TRAIN_SPLIT)) == "done"
+    scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
+    assert trainer.fit(scenes, iterations=saved_step + 2) == "done"
     assert int(trainer.step.numpy()) == saved_step + 2
     assert tf.train.latest_checkpoint(str(logdir)).endswith(f"ckpt-{saved_step + 2}")
 
@@ -255,11 +256,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from hdr_gan_tf.trainer import run_training
+from hdr_gan_tf.config import RunConfig
+from hdr_gan_tf.training import run_training
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-config = dict(logdir=r"{tmp_path / 'run'}", data_dir=r"{tiny_data}", patch_size=64,
-              base_filters=8, validation="0", iterations=2, summary_every=1, batch_size=2,
-              strategy="mirrored")
+config = RunConfig.from_flat(dict(
+    logdir=r"{tmp_path / 'run'}", data_dir=r"{tiny_data}", patch_size=64, base_filters=8,
+    validation="0", iterations=2, summary_every=1, batch_size=2, strategy="mirrored"))
 trainer, status = run_training(config, log=print, strategy=strategy)
 print("REPLICAS", strategy.num_replicas_in_sync, "STATUS", status,
       "STEP", int(trainer.step.numpy()))

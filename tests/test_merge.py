@@ -1,22 +1,19 @@
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from hdr_gan_tf import data
-from hdr_gan_tf.config import DEFAULT_ARCHITECTURE, build_generator
+from hdr_gan_tf.config import build_generator
 from hdr_gan_tf.image_io import SpooledImages
-from hdr_gan_tf.inference import (ServingModule, merge_bands, merge_exposures, pad_reflect,
-                                  run_generator, _tile_starts)
+from hdr_gan_tf.merge import (InferenceOptions, merge_bands, merge_exposures, pad_reflect,
+                              run_generator, _tile_starts)
 from hdr_gan_tf.metrics import psnr
 from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
 
 @pytest.fixture(scope="module")
 def generator(golden_checkpoint):
-    g = build_generator(DEFAULT_ARCHITECTURE)
+    g = build_generator()
     load_tf1_weights(golden_checkpoint, g)
     return g
 
@@ -38,6 +35,23 @@ def test_any_size_is_padded_and_cropped_back(generator, golden):
     full = run_generator(generator, [golden[k] for k in ("ldr_short", "ldr_mid", "ldr_long")],
                          golden["exposure_bias"])
     assert psnr((outputs[1][0, :30, :40] + 1) / 2, (full[1][0, :30, :40] + 1) / 2) > 40
+
+
+@pytest.mark.parametrize("options", [
+    InferenceOptions(lean_from_pixels=0, strips_from_pixels=0),
+    InferenceOptions(lean_from_pixels=None, strips_from_pixels=0),
+    InferenceOptions(lean_from_pixels=0, strips_from_pixels=None)])
+def test_the_merge_chooses_how_the_network_runs_and_each_way_agrees(generator, golden, options):
+    """Lean order or graph order, border strips or padded copies: the options pick, and the
+    outputs are those of the plain forward pass with padded copies."""
+    ldrs = np.concatenate([golden[k] for k in ("ldr_short", "ldr_mid", "ldr_long")])
+    plain = merge_exposures(generator, ldrs, golden["exposure_bias"][0],
+                            options=InferenceOptions(lean_from_pixels=None,
+                                                     strips_from_pixels=None))
+    chosen = merge_exposures(generator, ldrs, golden["exposure_bias"][0], options=options)
+    for a, b in zip(plain, chosen):
+        np.testing.assert_allclose(b, a, atol=2e-5)
+    assert options.lean(64, 96) == (options.lean_from_pixels == 0)
 
 
 def test_tile_starts_cover_the_image():
@@ -112,33 +126,3 @@ def test_banded_merge_blends_tiles_with_linear_ramps_and_streams_rows_in_order(g
             spooled.append(image)
         tiled = merge_exposures(generator, spooled, ev, tile, overlap, branches=[1])[0]
     np.testing.assert_array_equal(tiled, banded)
-
-
-def test_saved_model_in_a_fresh_process_matches_the_python_model(generator, golden, tmp_path):
-    module = ServingModule(generator)
-    tf.saved_model.save(module, str(tmp_path / "model"),
-                        signatures={"serving_default": module.serve})
-    h, w = 61, 93  # not multiples of 4
-    inputs = {k: golden[k][:, :h, :w] for k in ("ldr_short", "ldr_mid", "ldr_long")}
-    np.savez(tmp_path / "inputs.npz", exposure_bias=golden["exposure_bias"], **inputs)
-    script = f"""
-import numpy as np, tensorflow as tf, sys
-x = dict(np.load(r"{tmp_path / 'inputs.npz'}"))
-serve = tf.saved_model.load(r"{tmp_path / 'model'}").signatures["serving_default"]
-out = serve(**{{k: tf.constant(v) for k, v in x.items()}})
-np.savez(r"{tmp_path / 'out.npz'}", **{{k: v.numpy() for k, v in out.items()}})
-print("MODULES", "hdr_gan_tf" in sys.modules)
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
-    assert "MODULES False" in result.stdout, result.stderr
-    served = np.load(tmp_path / "out.npz")
-    outputs = run_generator(generator, [inputs[k] for k in ("ldr_short", "ldr_mid", "ldr_long")],
-                            golden["exposure_bias"])
-    tonemapped = np.clip((outputs[-1].numpy() + 1) / 2, 0, 1)
-    assert served["tonemapped"].shape == (1, h, w, 3)
-    assert np.abs(served["tonemapped"] - tonemapped).max() <= 1e-5
-    hdr = ((1 + 5000.0) ** tonemapped - 1) / 5000.0
-    assert np.abs(served["hdr"] - hdr).max() <= 1e-5
-    aux = ((1 + 5000.0) ** np.clip((outputs[0].numpy() + 1) / 2, 0, 1) - 1) / 5000.0
-    assert np.abs(served["hdr_aux"] - aux).max() <= 1e-5

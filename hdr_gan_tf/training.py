@@ -12,6 +12,7 @@ them. Under `tf.distribute` every loss is divided by the number of replicas, so 
 replica gradients are those of the global-batch mean.
 """
 
+import dataclasses
 import math
 import signal
 import time
@@ -26,24 +27,10 @@ from hdr_gan_tf import data as data_lib
 from hdr_gan_tf.config import branch_names, build_discriminator, build_generator
 from hdr_gan_tf.display import comparison_panel
 from hdr_gan_tf.image_io import write_ldr, write_text
-from hdr_gan_tf.imaging import to_unit
-from hdr_gan_tf.inference import merge_exposures, outputs_to_linear
-from hdr_gan_tf.losses import SPHERE_REFERENCES, discriminator_objective, generator_objective
-from hdr_gan_tf.metrics import mu_law_np, psnr
-
-
-# The paper's configuration (SPEC §5); `hdr-gan-train`'s flags default to these values.
-DEFAULTS = {
-    "data_dir": None, "logdir": "runs/hdr_gan", "batch_size": 2, "patch_size": 256,
-    "iterations": 1_215_000, "lr_boundaries": [114_300, 706_400],
-    "lr_values": [1e-4, 1e-5, 1e-6], "gan_weight": 1.0, "sphere_moments": 3,
-    "sphere_reference": "first_axis", "mu": 5000.0, "ldr_bits": 16,
-    "clip_value": 1.0, "seed": 0, "checkpoint_every": 5000, "keep_checkpoints": 3,
-    "summary_every": 100, "image_every": 5000, "validation": "2", "validation_every": 10000,
-    "scales": 3, "base_filters": 32, "merging_blocks": True, "supervise": "all",
-    "use_discriminator": True, "disc_branches": "all", "strategy": "default",
-    "mixed_precision": "none", "jit_compile": False,
-}
+from hdr_gan_tf.imaging import mu_law, to_unit
+from hdr_gan_tf.losses import discriminator_objective, generator_objective
+from hdr_gan_tf.merge import merge_exposures, outputs_to_linear
+from hdr_gan_tf.metrics import psnr
 
 
 # Smallest input whose PatchGAN map is not empty (four 4x4 VALID convolutions, three of stride 2).
@@ -68,13 +55,10 @@ def parse_branches(spec, scales, what):
 
 
 def make_strategy(name):
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"--strategy must be default, mirrored or multi_worker, got {name!r}")
+    """The `tf.distribute` strategy named by `TrainingConfig.strategy`."""
+    return {"default": tf.distribute.get_strategy,
+            "mirrored": tf.distribute.MirroredStrategy,
+            "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}[name]()
 
 
 def format_duration(seconds):
@@ -88,83 +72,75 @@ class Trainer:
     """Owns the networks, optimizers, step counter, checkpoints and summaries of one run.
 
     Args:
-      config: the resolved flag values (see `hdr_gan_tf.train`).
+      config: a `hdr_gan_tf.config.RunConfig`.
       strategy: a `tf.distribute.Strategy` (its scope holds every variable).
       log: function taking one line of progress text.
     """
 
     def __init__(self, config, strategy, log=print):
-        self.config = config = dict(DEFAULTS, **config)
+        self.config = config
+        cfg, model = config.training, config.model
         self.strategy = strategy
         self.log = log
-        self.logdir = Path(config["logdir"])
-        self.branches = branch_names(config["scales"])
-        self.supervised = parse_branches(config["supervise"], config["scales"], "supervise")
-        self.use_disc = bool(config["use_discriminator"])
-        self.disc_branches = parse_branches(config["disc_branches"], config["scales"],
-                                            "disc_branches")
-        if config["sphere_reference"] not in SPHERE_REFERENCES:
-            raise ValueError(f"--sphere_reference must be one of {', '.join(SPHERE_REFERENCES)}"
-                             f", got {config['sphere_reference']!r}")
+        self.logdir = Path(cfg.logdir)
+        self.branches = branch_names(model.scales)
+        self.supervised = parse_branches(cfg.supervise, model.scales, "supervise")
+        self.use_disc = model.use_discriminator
+        self.disc_branches = parse_branches(cfg.disc_branches, model.scales, "disc_branches")
         replicas = strategy.num_replicas_in_sync
-        if config["batch_size"] % replicas:
-            raise ValueError(f"--batch_size={config['batch_size']} is not divisible by the "
+        if cfg.batch_size % replicas:
+            raise ValueError(f"--batch_size={cfg.batch_size} is not divisible by the "
                              f"{replicas} replicas")
-        self.per_replica_batch = config["batch_size"] // replicas
-        multiple = 2 ** (config["scales"] - 1)
-        if config["patch_size"] % multiple:
-            raise ValueError(f"--patch_size={config['patch_size']} must be a multiple of "
-                             f"{multiple} for {config['scales']} scales")
-        if self.use_disc and config["patch_size"] < MIN_DISCRIMINATOR_INPUT:
-            raise ValueError(f"--patch_size={config['patch_size']}: the discriminator needs "
+        if self.use_disc and cfg.patch_size < MIN_DISCRIMINATOR_INPUT:
+            raise ValueError(f"--patch_size={cfg.patch_size}: the discriminator needs "
                              f"patches of at least {MIN_DISCRIMINATOR_INPUT} pixels")
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # The paper's "1e-5 from iteration 114,300": PiecewiseConstantDecay switches after
             # its boundary, so each boundary is moved one step earlier.
-            boundaries = [int(b) - 1 for b in config["lr_boundaries"]]
-            values = [float(v) for v in config["lr_values"]]
-            if len(values) != len(boundaries) + 1:
-                raise ValueError("--lr_values needs exactly one more value than --lr_boundaries")
+            boundaries = [b - 1 for b in cfg.lr_boundaries]
+            values = list(cfg.lr_values)
             self.schedule = (keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
                              if boundaries else lambda step: tf.constant(values[0]))
-            self.generator = build_generator(config)
+            self.generator = build_generator(model)
             self.g_optimizer = self._optimizer()
             self.g_optimizer.build(self.generator.trainable_variables)
             objects = {"generator": self.generator, "g_optimizer": self.g_optimizer,
                        "step": self.step}
             self.discriminator = None
             if self.use_disc:
-                self.discriminator = build_discriminator(config)
+                self.discriminator = build_discriminator(model)
                 self.d_optimizer = self._optimizer()
                 self.d_optimizer.build(self.discriminator.trainable_variables)
                 objects.update(discriminator=self.discriminator, d_optimizer=self.d_optimizer)
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.logdir), max_to_keep=config.get("keep_checkpoints", 3),
+            self.checkpoint, str(self.logdir), max_to_keep=cfg.keep_checkpoints,
             checkpoint_name="ckpt")
         self.best_manager = tf.train.CheckpointManager(
             self.checkpoint, str(self.logdir / "best"), max_to_keep=1, checkpoint_name="ckpt")
         step_fn = self._replica_step
-        if config.get("jit_compile"):
+        if cfg.jit_compile:
             step_fn = tf.function(step_fn, jit_compile=True)
         self._step_fn = step_fn
         self.train_step = tf.function(self._distributed_step)
         self._stop_signal = None
+        # Each logged value is averaged over the steps since the last summary.
+        self._window = {}
 
     def _optimizer(self):
         optimizer = keras.optimizers.Adam(
             learning_rate=lambda: self.schedule(self.step), beta_1=0.9, beta_2=0.999,
-            epsilon=1e-8, clipvalue=float(self.config["clip_value"]))
-        if self.config.get("mixed_precision") == "float16":
+            epsilon=1e-8, clipvalue=self.config.training.clip_value)
+        if self.config.training.mixed_precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
     # ---------------------------------------------------------------- the training step
     def _objective_options(self):
-        cfg = self.config
+        cfg = self.config.training
         return dict(branches=self.branches, adversarial=self.disc_branches if self.use_disc
-                    else (), moments=cfg["sphere_moments"], reference=cfg["sphere_reference"])
+                    else (), moments=cfg.sphere_moments, reference=cfg.sphere_reference)
 
     def generator_gradients(self, batch):
         """The generator update's gradients (before clipping) and named loss parts.
@@ -181,7 +157,7 @@ class Trainer:
                                      len(self.disc_branches))  # each [b, h, w, 1]
             loss, parts = generator_objective(
                 outputs, target, fake_maps, supervised=self.supervised,
-                gan_weight=self.config["gan_weight"], **self._objective_options())
+                gan_weight=self.config.training.gan_weight, **self._objective_options())
             scaled = self.g_optimizer.scale_loss(loss / self.strategy.num_replicas_in_sync)
         return tape.gradient(scaled, self.generator.trainable_variables), parts
 
@@ -220,16 +196,17 @@ class Trainer:
 
     # ---------------------------------------------------------------- data
     def distributed_dataset(self, scenes):
-        cfg = self.config
+        cfg = self.config.training
         start_step = int(self.step.numpy())
 
         def dataset_fn(context):
             pipelines = context.num_input_pipelines
-            per_pipeline = 2 * cfg["batch_size"] // pipelines  # samples taken per iteration
+            per_pipeline = 2 * cfg.batch_size // pipelines  # samples taken per iteration
             return data_lib.training_dataset(
-                scenes, cfg["patch_size"], context.get_per_replica_batch_size(cfg["batch_size"]),
-                seed=cfg["seed"] * 1009 + context.input_pipeline_id,
-                start=start_step * per_pipeline, mu=cfg["mu"])  # ((x_s, x_r, x_l), target)
+                scenes, cfg.patch_size, context.get_per_replica_batch_size(cfg.batch_size),
+                seed=cfg.seed * 1009 + context.input_pipeline_id,
+                start=start_step * per_pipeline,
+                mu=self.config.model.mu)  # ((x_s, x_r, x_l), target)
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
@@ -250,14 +227,27 @@ class Trainer:
         self._stop_signal = signum
 
     # ---------------------------------------------------------------- summaries
-    def _write_scalars(self, logs, rate):
-        step = int(self.step.numpy())
+    def _accumulate(self, logs):
         for name, value in logs.items():
-            if name.startswith("mse_mu/"):
-                tf.summary.scalar("psnr_mu/" + name.split("/", 1)[1],
-                                  10 * math.log10(1 / max(value, 1e-12)), step)
-            else:
-                tf.summary.scalar(name, value, step)
+            if name not in self._window:
+                self._window[name] = keras.metrics.Mean(name=name)
+            self._window[name].update_state(value)
+
+    def _window_means(self):
+        """Each logged value averaged over the window, which then starts afresh; PSNR-μ of
+        a branch comes from its window's mean squared error."""
+        means = {name: float(metric.result()) for name, metric in self._window.items()}
+        for metric in self._window.values():
+            metric.reset_state()
+        for name in [n for n in means if n.startswith("mse_mu/")]:
+            means["psnr_mu/" + name.split("/", 1)[1]] = (
+                10 * math.log10(1 / max(means.pop(name), 1e-12)))
+        return means
+
+    def _write_scalars(self, means, rate):
+        step = int(self.step.numpy())
+        for name, value in means.items():
+            tf.summary.scalar(name, value, step)
         tf.summary.scalar("learning_rate", float(self.schedule(self.step)), step)
         tf.summary.scalar("steps_per_sec", rate, step)
 
@@ -276,13 +266,12 @@ class Trainer:
 
         With `panel_path`, the first scene's comparison panel is written there as PNG.
         """
-        totals = np.zeros(len(self.branches))
+        totals, mu = np.zeros(len(self.branches)), self.config.model.mu
         for n, (name, ldrs, ev, hdr_gt) in enumerate(data_lib.iterate_scenes(scenes)):
-            outputs = merge_exposures(self.generator, ldrs, ev, mu=self.config["mu"])
-            gt = mu_law_np(hdr_gt, self.config["mu"])
-            hdrs = outputs_to_linear(outputs, self.config["mu"])
+            hdrs = outputs_to_linear(merge_exposures(self.generator, ldrs, ev, mu=mu), mu)
+            gt = mu_law(hdr_gt.astype(np.float64), mu)
             for k, hdr in enumerate(hdrs):
-                totals[k] += psnr(mu_law_np(hdr, self.config["mu"]), gt)
+                totals[k] += psnr(mu_law(hdr.astype(np.float64), mu), gt)
             if n == 0 and panel_path is not None:
                 write_ldr(panel_path, comparison_panel(ldrs, dict(zip(self.branches, hdrs)),
                                                        hdr_gt))
@@ -304,14 +293,15 @@ class Trainer:
         return best
 
     # ---------------------------------------------------------------- the loop
-    def fit(self, train_scenes, val_scenes=()):
-        """Trains until `iterations`; returns `"done"` or `"interrupted"`.
+    def fit(self, train_scenes, val_scenes=(), iterations=None):
+        """Trains until step `iterations` (default: the configuration's); returns `"done"` or
+        `"interrupted"`.
 
         Raises:
           TrainingDiverged: a loss was NaN or Inf (no checkpoint is written for that step).
         """
-        cfg = self.config
-        total = int(cfg["iterations"])
+        cfg = self.config.training
+        total = cfg.iterations if iterations is None else int(iterations)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         writer = tf.summary.create_file_writer(str(self.logdir / "train"))
         best = -math.inf
@@ -333,18 +323,20 @@ class Trainer:
                         raise TrainingDiverged(
                             f"non-finite loss at step {step} ({', '.join(bad)}); stopped without "
                             f"saving. Last good checkpoint: {self.manager.latest_checkpoint}")
-                    if step % cfg["summary_every"] == 0 or step == total or step == 1:
+                    self._accumulate(logs)
+                    if step % cfg.summary_every == 0 or step == total or step == 1:
                         now = time.time()
                         rate = (step - step_last) / max(now - t_last, 1e-9)
                         overall = (step - step_start) / max(now - t_start, 1e-9)
                         t_last, step_last = now, step
-                        self._write_scalars(logs, rate)
-                        self.log(self._progress_line(step, total, logs, rate, overall))
-                    if step % cfg["image_every"] == 0 or step == total:
+                        means = self._window_means()
+                        self._write_scalars(means, rate)
+                        self.log(self._progress_line(step, total, means, rate, overall))
+                    if step % cfg.image_every == 0 or step == total:
                         self._write_images(g_batch)
-                    if val_scenes and (step % cfg["validation_every"] == 0 or step == total):
+                    if val_scenes and (step % cfg.validation_every == 0 or step == total):
                         best = self._validate_and_keep_best(val_scenes, best)
-                    if step % cfg["checkpoint_every"] == 0 or step == total:
+                    if step % cfg.checkpoint_every == 0 or step == total:
                         self.save()
                     if self._stop_signal is not None:
                         path = self.save()
@@ -359,6 +351,7 @@ class Trainer:
         return status
 
     def _progress_line(self, step, total, logs, rate, overall):
+        """One line of progress from the window's means."""
         pix = " ".join(f"{b} {logs[f'l_g_pix/{b}']:.4f}" for b in self.branches)
         parts = [f"step {step}/{total}", f"l_g_pix {pix}"]
         if self.use_disc:
@@ -379,33 +372,36 @@ def parse_validation(spec):
 def run_training(config, log=print, strategy=None):
     """Everything `hdr-gan-train` does: checks, data, networks, resume, training.
 
+    Args:
+      config: a `hdr_gan_tf.config.RunConfig`.
+
     Data and log dir are checked before anything is written. Returns `(trainer, status)`.
     """
-    config = dict(DEFAULTS, **config)
-    strategy = strategy or make_strategy(config["strategy"])
-    config_lib.set_precision("float32" if config["mixed_precision"] == "none"
-                             else config["mixed_precision"])
-    keras.utils.set_random_seed(config["seed"])
-    logdir = Path(config["logdir"])
+    cfg = config.training
+    strategy = strategy or make_strategy(cfg.strategy)
+    config_lib.set_precision("float32" if cfg.mixed_precision == "none"
+                             else cfg.mixed_precision)
+    keras.utils.set_random_seed(cfg.seed)
+    logdir = Path(cfg.logdir)
     if (logdir / config_lib.CONFIG_FILE).is_file():
         recorded = config_lib.read_config(logdir)
-        config_lib.check_spectral_norm(recorded, logdir)
-        old = config_lib.architecture(recorded)
-        new = config_lib.architecture(config)
-        if old != new:
-            raise config_lib.ConfigError(f"{logdir} holds a run with architecture {old}; these "
-                                         f"flags ask for {new}. Use another --logdir.")
-    if not config["data_dir"]:
-        from hdr_gan_tf.synth import builtin_dataset
-        config["data_dir"] = str(builtin_dataset(log))
-    scenes = data_lib.open_split(config["data_dir"], data_lib.TRAIN_SPLIT,
-                                 min_size=config["patch_size"], ldr_bits=config["ldr_bits"])
+        if recorded.model != config.model:
+            raise config_lib.ConfigError(f"{logdir} holds a run of {recorded.model}; these "
+                                         f"flags ask for {config.model}. Use another --logdir.")
+        # What the log dir recorded of its origin stays recorded.
+        config = dataclasses.replace(config, converted_from=recorded.converted_from)
+    if not cfg.data_dir:
+        from hdr_gan_tf.synthetic import builtin_dataset
+        config = config.replace(data_dir=str(builtin_dataset(log)))
+        cfg = config.training
+    scenes = data_lib.open_split(cfg.data_dir, data_lib.TRAIN_SPLIT, min_size=cfg.patch_size,
+                                 ldr_bits=cfg.ldr_bits)
     train_scenes, val_scenes = data_lib.split_validation(scenes,
-                                                         parse_validation(config["validation"]))
+                                                         parse_validation(cfg.validation))
     log(f"Data: {len(train_scenes)} training and {len(val_scenes)} validation scenes from "
-        f"{config['data_dir']}; {strategy.num_replicas_in_sync} replica(s)")
+        f"{cfg.data_dir}; {strategy.num_replicas_in_sync} replica(s)")
     trainer = Trainer(config, strategy, log=log)
     logdir.mkdir(parents=True, exist_ok=True)
-    config_lib.write_config(logdir, dict(config, spectral_norm=config_lib.SPECTRAL_NORM))
+    config_lib.write_config(logdir, config)
     trainer.restore()
     return trainer, trainer.fit(train_scenes, val_scenes)

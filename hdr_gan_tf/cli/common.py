@@ -1,0 +1,78 @@
+"""Shared plumbing of the command-line programs: quiet start-up, error exits, common flags.
+
+Every program reports unusable input (files, checkpoints, flags) as one `error: ...` line on
+stderr and exit status 2, without a traceback; nothing it was writing is left behind because all
+outputs are written atomically.
+"""
+
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+EXIT_BAD_INPUT = 2
+
+
+def quiet_logs():
+    """Keeps TensorFlow's informational chatter off the console."""
+    from absl import logging
+    logging.set_verbosity(logging.WARNING)
+    import cv2
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    # Unreadable images are reported by our own messages; OpenCV's would only repeat them.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def fail(message):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def guarded(main):
+    """Wraps an absl `main` so ValueError/OSError become `error: ...` and exit status 2."""
+    def wrapped(argv):
+        quiet_logs()
+        try:
+            return main(argv)
+        except (ValueError, OSError) as err:
+            fail(str(err))
+    return wrapped
+
+
+def say(line):
+    print(line, flush=True)
+
+
+def run_program(define_flags, main):
+    """Defines a program's flags, then runs its `main` under absl."""
+    define_flags()
+    app.run(main)
+
+
+# ------------------------------------------------------------------ flags several programs share
+def define_checkpoint_flag(required=True):
+    flags.DEFINE_string("checkpoint", None, "Training log dir (latest checkpoint) or checkpoint "
+                        "path.", required=required)
+
+
+def define_precision_flag():
+    flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute precision.")
+
+
+def define_overwrite_flag(what="Replace existing outputs."):
+    flags.DEFINE_bool("overwrite", False, what)
+
+
+def define_merge_flags():
+    """`--tile`, `--overlap`, `--jit_compile`: how a merge runs (`inference_options`)."""
+    flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole "
+                         "image).")
+    flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels (blended).")
+    flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
+                      "compilation per image or tile size).")
+
+
+def inference_options():
+    from hdr_gan_tf.merge import InferenceOptions
+    return InferenceOptions(jit_compile=FLAGS.jit_compile)

@@ -1,0 +1,138 @@
+"""hdr-gan-infer: merges your own bracketed photos into an HDR image.
+
+Examples:
+  hdr-gan-infer --checkpoint=runs/paper --inputs=a.tif,b.tif,c.tif --exposure_bias=-2,0,2 \
+      --output=out.hdr
+  hdr-gan-infer --checkpoint=runs/paper --inputs=1.jpg,2.jpg,3.jpg --output=out.exr   # EXIF times
+  hdr-gan-infer --checkpoint=runs/paper --input_dir=shoots/ --output_dir=merged/       # batch
+
+Photos may come in any order; they are sorted by exposure. Exposures come from
+`--exposure_bias` (EV, in the order of --inputs), else from an `exposure.txt` beside the photos
+(or `--exposure_file`; one EV per photo, in file-name order), else from the files' EXIF
+ExposureTime (`hdr_gan_tf.photos`). The reference (output-aligned) frame is the middle
+exposure. Besides the HDR file, a PNG preview is written with a display tonemapper (Reinhard by
+default), since a flat μ-law or a dark linear rendering is easily mistaken for a failure.
+Previews of images over 4 megapixels are reduced by a whole factor.
+
+Memory: `--tile` bounds the network's working set. A tiled merge to a `.hdr` file (without
+`--exr`) is also streamed: the photos are read one at a time into a temporary file and read
+back by bands of rows, and each band of the result is written as soon as it is final, so memory
+does not grow with the image (a 24-megapixel bracket of 16-bit photos merges in about 1 GB; see
+the README). `.exr` outputs need the whole result in memory.
+"""
+
+from pathlib import Path
+
+from absl import flags
+
+from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
+                                   define_overwrite_flag, define_precision_flag, fail, guarded,
+                                   inference_options, run_program, say)
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    define_checkpoint_flag()
+    flags.DEFINE_list("inputs", [], "Three photos (TIFF/PNG/JPEG, 8- or 16-bit), any order.")
+    flags.DEFINE_list("exposure_bias", [], "EV of each photo, in the order of --inputs.")
+    flags.DEFINE_string("exposure_file", None, "exposure.txt with one EV per photo (file-name "
+                        "order).")
+    flags.DEFINE_string("output", None, "HDR output (.hdr or .exr).")
+    flags.DEFINE_bool("exr", False, "Also write an OpenEXR copy beside a .hdr output.")
+    flags.DEFINE_string("preview", None, "Preview PNG (default: the output with .png).")
+    flags.DEFINE_enum("tonemap", "reinhard", ["reinhard", "drago", "mu_law"], "Preview "
+                      "tonemapper.")
+    flags.DEFINE_string("input_dir", None, "Batch mode: folder of scene folders (three photos "
+                        "each).")
+    flags.DEFINE_string("output_dir", None, "Batch mode: where <scene>.hdr and <scene>.png go.")
+    define_merge_flags()
+    define_precision_flag()
+    define_overwrite_flag()
+
+
+def _outputs_for(output, preview, exr):
+    output = Path(output)
+    if output.suffix.lower() not in (".hdr", ".exr"):
+        raise ValueError(f"{output}: --output must end in .hdr or .exr")
+    paths = [output, Path(preview) if preview else output.with_suffix(".png")]
+    if exr and output.suffix.lower() == ".hdr":
+        paths.append(output.with_suffix(".exr"))
+    return paths
+
+
+def _jobs():
+    """`(photos, output, preview, exposure_bias, exposure_file)` per bracket to merge."""
+    from hdr_gan_tf.image_io import LDR_SUFFIXES
+
+    batch = FLAGS.input_dir is not None
+    if batch == bool(FLAGS.inputs):
+        raise ValueError("give either --inputs (three photos) or --input_dir (batch mode)")
+    if not batch:
+        if not FLAGS.output:
+            raise ValueError("--output is required (e.g. --output=out.hdr)")
+        outs = _outputs_for(FLAGS.output, FLAGS.preview, FLAGS.exr)
+        return [(FLAGS.inputs, outs[0], outs[1], FLAGS.exposure_bias, FLAGS.exposure_file)]
+    if not FLAGS.output_dir:
+        raise ValueError("--input_dir needs --output_dir")
+    root = Path(FLAGS.input_dir)
+    if not root.is_dir():
+        raise ValueError(f"{root}: input folder not found")
+    jobs = []
+    for scene in sorted(p for p in root.iterdir() if p.is_dir()):
+        photos = sorted(str(p) for p in scene.iterdir() if p.suffix.lower() in LDR_SUFFIXES)
+        out = Path(FLAGS.output_dir) / f"{scene.name}.hdr"
+        jobs.append((photos, out, out.with_suffix(".png"), None, None))
+    if not jobs:
+        raise ValueError(f"{root}: no scene folders found")
+    return jobs
+
+
+@guarded
+def main(argv):
+    del argv
+    from hdr_gan_tf.config import branch_names, restore_generator
+    from hdr_gan_tf.image_io import refuse_existing
+    from hdr_gan_tf.merge import generator_merger, merge_and_write, streams
+    from hdr_gan_tf.photos import load_bracket
+
+    jobs = _jobs()
+    batch = FLAGS.input_dir is not None
+    for _, output, preview, _, _ in jobs:
+        for path in _outputs_for(output, preview, FLAGS.exr):
+            refuse_existing(path, FLAGS.overwrite)
+    # A single bracket is checked before the model is loaded, so bad photos fail fast.
+    first = None
+    if not batch:
+        photos, output, _, given, exposure_file = jobs[0]
+        first = load_bracket(photos, given, exposure_file,
+                             spool=streams(output, FLAGS.tile, FLAGS.exr))
+    generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
+    merge = generator_merger(generator, branch_names(generator.scales), config.model.mu,
+                             inference_options())
+    failures = []
+    for photos, output, preview, given, exposure_file in jobs:
+        try:
+            bracket = first or load_bracket(photos, given, exposure_file,
+                                            spool=streams(output, FLAGS.tile, FLAGS.exr))
+            try:
+                merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
+                                FLAGS.tile, FLAGS.overlap, log=say)
+            finally:
+                if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
+                    bracket[0].close()
+        except (ValueError, OSError) as err:
+            if not batch:
+                raise
+            failures.append(f"{Path(output).stem}: {err}")
+            say(f"skipped {failures[-1]}")
+    if failures:
+        fail(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
+
+
+def run():
+    run_program(define_flags, main)
+
+
+if __name__ == "__main__":
+    run()
