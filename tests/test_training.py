@@ -109,6 +109,21 @@ def test_config_json_records_the_training_choices(trained):
     assert training["gan_weight"] == 0.01 and recorded["model"]["base_filters"] == 16
 
 
+@pytest.mark.slow
+def test_summaries_average_each_part_over_the_window(trained):
+    """Logged values are the window's means; PSNR-μ comes from the mean squared error of the
+    window, not from averaging PSNRs."""
+    trainer = trained["trainer"]
+    trainer._window_means()  # start a fresh window
+    for value, mse in ((0.2, 0.01), (0.4, 0.0001)):
+        trainer._accumulate({"l_g_pix/main": value, "mse_mu/main": mse})
+    means = trainer._window_means()
+    assert means["l_g_pix/main"] == pytest.approx(0.3)
+    assert means["psnr_mu/main"] == pytest.approx(10 * np.log10(1 / 0.00505))
+    assert "mse_mu/main" not in means
+    assert trainer._window_means()["l_g_pix/main"] == 0  # the window starts afresh
+
+
 def test_log_dirs_with_normalised_kernels_are_refused(tiny_data, tmp_path):
     """A log dir of a version that stored W/σ in the kernels (no `spectral_norm` in its
     config.json): neither training nor the programs (`restore_generator`) take it."""
