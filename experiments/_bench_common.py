@@ -7,6 +7,35 @@ import time
 import tensorflow as tf
 
 
+def accelerator():
+    """`"GPU:0"` when TensorFlow sees a GPU, else None."""
+    return "GPU:0" if tf.config.list_physical_devices("GPU") else None
+
+
+def reset_device_peak():
+    if accelerator():
+        tf.config.experimental.reset_memory_stats(accelerator())
+
+
+def device_peak_mb():
+    """Peak memory TensorFlow allocated on the GPU since the last reset, MB (None on a CPU)."""
+    if not accelerator():
+        return None
+    return tf.config.experimental.get_memory_info(accelerator())["peak"] / 2 ** 20
+
+
+def write_json(path, data):
+    """Writes benchmark results as JSON (for experiments/gpu_check.sh), atomically."""
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def peak_rss_mb():
     """Peak resident memory of this process so far, MB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

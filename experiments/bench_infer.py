@@ -1,6 +1,8 @@
 """Inference cost of one 1500x1000 set on this machine: time, peak memory, FLOP rate.
 
     python experiments/bench_infer.py [--skip_24mp] [--only_files]
+    python experiments/bench_infer.py --gpu [--json=infer.json]   # GPU rows
+    python experiments/bench_infer.py --smoke   # the GPU rows' code, tiny, on any device
 
 Each configuration runs in its own process so that its peak memory (resident set) is its own.
 Weights are those of tests/data/tf1_golden (the reference layout); cost does not depend on them.
@@ -26,7 +28,8 @@ def child(args):
     import numpy as np
 
     import hdr_gan_tf  # noqa: F401  (first: its TensorFlow allocator setting)
-    from _bench_common import best_time, convolution_rate, peak_rss_mb
+    from _bench_common import (accelerator, best_time, convolution_rate, device_peak_mb,
+                               peak_rss_mb, reset_device_peak)
     from hdr_gan_tf.config import build_generator, set_precision
     from hdr_gan_tf.merge import InferenceOptions, merge_exposures
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
@@ -49,9 +52,15 @@ def child(args):
                                         branches=[-1],
                                         options=InferenceOptions(jit_compile=args.jit))
 
-    seconds = best_time(run, repeats=args.repeats, warmup=1 if args.repeats > 1 else 0)
+    run()  # trace (and compile) outside the peak and the timing
+    reset_device_peak()
+    seconds = best_time(run, repeats=args.repeats, warmup=0)
     peak = peak_rss_mb()
     np.save(args.save, result["out"][-1])
+    if accelerator() or args.no_conv_rate:
+        print(json.dumps({"seconds": seconds, "peak_mb": peak, "baseline_mb": baseline,
+                          "device": accelerator() or "CPU", "peak_device_mb": device_peak_mb()}))
+        return
     # The reference rate in this same process and precision, after the merge (the machine's
     # rate drifts by +-15% between processes here).
     conv = convolution_rate(dtype="bfloat16" if args.precision == "bfloat16" else "float32")
@@ -89,6 +98,60 @@ def ceiling_child(args):
     for total, call, count, rate in sorted(rows, reverse=True)[:8]:
         print(f"  {count:2d} x {call}: {rate:5.0f} GFLOP/s, {total:5.2f} s")
     print(json.dumps({"seconds": seconds, "gflop": gflop, "conv_rate": convolution_rate()}))
+
+
+def device_rows(args):
+    """One 1500x1000 set on the GPU (or, with --smoke, a 64x96 one on any device): float32,
+    mixed float16, mixed bfloat16 and float32 with XLA; seconds (best of 5 after a traced
+    run) and TensorFlow's peak GPU memory."""
+    h, w, repeats = (64, 96, 1) if args.smoke else (1000, 1500, 5)
+    rows = [("float32", "float32", False), ("mixed float16", "float16", False),
+            ("mixed bfloat16", "bfloat16", False), ("float32 + XLA", "float32", True)]
+    results = []
+    print(f"{f'one {w}x{h} set, whole image':30} {'device':7} {'seconds':>8} {'peak MB':>8}")
+    for name, precision, jit in rows:
+        r = measure(h, w, precision, 0, repeats, os.devnull + ".npy", jit, ["--no_conv_rate"])
+        peak = r["peak_device_mb"]
+        results.append({"configuration": name, "device": r["device"], "height": h, "width": w,
+                        "seconds": r["seconds"], "peak_device_mb": peak})
+        print(f"{name:30} {r['device']:7} {r['seconds']:8.3f} "
+              f"{'-' if peak is None else f'{peak:.0f}':>8}", flush=True)
+    if args.json:
+        sys.path.insert(0, str(REPO / "experiments"))
+        from _bench_common import write_json
+        write_json(args.json, results)
+
+
+def onnx_child(args):
+    """The exported serving model at 1500x1000, in one process: TensorFlow (what the SavedModel
+    runs) and onnxruntime on the CPU (the ONNX export), the same 16-bit photos."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "experiments"))
+    import numpy as np
+    import onnxruntime
+    import tensorflow as tf
+
+    import hdr_gan_tf  # noqa: F401  (first: its TensorFlow allocator setting)
+    from _bench_common import best_time
+    from hdr_gan_tf.config import build_generator
+    from hdr_gan_tf.serving import ServingModule, export_onnx
+    from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
+
+    generator = build_generator()
+    load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
+    module = ServingModule(generator)
+    inputs = {f"ldr_{name}": photo[None].astype(np.float32) / 65535
+              for name, photo in synthetic_photos(args.height, args.width)}
+    inputs["exposure_bias"] = np.array([[-2, 0, 2]], np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(module, Path(tmp) / "model.onnx")
+        session = onnxruntime.InferenceSession(str(Path(tmp) / "model.onnx"),
+                                               providers=["CPUExecutionProvider"])
+    tensors = {k: tf.constant(v) for k, v in inputs.items()}
+    seconds_tf = best_time(lambda: module.serve(**tensors)["hdr"].numpy(), repeats=2)
+    seconds_onnx = best_time(lambda: session.run(["hdr"], inputs), repeats=2)
+    print(json.dumps({"tf": seconds_tf, "onnx": seconds_onnx}))
 
 
 def synthetic_photos(height, width):
@@ -155,10 +218,10 @@ def measure_pipeline(height, width, tile):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure(height, width, precision, tile, repeats, save, jit=False):
+def measure(height, width, precision, tile, repeats, save, jit=False, extra=()):
     cmd = [sys.executable, __file__, "--child", f"--height={height}", f"--width={width}",
            f"--precision={precision}", f"--tile={tile}", f"--repeats={repeats}", f"--save={save}"]
-    cmd += ["--jit"] if jit else []
+    cmd += (["--jit"] if jit else []) + list(extra)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -181,6 +244,12 @@ def main():
     parser.add_argument("--ceiling", action="store_true")
     parser.add_argument("--make_photos", action="store_true")
     parser.add_argument("--pipeline", action="store_true")
+    parser.add_argument("--onnx", action="store_true")
+    parser.add_argument("--gpu", action="store_true", help="the GPU rows only")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the GPU rows' code on tiny inputs, on whatever device there is")
+    parser.add_argument("--json", default=None, help="also write the GPU rows here")
+    parser.add_argument("--no_conv_rate", action="store_true")
     parser.add_argument("--photos", default="")
     args = parser.parse_args()
     if args.child:
@@ -191,6 +260,10 @@ def main():
         return make_photos(args)
     if args.pipeline:
         return pipeline_child(args)
+    if args.onnx:
+        return onnx_child(args)
+    if args.gpu or args.smoke:
+        return device_rows(args)
 
     sys.path.insert(0, str(REPO / "experiments"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -241,6 +314,11 @@ def main():
               f"{r['baseline_mb']:7.0f} {rate:8.0f}", flush=True)
     if args.only_files:
         return
+    out = subprocess.run([sys.executable, __file__, "--onnx"], capture_output=True, text=True,
+                         check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    print(f"The exported serving model, 1500x1000, one process: TensorFlow {r['tf']:.2f} s, "
+          f"onnxruntime (CPU, the ONNX export) {r['onnx']:.2f} s")
     fp32 = (np.load(outputs[(1000, 0, "float32", False)]) + 1) / 2
     bf16 = (np.load(outputs[(1000, 0, "bfloat16", False)]) + 1) / 2
     tiled = (np.load(outputs[(1000, 512, "float32", False)]) + 1) / 2

@@ -3,6 +3,8 @@ the FLOP rate next to this machine's large-convolution rate, the same with XLA a
 bfloat16, and the data pipeline's patch rate next to what training consumes.
 
     python experiments/bench_train.py [--steps=5] [--repeats=3] [--bfloat16]
+    python experiments/bench_train.py --gpu [--json=train.json]    # GPU rows
+    python experiments/bench_train.py --smoke   # the GPU rows' code, tiny, on any device
 
 One iteration is about 550 GFLOP (generator forward + backward on the G batch, generator forward
 on the D batch, discriminator on real and both branches). Each configuration runs in its own
@@ -116,7 +118,9 @@ def child(args):
     from hdr_gan_tf.config import set_precision
     set_precision("float32" if args.precision == "none" else args.precision)
     config = RunConfig.from_flat({"logdir": tempfile.mkdtemp(), "jit_compile": args.jit,
-                                  "mixed_precision": args.precision})
+                                  "mixed_precision": args.precision,
+                                  "patch_size": args.patch_size,
+                                  "base_filters": args.base_filters})
     trainer = Trainer(config, tf.distribute.get_strategy(), log=lambda line: None)
     iterator = iter(trainer.distributed_dataset(scenes))
     batches = [next(iterator) for _ in range(2 * (args.steps + 2))]
@@ -131,10 +135,41 @@ def child(args):
         print(json.dumps({"total": sum(s for _, s in top), "top": top[:10],
                           "convolutions": sum(seconds[op] for op in CONVOLUTION_OPS)}))
         return
+    sys.path.insert(0, str(REPO / "experiments"))
+    from _bench_common import accelerator, device_peak_mb, reset_device_peak
+
+    reset_device_peak()
     start = time.perf_counter()
     for i in range(2, args.steps + 2):
         trainer.train_step(batches[2 * i], batches[2 * i + 1])["l_g_total"].numpy()
-    print(json.dumps({"seconds": (time.perf_counter() - start) / args.steps}))
+    print(json.dumps({"seconds": (time.perf_counter() - start) / args.steps,
+                      "device": accelerator() or "CPU", "peak_device_mb": device_peak_mb()}))
+
+
+def device_rows(args):
+    """Training on the GPU (or, with --smoke, a tiny run of the same code on any device):
+    float32, mixed float16 (loss scaling), mixed bfloat16 and float32 with XLA; seconds and
+    iterations per second, and TensorFlow's peak GPU memory."""
+    size = (["--patch_size=64", "--base_filters=8", "--steps=2"] if args.smoke
+            else [f"--steps={args.steps}"])
+    rows = [("float32", []), ("mixed float16", ["--precision=float16"]),
+            ("mixed bfloat16", ["--precision=bfloat16"]), ("float32 + XLA", ["--jit"])]
+    results = []
+    print(f"{'training, batch 2':24} {'device':7} {'s/iteration':>11} {'it/s':>7} "
+          f"{'peak MB':>8}")
+    for name, flags in rows:
+        r = run_child(*size, *flags)
+        peak = r["peak_device_mb"]
+        results.append({"configuration": name, "device": r["device"],
+                        "patch_size": 64 if args.smoke else 256,
+                        "seconds_per_iteration": r["seconds"],
+                        "iterations_per_second": 1 / r["seconds"], "peak_device_mb": peak})
+        print(f"{name:24} {r['device']:7} {r['seconds']:11.3f} {1 / r['seconds']:7.2f} "
+              f"{'-' if peak is None else f'{peak:.0f}':>8}", flush=True)
+    if args.json:
+        sys.path.insert(0, str(REPO / "experiments"))
+        from _bench_common import write_json
+        write_json(args.json, results)
 
 
 def run_child(*flags):
@@ -154,9 +189,17 @@ def main():
                         help="alternating blocks of --steps iterations per normalisation")
     parser.add_argument("--bfloat16", action="store_true",
                         help="also time mixed bfloat16 (slow on CPUs without native bfloat16)")
+    parser.add_argument("--patch_size", type=int, default=256)
+    parser.add_argument("--base_filters", type=int, default=32)
+    parser.add_argument("--gpu", action="store_true", help="the GPU rows only")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the GPU rows' code on tiny inputs, on whatever device there is")
+    parser.add_argument("--json", default=None, help="also write the GPU rows here")
     args = parser.parse_args()
     if args.child:
         return child(args)
+    if args.gpu or args.smoke:
+        return device_rows(args)
     sys.path[:0] = [str(REPO), str(REPO / "experiments")]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import hdr_gan_tf  # noqa: F401  (the package's allocator setting, as training has it)

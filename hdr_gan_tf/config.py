@@ -85,12 +85,14 @@ class TrainingConfig:
     supervise: str = "all"
     disc_branches: str = "all"
     strategy: str = "default"
+    collective_timeout: int = 600
     mixed_precision: str = "none"
     jit_compile: bool = False
 
     def __post_init__(self):
         for name in ("batch_size", "patch_size", "sphere_moments", "checkpoint_every",
-                     "keep_checkpoints", "summary_every", "image_every", "validation_every"):
+                     "keep_checkpoints", "summary_every", "image_every", "validation_every",
+                     "collective_timeout"):
             _require(getattr(self, name) >= 1, name, f"must be at least 1, got "
                      f"{getattr(self, name)}")
         _require(self.iterations >= 0, "iterations", f"must not be negative, got "

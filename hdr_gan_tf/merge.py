@@ -71,8 +71,10 @@ def pad_reflect(x, multiple):
         return x, (h, w)
     shape = tf.shape(x)
     h, w = shape[1], shape[2]
-    ph = tf.maximum((-h) % multiple, smallest - h)
-    pw = tf.maximum((-w) % multiple, smallest - w)
+    # (m - h % m) % m rather than (-h) % m: the same in TensorFlow, and it keeps the modulo of
+    # negative numbers, which ONNX runtimes take differently, out of an exported graph.
+    ph = tf.maximum((multiple - h % multiple) % multiple, smallest - h)
+    pw = tf.maximum((multiple - w % multiple) % multiple, smallest - w)
     tf.debugging.assert_greater_equal(tf.minimum(h, w), 2,
                                       message="images must be at least 2 pixels on each side")
     # Reflection cannot reach further than the image: small inputs are padded in rounds.

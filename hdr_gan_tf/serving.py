@@ -1,9 +1,13 @@
-"""The exported model: a SavedModel that merges brackets of any size with TensorFlow alone.
+"""The exported model: a SavedModel that merges brackets of any size with TensorFlow alone,
+and the same computation as an ONNX model for runtimes without TensorFlow.
 
-`export_saved_model` writes what `hdr-gan-export` writes; `saved_model_merger` runs such a
-model with the same `merge` interface as `hdr_gan_tf.merge.generator_merger`.
+`export_saved_model` writes what `hdr-gan-export` writes (with `onnx_path`, the ONNX model too);
+`saved_model_merger` runs such a model with the same `merge` interface as
+`hdr_gan_tf.merge.generator_merger`.
 """
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,12 @@ import tensorflow as tf
 
 from hdr_gan_tf.imaging import MU, output_to_hdr
 from hdr_gan_tf.merge import as_unit_float, run_generator
+
+
+SIGNATURE = ([tf.TensorSpec([None, None, None, 3], tf.float32, name=n)
+              for n in ("ldr_short", "ldr_mid", "ldr_long")]
+             + [tf.TensorSpec([None, 3], tf.float32, name="exposure_bias")])
+ONNX_OPSET = 17
 
 
 class ServingModule(tf.Module):
@@ -29,9 +39,7 @@ class ServingModule(tf.Module):
         self.generator = generator
         self.mu = float(mu)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=n)
-                                  for n in ("ldr_short", "ldr_mid", "ldr_long")]
-                 + [tf.TensorSpec([None, 3], tf.float32, name="exposure_bias")])
+    @tf.function(input_signature=SIGNATURE)
     def serve(self, ldr_short, ldr_mid, ldr_long, exposure_bias):
         outputs = run_generator(self.generator, (ldr_short, ldr_mid, ldr_long), exposure_bias,
                                 self.mu, lean=True)
@@ -41,26 +49,93 @@ class ServingModule(tf.Module):
 
 
 def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=None,
-                       overwrite=False):
+                       overwrite=False, onnx_path=None):
     """Writes the generator of a log dir (or checkpoint) as a SavedModel, atomically, and
-    optionally as a `.keras` file. Returns the checkpoint prefix exported."""
+    optionally as a `.keras` file and an ONNX model (`export_onnx`). Returns the checkpoint
+    prefix exported."""
     from hdr_gan_tf.config import restore_generator
     from hdr_gan_tf.image_io import atomic_directory, atomic_output, refuse_existing
 
     output_dir = Path(output_dir)
     refuse_existing(output_dir, overwrite)
-    if keras_file:
-        if not str(keras_file).endswith(".keras"):
-            raise ValueError(f"{keras_file}: the Keras file name must end in .keras")
-        refuse_existing(keras_file, overwrite)
+    for path, suffix in ((keras_file, ".keras"), (onnx_path, ".onnx")):
+        if path:
+            if not str(path).endswith(suffix):
+                raise ValueError(f"{path}: the file name must end in {suffix}")
+            refuse_existing(path, overwrite)
     generator, config, prefix = restore_generator(checkpoint, precision)
     module = ServingModule(generator, config.model.mu)
     with atomic_directory(output_dir, replace=overwrite) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve})
+        save_serving_model(module, tmp)
     if keras_file:
         with atomic_output(keras_file) as path:
             generator.save(str(path))
+    if onnx_path:
+        export_onnx(module, onnx_path)
     return prefix
+
+
+def save_serving_model(module, path):
+    """Writes a `ServingModule` as a SavedModel with the `serving_default` signature.
+
+    Written through Keras' `ExportArchive`, which records the Keras variables so that loaders
+    of the TensorFlow 1 kind find them too: `saved_model_cli run` and TensorFlow Serving
+    restore the variables of a plain `tf.saved_model.save` of Keras 3 layers by names that do
+    not exist in its graph, and fail ("Could not find variable ...").
+    """
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(module.generator)
+    archive.add_endpoint("serving_default", lambda *inputs: module.serve(*inputs),
+                         input_signature=SIGNATURE)
+    with contextlib.redirect_stdout(io.StringIO()):  # its summary of the endpoints
+        archive.write_out(str(path))
+
+
+def export_onnx(module, path, opset=ONNX_OPSET):
+    """Writes a `ServingModule`'s `serve` as an ONNX model (tf2onnx), atomically.
+
+    Inputs and outputs are the SavedModel's, by the same names, with any batch, height and
+    width. Two TensorFlow ops have no ONNX counterpart and are written out: `log1p(x)` as
+    `log(1 + x)` and `expm1(x)` as `exp(x) - 1` (the μ-law and its inverse; at most about
+    1e-7 apart on values in [0, 1]). Everything else (reflect padding, the dilated and
+    sub-pixel convolutions, the padding loop for any size) converts as it is.
+    """
+    import tf2onnx
+
+    from hdr_gan_tf.image_io import atomic_output
+
+    handlers = {"Log1p": (_onnx_log1p, []), "Expm1": (_onnx_expm1, [])}
+    proto, _ = tf2onnx.convert.from_function(module.serve, input_signature=SIGNATURE,
+                                             opset=opset, custom_op_handlers=handlers)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+
+
+def _onnx_one(ctx, node):
+    from tf2onnx import utils
+
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+    return ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype)).output[0]
+
+
+def _onnx_log1p(ctx, node, name, args):
+    """tf2onnx handler: `Log1p(x)` -> `Log(Add(x, 1))`."""
+    added = ctx.make_node("Add", [node.input[0], _onnx_one(ctx, node)])
+    ctx.replace_inputs(node, [added.output[0]])
+    node.type = "Log"
+
+
+def _onnx_expm1(ctx, node, name, args):
+    """tf2onnx handler: `Expm1(x)` -> `Sub(Exp(x), 1)`."""
+    from tf2onnx import utils
+
+    one = _onnx_one(ctx, node)
+    node.type = "Exp"
+    less_one = ctx.insert_new_node_on_output("Sub", node.output[0],
+                                             name=utils.make_name(f"{node.name}_minus_one"))
+    ctx.replace_inputs(less_one, [node.output[0], one])
 
 
 def saved_model_merger(path):

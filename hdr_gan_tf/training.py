@@ -13,8 +13,11 @@ replica gradients are those of the global-batch mean.
 """
 
 import dataclasses
+import hashlib
 import math
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,11 +57,31 @@ def parse_branches(spec, scales, what):
     return sorted(names.index(c) for c in chosen)
 
 
-def make_strategy(name):
-    """The `tf.distribute` strategy named by `TrainingConfig.strategy`."""
+def make_strategy(name, collective_timeout=None):
+    """The `tf.distribute` strategy named by `TrainingConfig.strategy`.
+
+    `multi_worker` reads the cluster from `TF_CONFIG`; its collective operations give up after
+    `collective_timeout` seconds, so that a lost worker stops the others with an error instead
+    of leaving them waiting.
+    """
+    if name == "multi_worker":
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=collective_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     return {"default": tf.distribute.get_strategy,
-            "mirrored": tf.distribute.MirroredStrategy,
-            "multi_worker": tf.distribute.MultiWorkerMirroredStrategy}[name]()
+            "mirrored": tf.distribute.MirroredStrategy}[name]()
+
+
+def is_chief(strategy):
+    """Whether this process writes the log dir: always, but in a multi-worker cluster, where
+    only the chief does (the task `chief`, or worker 0 when the cluster names none)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def format_duration(seconds):
@@ -70,6 +93,12 @@ def format_duration(seconds):
 
 class Trainer:
     """Owns the networks, optimizers, step counter, checkpoints and summaries of one run.
+
+    In a multi-worker cluster every worker runs the same loop, but only the chief writes the
+    log dir (checkpoints, summaries, panels, `best/`). The others save their checkpoints too,
+    as TensorFlow asks (a save can involve collective operations in which every worker takes
+    part), into a temporary folder of their own that `close` removes. Every worker resumes
+    from the chief's latest checkpoint, so the log dir must be visible to all of them.
 
     Args:
       config: a `hdr_gan_tf.config.RunConfig`.
@@ -114,11 +143,15 @@ class Trainer:
                 self.d_optimizer.build(self.discriminator.trainable_variables)
                 objects.update(discriminator=self.discriminator, d_optimizer=self.d_optimizer)
         self.checkpoint = tf.train.Checkpoint(**objects)
+        self.is_chief = is_chief(strategy)
+        self.write_dir = self.logdir if self.is_chief else Path(
+            tempfile.mkdtemp(prefix="hdr_gan_worker_"))
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.logdir), max_to_keep=cfg.keep_checkpoints,
+            self.checkpoint, str(self.write_dir), max_to_keep=cfg.keep_checkpoints,
             checkpoint_name="ckpt")
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.logdir / "best"), max_to_keep=1, checkpoint_name="ckpt")
+            self.checkpoint, str(self.write_dir / "best"), max_to_keep=1,
+            checkpoint_name="ckpt")
         step_fn = self._replica_step
         if cfg.jit_compile:
             step_fn = tf.function(step_fn, jit_compile=True)
@@ -212,12 +245,27 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def restore(self):
-        """Restores the latest checkpoint of the log dir; returns its path or None."""
-        path = self.manager.restore_or_initialize()
+        """Restores the latest checkpoint of the log dir (the chief's, on every worker);
+        returns its path or None."""
+        path = tf.train.latest_checkpoint(str(self.logdir))
         if path:
+            self.checkpoint.restore(path)
             self.log(f"Resumed from {path} at step {int(self.step.numpy())} "
                      f"(learning rate {float(self.schedule(self.step)):.3g})")
         return path
+
+    def close(self):
+        """Removes a non-chief worker's temporary checkpoint folder."""
+        if not self.is_chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+
+    def weights_digest(self):
+        """SHA-256 of every network variable's bytes: equal on workers that stayed in step."""
+        digest = hashlib.sha256()
+        for network in (self.generator, self.discriminator):
+            for variable in (network.weights if network is not None else []):
+                digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+        return digest.hexdigest()
 
     def save(self):
         path = self.manager.save(checkpoint_number=int(self.step.numpy()))
@@ -278,15 +326,18 @@ class Trainer:
         return {b: float(t / len(scenes)) for b, t in zip(self.branches, totals)}
 
     def _validate_and_keep_best(self, scenes, best):
+        # Every worker validates (the same weights give the same scores), so that all of them
+        # take part in saving a new best checkpoint; only the chief writes the results.
         step = int(self.step.numpy())
-        scores = self.validate(scenes, self.logdir / "validation" / f"step_{step:07d}.png")
+        panel = self.logdir / "validation" / f"step_{step:07d}.png" if self.is_chief else None
+        scores = self.validate(scenes, panel)
         for b, v in scores.items():
             tf.summary.scalar(f"validation/psnr_mu/{b}", v, step)
         line = ", ".join(f"{b} {v:.2f} dB" for b, v in scores.items())
         if scores["main"] > best:
             best = scores["main"]
             self.best_manager.save(checkpoint_number=step)
-            write_text(self.logdir / "best" / "best.txt",
+            write_text(self.write_dir / "best" / "best.txt",
                        f"step {step}\npsnr_mu_main {best:.4f}\n")
             line += "  (new best, kept in best/)"
         self.log(f"validation at step {step}: PSNR-mu {line}")
@@ -303,7 +354,8 @@ class Trainer:
         cfg = self.config.training
         total = cfg.iterations if iterations is None else int(iterations)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        writer = tf.summary.create_file_writer(str(self.logdir / "train"))
+        writer = (tf.summary.create_file_writer(str(self.logdir / "train")) if self.is_chief
+                  else tf.summary.create_noop_writer())
         best = -math.inf
         best_file = self.logdir / "best" / "best.txt"
         if best_file.is_file():
@@ -332,7 +384,7 @@ class Trainer:
                         means = self._window_means()
                         self._write_scalars(means, rate)
                         self.log(self._progress_line(step, total, means, rate, overall))
-                    if step % cfg.image_every == 0 or step == total:
+                    if self.is_chief and (step % cfg.image_every == 0 or step == total):
                         self._write_images(g_batch)
                     if val_scenes and (step % cfg.validation_every == 0 or step == total):
                         best = self._validate_and_keep_best(val_scenes, best)
@@ -378,7 +430,7 @@ def run_training(config, log=print, strategy=None):
     Data and log dir are checked before anything is written. Returns `(trainer, status)`.
     """
     cfg = config.training
-    strategy = strategy or make_strategy(cfg.strategy)
+    strategy = strategy or make_strategy(cfg.strategy, cfg.collective_timeout)
     config_lib.set_precision("float32" if cfg.mixed_precision == "none"
                              else cfg.mixed_precision)
     keras.utils.set_random_seed(cfg.seed)
@@ -398,10 +450,16 @@ def run_training(config, log=print, strategy=None):
                                  ldr_bits=cfg.ldr_bits)
     train_scenes, val_scenes = data_lib.split_validation(scenes,
                                                          parse_validation(cfg.validation))
+    replicas = strategy.num_replicas_in_sync
     log(f"Data: {len(train_scenes)} training and {len(val_scenes)} validation scenes from "
-        f"{cfg.data_dir}; {strategy.num_replicas_in_sync} replica(s)")
+        f"{cfg.data_dir}; {replicas} replica(s), each taking {cfg.batch_size // replicas} of "
+        f"the {cfg.batch_size} patches of a batch")
     trainer = Trainer(config, strategy, log=log)
-    logdir.mkdir(parents=True, exist_ok=True)
-    config_lib.write_config(logdir, config)
-    trainer.restore()
-    return trainer, trainer.fit(train_scenes, val_scenes)
+    try:
+        if trainer.is_chief:
+            logdir.mkdir(parents=True, exist_ok=True)
+            config_lib.write_config(logdir, config)
+        trainer.restore()
+        return trainer, trainer.fit(train_scenes, val_scenes)
+    finally:
+        trainer.close()

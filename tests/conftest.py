@@ -20,3 +20,17 @@ def golden():
 @pytest.fixture(scope="session")
 def golden_checkpoint():
     return str(GOLDEN / "model")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run only where TensorFlow sees a GPU."""
+    if not any("gpu" in item.keywords for item in items):
+        return
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return
+    skip = pytest.mark.skip(reason="needs a GPU (TensorFlow sees none)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

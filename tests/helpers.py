@@ -16,8 +16,8 @@ GOLDEN_LARGE = DATA / "tf1_golden_large"
 
 def run_program(module, *args, timeout=600, env=None):
     """Runs `python -m hdr_gan_tf.cli.<module> args...`; returns the CompletedProcess."""
-    full_env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2",
-                    PYTHONUNBUFFERED="1")
+    full_env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs them: the programs choose
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", f"hdr_gan_tf.cli.{module}", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=full_env,

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from hdr_gan_tf.image_io import read_hdr, write_ldr
+from tests.helpers import REPO as REPO_ROOT
 from tests.helpers import run_program
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,22 @@ def test_programs_import_side_by_side_and_only_they_use_flags():
                      if isinstance(node, ast.ImportFrom) else
                      [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             assert not any(n.startswith("absl") for n in names), path
+
+
+def test_programs_say_only_their_own_lines_on_a_machine_without_a_gpu(tmp_path):
+    """TensorFlow's start-up chatter (CUDA probing included) is held back unless the user
+    set TF_CPP_MIN_LOG_LEVEL; an error is then the one line on stderr."""
+    from hdr_gan_tf.cli.common import gpu_driver_present
+
+    if gpu_driver_present():
+        pytest.skip("with an NVIDIA driver TensorFlow's CUDA lines are shown on purpose")
+    args = ["--checkpoint=" + str(tmp_path / "nowhere"), f"--output_dir={tmp_path / 'out'}"]
+    result = run_program("export", *args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'nowhere'}: neither a log dir nor a checkpoint (no nowhere.index)"]
+    chatty = run_program("export", *args, env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert chatty.returncode == 2 and "oneDNN" in chatty.stderr
 
 
 FLAG_FILES_PROBE = """
@@ -317,3 +334,72 @@ def test_train_refuses_bad_data_before_writing_anything(tiny_data, tmp_path):
     assert result.returncode == 2
     assert "scene '003'" in result.stderr and "expected 3 exposure values" in result.stderr
     assert not logdir.exists()
+
+
+def _readme_section(title):
+    text = (REPO_ROOT / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.index("\n## ", start + 3)
+    return text[start:end]
+
+
+def test_the_deploying_examples_run_as_written(converted, tmp_path):
+    """Every code block of the README's "Deploying" section, run in a folder holding
+    `checkpoints/paper` and three 16-bit photos (a 250x381 crop of real ones at -3/0/+3 EV)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import cv2
+
+    from tests.helpers import GOLDEN_LARGE
+
+    work = tmp_path / "deploy"
+    shutil.copytree(converted, work / "checkpoints" / "paper")
+    golden = dict(np.load(GOLDEN_LARGE / "golden_large.npz"))
+    for name in ("short", "mid", "long"):
+        cv2.imwrite(str(work / f"{name}.tif"),
+                    np.ascontiguousarray(golden[f"ldr_{name}"][0, :250, :381, ::-1]))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", _readme_section("Deploying"), re.S)
+    assert [kind for kind, _ in blocks] == ["bash", "bash", "python", "python"]
+    for kind, code in blocks:
+        command = ["bash", "-e", "-c", code] if kind == "bash" else [sys.executable, "-c", code]
+        result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, (code, result.stdout[-2000:], result.stderr[-3000:])
+    # saved_model_cli merged its bracket; the REST request holds the photos by input name,
+    # which the SavedModel's signature takes as TensorFlow Serving would pass them.
+    cli_hdr = np.load(work / "merged" / "hdr.npy")
+    assert cli_hdr.shape == (1, 250, 381, 3)
+    request = json.loads((work / "request.json").read_text())
+    serve = tf.saved_model.load(str(work / "export/hdr_gan/1")).signatures["serving_default"]
+    served = serve(**{k: tf.constant(v, tf.float32) for k, v in request["inputs"].items()})
+    # onnxruntime's merge of the same photos, written by OpenCV as Radiance RGBE (one shared
+    # exponent per pixel: compare relative to each pixel's largest channel).
+    onnx_hdr = read_hdr(work / "merged_onnx.hdr")
+    tf_hdr = served["hdr"][0].numpy()
+    assert onnx_hdr.shape == tf_hdr.shape == (250, 381, 3)
+    assert np.all(np.abs(onnx_hdr - tf_hdr) <= 0.01 * tf_hdr.max(axis=-1, keepdims=True) + 1e-6)
+    assert (work / "merged_onnx.png").stat().st_size > 1000
+    np.testing.assert_allclose(cli_hdr[0], tf_hdr, atol=1e-6)
+
+
+def test_gpu_check_says_no_gpu_and_succeeds_without_one(tmp_path):
+    import os
+    import subprocess
+
+    from hdr_gan_tf.cli.common import gpu_driver_present
+
+    if gpu_driver_present():
+        pytest.skip("this machine has an NVIDIA driver; the script would run the GPU checks")
+    out = tmp_path / "gpu.json"
+    result = subprocess.run(["bash", str(REPO_ROOT / "experiments/gpu_check.sh"), str(out)],
+                            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env=dict(os.environ, GPU_CHECK_SMOKE="0"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("no GPU: ")
+    assert "5 skipped" in result.stdout
+    assert json.loads(out.read_text())["gpu"] is None

@@ -286,3 +286,108 @@ print("REPLICAS", strategy.num_replicas_in_sync, "STATUS", status,
                             timeout=300, env=env, cwd=REPO)
     assert "REPLICAS 2 STATUS done STEP 2" in result.stdout, result.stdout + result.stderr
     assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-2")
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_workers(logdir, data_dir, *extra):
+    """Two `hdr-gan-train --strategy=multi_worker` processes on loopback, one CPU each."""
+    import json
+    import shutil
+
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
+                   TF_CONFIG=json.dumps({"cluster": cluster,
+                                         "task": {"type": "worker", "index": index}}))
+        pin = ["taskset", "-c", str(index % (os.cpu_count() or 1))] if shutil.which(
+            "taskset") else []
+        args = pin + [sys.executable, "-m", "hdr_gan_tf.cli.train", "--strategy=multi_worker",
+                      f"--logdir={logdir}", f"--data_dir={data_dir}", "--patch_size=64",
+                      "--base_filters=8", "--batch_size=2", "--validation=0",
+                      "--summary_every=1", "--collective_timeout=30", *extra]
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=env, cwd=REPO))
+    return procs
+
+
+def _finish(procs, timeout=150):
+    outputs = []
+    for proc in procs:
+        try:
+            outputs.append(proc.communicate(timeout=timeout)[0])
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise AssertionError("multi-worker training did not finish in time")
+    return outputs
+
+
+def _final(output):
+    import json
+
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_data, tmp_path):
+    """Two processes (TF_CONFIG, loopback): one global step, the global batch of 2 split into
+    one sample per worker, identical weights at the end, only the chief writing the log dir;
+    restarted, both resume from the chief's checkpoint."""
+    logdir = tmp_path / "run"
+    outputs = _finish(_start_workers(logdir, tiny_data, "--iterations=3",
+                                     "--checkpoint_every=3"))
+    finals = [_final(out) for out in outputs]
+    assert [f["final_step"] for f in finals] == [3, 3], outputs
+    assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"]
+    for out in outputs:
+        assert "2 replica(s), each taking 1 of the 2 patches of a batch" in out
+        assert len([line for line in out.splitlines() if line.startswith("step ")]) == 3
+    # The per-step losses are the all-reduced ones, the same on both workers.
+    steps = [[line for line in out.splitlines() if line.startswith("step 3/3")][0][:60]
+             for out in outputs]
+    assert steps[0] == steps[1]
+    assert sorted(p.name for p in logdir.iterdir()) == [
+        "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "config.json", "train"]
+
+    outputs = _finish(_start_workers(logdir, tiny_data, "--iterations=5",
+                                     "--checkpoint_every=5"))
+    finals = [_final(out) for out in outputs]
+    assert [f["final_step"] for f in finals] == [5, 5], outputs
+    assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"]
+    for out in outputs:
+        assert f"Resumed from {logdir / 'ckpt-3'} at step 3" in out
+    assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-5")
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_other_with_an_error(tiny_data, tmp_path):
+    chief, worker = _start_workers(tmp_path / "run", tiny_data, "--iterations=100000",
+                                   "--checkpoint_every=1000")
+    lines = []
+
+    def progressed():
+        line = chief.stdout.readline()
+        lines.append(line)
+        return line.startswith("step 2/")
+
+    _wait_for(progressed, chief, timeout=150)
+    worker.kill()
+    killed_at = time.time()
+    try:
+        out, _ = chief.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        chief.kill()
+        raise AssertionError("the chief kept waiting for the killed worker")
+    assert chief.returncode == 2, out
+    assert "error: lost contact with another worker" in out
+    assert time.time() - killed_at < 90
+    worker.communicate()

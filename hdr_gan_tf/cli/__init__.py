@@ -15,5 +15,7 @@ modules can be imported next to another. Everything they do lives in the library
 
 import os
 
-# TensorFlow's C++ start-up chatter, unless the user asked for it; read when TensorFlow loads.
+# Whether the user chose TensorFlow's C++ log level; if not, informational lines are hidden
+# (read when TensorFlow loads) and `common.start_tensorflow` holds back its start-up chatter.
+USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -5,9 +5,15 @@ stderr and exit status 2, without a traceback; nothing it was writing is left be
 outputs are written atomically.
 """
 
+import glob
+import os
+import re
 import sys
+import tempfile
 
 from absl import app, flags
+
+from hdr_gan_tf import cli
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2
@@ -44,8 +50,47 @@ def say(line):
     print(line, flush=True)
 
 
+# What TensorFlow prints while it loads and looks for devices: absl's notice, informational
+# lines (oneDNN, CPU features, "Could not find cuda drivers") and, on a machine without a GPU,
+# the failed CUDA initialisation.
+_STARTUP_CHATTER = re.compile(r"(WARNING: All log messages before absl::InitializeLog"
+                              r"|[IW]\d{4} |E\d{4} .*(cuInit|CUDA|cuda)"
+                              r"|To enable the following instructions)")
+
+
+def gpu_driver_present():
+    return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def start_tensorflow():
+    """Loads TensorFlow and lets it find its devices, so that a program's first lines are its
+    own: on a machine without an NVIDIA driver TensorFlow's start-up chatter (CUDA probing
+    included) is held back, and whatever else it prints passes through. With a GPU driver, or
+    when the user set TF_CPP_MIN_LOG_LEVEL, TensorFlow prints as it likes."""
+    if cli.USER_LOG_LEVEL or gpu_driver_present():
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+        return
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        held = capture.read().decode(errors="replace").splitlines()
+    for line in held:
+        if line.strip() and not _STARTUP_CHATTER.match(line):
+            print(line, file=sys.stderr)
+
+
 def run_program(define_flags, main):
-    """Defines a program's flags, then runs its `main` under absl."""
+    """Starts TensorFlow quietly, defines a program's flags, then runs its `main` under absl."""
+    start_tensorflow()
     define_flags()
     app.run(main)
 

@@ -1,7 +1,7 @@
 """hdr-gan-export: writes a SavedModel for serving (and optionally a .keras file).
 
 Example:
-  hdr-gan-export --checkpoint=runs/paper --output_dir=export/hdr_gan
+  hdr-gan-export --checkpoint=runs/paper --output_dir=export/hdr_gan [--onnx=export/hdr_gan.onnx]
 
 The `serving_default` signature takes `ldr_short`, `ldr_mid`, `ldr_long` (float32
 `[B, H, W, 3]` in [0, 1], any H and W) and `exposure_bias` (float32 `[B, 3]`, EV) and returns
@@ -21,6 +21,9 @@ def define_flags():
     flags.DEFINE_string("output_dir", None, "SavedModel folder to write.", required=True)
     define_precision_flag()
     flags.DEFINE_string("keras_file", None, "Also write the generator as this .keras file.")
+    flags.DEFINE_string("onnx", None, "Also write the serving model as this .onnx file (same "
+                        "inputs and outputs as the SavedModel; for onnxruntime and other ONNX "
+                        "runtimes).")
     define_overwrite_flag()
 
 
@@ -30,9 +33,9 @@ def main(argv):
     from hdr_gan_tf.serving import export_saved_model
 
     prefix = export_saved_model(FLAGS.checkpoint, FLAGS.output_dir, FLAGS.precision,
-                                FLAGS.keras_file, FLAGS.overwrite)
-    say(f"Exported {prefix} -> {FLAGS.output_dir}"
-        + (f" and {FLAGS.keras_file}" if FLAGS.keras_file else ""))
+                                FLAGS.keras_file, FLAGS.overwrite, FLAGS.onnx)
+    extra = [path for path in (FLAGS.keras_file, FLAGS.onnx) if path]
+    say(f"Exported {prefix} -> {FLAGS.output_dir}" + "".join(f" and {p}" for p in extra))
 
 
 def run():

@@ -74,7 +74,12 @@ def define_flags():
     flags.DEFINE_string("disc_branches", t.disc_branches, "Branches the discriminator sees: "
                         "all, or names.")
     flags.DEFINE_enum("strategy", t.strategy, list(STRATEGIES),
-                      "tf.distribute strategy; multi_worker reads TF_CONFIG.")
+                      "tf.distribute strategy: default (one device), mirrored (all GPUs of this "
+                      "host), multi_worker (the hosts of TF_CONFIG; run the same command on "
+                      "each).")
+    flags.DEFINE_integer("collective_timeout", t.collective_timeout, "multi_worker: seconds a "
+                         "worker waits for the others in a collective operation before it "
+                         "gives up with an error (a lost worker stops the rest).")
     flags.DEFINE_enum("mixed_precision", t.mixed_precision, list(MIXED_PRECISIONS),
                       "Mixed precision (float16 uses dynamic loss scaling).")
     flags.DEFINE_bool("jit_compile", t.jit_compile, "Compile the training step with XLA.")
@@ -99,17 +104,38 @@ def main(argv):
     quiet_logs()
     from hdr_gan_tf.training import TrainingDiverged, run_training
 
+    import tensorflow as tf
+
+    config = resolve_config_or_exit()
     try:
-        trainer, status = run_training(resolve_config(), log=say)
+        trainer, status = run_training(config, log=say)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(EXIT_BAD_INPUT)
+    except tf.errors.OpError as err:
+        detail = str(err).strip().splitlines()[0][:300]
+        if config.training.strategy == "multi_worker":
+            detail = (f"lost contact with another worker of the cluster (TF_CONFIG), or it "
+                      f"failed; the last checkpoint in {config.training.logdir} is intact and "
+                      f"a restart of every worker resumes from it ({type(err).__name__}: "
+                      f"{detail})")
+        print(f"error: {detail}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_INPUT)
     step = int(trainer.step.numpy())
     say(f"Training {status} at step {step}; log dir {trainer.logdir}")
-    say(json.dumps({"final_step": step, "status": status}))
+    say(json.dumps({"final_step": step, "status": status,
+                    "weights_sha256": trainer.weights_digest()}))
+
+
+def resolve_config_or_exit():
+    try:
+        return resolve_config()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 def run():
