@@ -343,11 +343,16 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
     one sample per worker, identical weights at the end, only the chief writing the log dir;
     restarted, both resume from the chief's checkpoint."""
     logdir = tmp_path / "run"
-    outputs = _finish(_start_workers(logdir, tiny_data, "--iterations=3",
-                                     "--checkpoint_every=3"))
-    finals = [_final(out) for out in outputs]
-    assert [f["final_step"] for f in finals] == [3, 3], outputs
-    assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"]
+
+    def run_to(step):
+        outputs = _finish(_start_workers(logdir, tiny_data, f"--iterations={step}",
+                                         f"--checkpoint_every={step}"))
+        finals = [_final(out) for out in outputs]
+        assert [f["final_step"] for f in finals] == [step, step], outputs
+        assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"]
+        return outputs
+
+    outputs = run_to(3)
     for out in outputs:
         assert "2 replica(s), each taking 1 of the 2 patches of a batch" in out
         assert len([line for line in out.splitlines() if line.startswith("step ")]) == 3
@@ -358,12 +363,7 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
     assert sorted(p.name for p in logdir.iterdir()) == [
         "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "config.json", "train"]
 
-    outputs = _finish(_start_workers(logdir, tiny_data, "--iterations=5",
-                                     "--checkpoint_every=5"))
-    finals = [_final(out) for out in outputs]
-    assert [f["final_step"] for f in finals] == [5, 5], outputs
-    assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"]
-    for out in outputs:
+    for out in run_to(5):
         assert f"Resumed from {logdir / 'ckpt-3'} at step 3" in out
     assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-5")
 
