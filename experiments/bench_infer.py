@@ -197,7 +197,7 @@ def pipeline_child(args):
     load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
     merge = generator_merger(generator, branch_names(generator.scales))
     photos = [str(Path(args.photos) / f"{n}.tif") for n in ("short", "mid", "long")]
-    output = Path(args.photos) / "merged.hdr"
+    output = Path(args.photos) / f"merged{args.suffix}"
     baseline = peak_rss_mb()
     start = time.perf_counter()
     bracket = load_bracket(photos, ["-2", "0", "2"], spool=streams(output, args.tile))
@@ -208,10 +208,10 @@ def pipeline_child(args):
                       "conv_rate": float("nan")}))
 
 
-def measure_pipeline(height, width, tile):
+def measure_pipeline(height, width, tile, suffix=".hdr"):
     with tempfile.TemporaryDirectory() as photos:
         base = [sys.executable, __file__, f"--height={height}", f"--width={width}",
-                f"--photos={photos}", f"--tile={tile}"]
+                f"--photos={photos}", f"--tile={tile}", f"--suffix={suffix}"]
         subprocess.run(base + ["--make_photos"], check=True)
         out = subprocess.run(base + ["--pipeline"], capture_output=True, text=True,
                              check=True).stdout
@@ -251,6 +251,8 @@ def main():
     parser.add_argument("--json", default=None, help="also write the GPU rows here")
     parser.add_argument("--no_conv_rate", action="store_true")
     parser.add_argument("--photos", default="")
+    parser.add_argument("--suffix", default=".hdr", choices=[".hdr", ".exr"],
+                        help="--pipeline: the merged file's format (both stream when tiled)")
     args = parser.parse_args()
     if args.child:
         return child(args)
@@ -302,13 +304,14 @@ def main():
               f" of the conv rate ({r['conv_rate']:.0f}), the most these kernels allow; largest:")
         print("\n".join(out[:-1]))
     # hdr-gan-infer's streamed path, from the photo files to the .hdr file and the preview.
-    print("From 16-bit TIFF files to the .hdr file and PNG preview, as hdr-gan-infer --tile=256"
-          " (streamed), 1 run; before: TensorFlow and the model:")
-    pipelines = [("1500x1000 files, tiled 256", 1000, 1500)]
+    print("From 16-bit TIFF files to the .hdr (or .exr) file and PNG preview, as hdr-gan-infer "
+          "--tile=256 (streamed), 1 run; before: TensorFlow and the model:")
+    pipelines = [("1500x1000 files, tiled 256", 1000, 1500, ".hdr")]
     if not args.skip_24mp:
-        pipelines.append(("6000x4000 (24 MP) files, tiled 256", 4000, 6000))
-    for name, h, w in pipelines:
-        r = measure_pipeline(h, w, 256)
+        pipelines += [("6000x4000 (24 MP) files, tiled 256", 4000, 6000, ".hdr"),
+                      ("6000x4000 (24 MP) -> .exr, tiled 256", 4000, 6000, ".exr")]
+    for name, h, w, suffix in pipelines:
+        r = measure_pipeline(h, w, 256, suffix)
         rate = GFLOP_PER_PIXEL * h * w / r["seconds"]
         print(f"{name:32} {'float32':9} {r['seconds']:8.2f} {r['peak_mb']:8.0f} "
               f"{r['baseline_mb']:7.0f} {rate:8.0f}", flush=True)

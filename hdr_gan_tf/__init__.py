@@ -8,8 +8,6 @@ TensorFlow's logging before it loads.
 import importlib
 import os
 
-# OpenCV reads and writes OpenEXR only when asked before it is first imported.
-os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 # TensorFlow's default CPU allocator hands every large tensor back to the system when it is
 # freed, so each new feature map is page-faulted in afresh: on the CPUs measured here that made
 # a full-resolution generator pass about 1.7x slower. The BFC allocator keeps freed memory for

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from hdr_gan_tf.data import CACHE_MODES
 from hdr_gan_tf.discriminator import Discriminator
 from hdr_gan_tf.generator import Generator
 from hdr_gan_tf.image_io import write_text
@@ -74,6 +75,9 @@ class TrainingConfig:
     sphere_moments: int = 3
     sphere_reference: str = "first_axis"
     ldr_bits: int = 16
+    max_pixels: int = 2 ** 28
+    cache: str = "auto"
+    cache_dir: typing.Optional[str] = None
     clip_value: float = 1.0
     seed: int = 0
     checkpoint_every: int = 5000
@@ -92,7 +96,7 @@ class TrainingConfig:
     def __post_init__(self):
         for name in ("batch_size", "patch_size", "sphere_moments", "checkpoint_every",
                      "keep_checkpoints", "summary_every", "image_every", "validation_every",
-                     "collective_timeout"):
+                     "collective_timeout", "max_pixels"):
             _require(getattr(self, name) >= 1, name, f"must be at least 1, got "
                      f"{getattr(self, name)}")
         _require(self.iterations >= 0, "iterations", f"must not be negative, got "
@@ -110,7 +114,7 @@ class TrainingConfig:
             _require(math.isfinite(value) and value >= 0, name,
                      f"must be a number >= 0, got {value}")
         for name, allowed in (("sphere_reference", SPHERE_REFERENCES), ("strategy", STRATEGIES),
-                              ("mixed_precision", MIXED_PRECISIONS)):
+                              ("mixed_precision", MIXED_PRECISIONS), ("cache", CACHE_MODES)):
             _require(getattr(self, name) in allowed, name, f"must be one of "
                      f"{', '.join(allowed)}, got {getattr(self, name)!r}")
         _require(self.ldr_bits in (8, 16), "ldr_bits", f"must be 8 or 16, got {self.ldr_bits}")
@@ -280,16 +284,46 @@ def build_discriminator(model=ModelConfig()):
     return discriminator
 
 
-def resolve_checkpoint(checkpoint):
-    """`(checkpoint prefix, log dir)` from a log dir (its latest checkpoint) or a prefix.
+def checkpoint_problem(prefix):
+    """Why the checkpoint `prefix` cannot be read in full (a truncated or damaged file: every
+    tensor is read, and TensorFlow checks each one's checksum), or None if it can."""
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    # A short data file ends in IndexError ("Read less bytes than requested"), a damaged one in
+    # DataLossError, a missing one in NotFoundError.
+    except (tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as err:
+        return f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
+    return None
+
+
+def readable_checkpoint(folder, log=print):
+    """The newest checkpoint in `folder` that can be read in full, or None if there is none;
+    each newer one that cannot is skipped with a line to `log` naming it and why."""
+    state = tf.train.get_checkpoint_state(str(folder))
+    candidates = list(state.all_model_checkpoint_paths) if state else []
+    if state and state.model_checkpoint_path not in candidates:
+        candidates.append(state.model_checkpoint_path)
+    for prefix in reversed(candidates):
+        problem = checkpoint_problem(prefix)
+        if problem is None:
+            return prefix
+        log(f"warning: skipping the unreadable checkpoint {prefix} ({problem})")
+    return None
+
+
+def resolve_checkpoint(checkpoint, log=print):
+    """`(checkpoint prefix, log dir)` from a log dir (its newest readable checkpoint) or a
+    prefix.
 
     A prefix inside a log dir's `best/` folder belongs to that log dir.
     """
     path = Path(checkpoint)
     if path.is_dir():
-        prefix = tf.train.latest_checkpoint(str(path))
+        prefix = readable_checkpoint(path, log)
         if prefix is None:
-            raise ConfigError(f"{path}: no checkpoint found in this log dir")
+            raise ConfigError(f"{path}: no readable checkpoint found in this log dir")
         return prefix, path
     if not Path(str(path) + ".index").is_file():
         raise ConfigError(f"{path}: neither a log dir nor a checkpoint (no {path.name}.index)")
@@ -322,7 +356,7 @@ def saved_variable_count(prefix, child):
     return sum(any(a.name == "VARIABLE_VALUE" for a in graph.nodes[n].attributes) for n in seen)
 
 
-def restore_generator(checkpoint, precision="float32"):
+def restore_generator(checkpoint, precision="float32", log=print):
     """Rebuilds the generator of a log dir or checkpoint and loads its weights.
 
     Returns:
@@ -332,7 +366,7 @@ def restore_generator(checkpoint, precision="float32"):
       ConfigError: no checkpoint, no configuration, or a checkpoint whose variables do not fit the
         configuration's architecture.
     """
-    prefix, logdir = resolve_checkpoint(checkpoint)
+    prefix, logdir = resolve_checkpoint(checkpoint, log)
     config = read_config(logdir)
     set_precision(precision)
     generator = build_generator(config.model)

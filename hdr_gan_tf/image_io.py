@@ -3,16 +3,27 @@
 Every writer goes through `atomic_output`: the data land in a temporary file beside the target
 and are renamed onto it only when complete, so an interrupted or failed write never leaves a
 partial file or damages an earlier one.
+
+Before any decoder sees a file, `probe` reads its first bytes and its header: the data must be
+of the kind its name says (an OpenEXR file renamed `.tif` or `HDRImg.hdr` is refused, never
+handed to a decoder), its size must be within a pixel limit (`MAX_PIXELS` by default), and a
+PNG or JPEG must end where its format ends (OpenCV decodes a truncated one into grey with only a
+warning). TIFF, PNG, JPEG and Radiance `.hdr` files are decoded by OpenCV, OpenEXR files by the
+maintained `OpenEXR` package; OpenCV's own, older OpenEXR decoder stays switched off.
 """
 
 import contextlib
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+import OpenEXR
+
+from hdr_gan_tf.outputs import check_output_file, temp_name, user_permissions
 
 LDR_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".hdr", ".exr")
@@ -27,14 +38,12 @@ def atomic_output(path):
     """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_name(f"{path.stem}."), suffix=path.suffix,
+                               dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        # mkstemp makes the file private; give it the permissions of a normally created file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        user_permissions(tmp)  # mkstemp makes the file private
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -43,30 +52,32 @@ def atomic_output(path):
 
 
 @contextlib.contextmanager
-def atomic_directory(path, replace=False):
+def atomic_directory(path):
     """Yields a temporary folder beside `path`; renames it onto `path` when the block succeeds.
 
-    An existing `path` is removed first only if `replace`; a failed block leaves nothing behind.
+    An existing non-empty `path` is refused (never replaced); a failed block leaves nothing
+    behind. (Outputs that `--overwrite` may replace go through `hdr_gan_tf.outputs.output_dir`.)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_name(f"{path.name}-new-"), dir=path.parent))
     try:
         yield tmp
+        user_permissions(tmp, directory=True)
         if path.exists():
-            if not replace and any(path.iterdir()):
+            if any(path.iterdir()):
                 raise FileExistsError(f"{path}: exists and is not empty")
-            shutil.rmtree(path)
+            path.rmdir()
         tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def refuse_existing(path, overwrite):
-    """Refuses an existing output unless `overwrite` (checked before any work starts)."""
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path}: output exists; pass --overwrite to replace it")
+def refuse_existing(path, overwrite, inputs=()):
+    """Refuses to write the file `path` (checked before any work starts): see
+    `hdr_gan_tf.outputs.check_output_file`."""
+    check_output_file(path, overwrite, inputs)
 
 
 def write_text(path, text):
@@ -77,23 +88,162 @@ def write_text(path, text):
 def _imwrite(path, array):
     with atomic_output(path) as tmp:
         try:
-            written = cv2.imwrite(str(tmp), array)
+            written, encoded = cv2.imencode(Path(path).suffix, array)
         except cv2.error as err:  # e.g. a suffix that names no image format
             raise ImageError(f"{path}: OpenCV could not write this file ({err.err})") from None
         if not written:
             raise ImageError(f"{path}: OpenCV could not write this file")
+        tmp.write_bytes(encoded.tobytes())
 
 
-def read_ldr_raw(path):
-    """Reads an 8- or 16-bit RGB image without scaling.
+# The largest image accepted by default: 2^28 pixels (a 16384 x 16384 photo; a 16-bit one
+# decodes to 1.5 GB). Programs raise it with --max_pixels.
+MAX_PIXELS = 2 ** 28
+# Suffix -> the format its data must have.
+_FORMATS = {".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG",
+            ".hdr": "Radiance", ".exr": "OpenEXR"}
+_MAGIC = [(b"\x76\x2f\x31\x01", "OpenEXR"), (b"#?", "Radiance"), (b"\x89PNG\r\n\x1a\n", "PNG"),
+          (b"\xff\xd8\xff", "JPEG"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+          (b"II+\x00", "TIFF"), (b"MM\x00+", "TIFF")]
 
-    Returns `(rgb, peak)`: a `[H, W, 3]` uint8/uint16 array in RGB order and 255 or 65535.
-    Raises ImageError for a missing, unreadable, corrupt, grayscale or RGBA file.
-    """
+
+def probe(path, max_pixels=MAX_PIXELS):
+    """`(format, width, height)` of an image file from its first bytes and header, without
+    decoding it. Raises ImageError naming the file if it is missing, of another kind than its
+    name says, larger than `max_pixels`, or (PNG, JPEG) truncated."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    expected = _FORMATS.get(path.suffix.lower())
+    if expected is None:
+        raise ImageError(f"{path}: unknown image type (expected one of "
+                         f"{', '.join(sorted(_FORMATS))})")
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(size - 16, 0))
+        tail = f.read()
+    actual = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+    if actual != expected:
+        what = f"{actual} data" if actual else "no image data this program reads"
+        raise ImageError(f"{path}: holds {what} but is named {path.suffix}; refusing to decode "
+                         f"it (rename it if it is what you meant)")
+    try:
+        width, height = _HEADER_SIZE[actual](path, head)
+    except (ValueError, IndexError, struct.error) as err:
+        raise ImageError(f"{path}: damaged {actual} header ({err})") from None
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{path}: its header gives an empty {width}x{height} image")
+    if width * height > max_pixels:
+        raise ImageError(f"{path}: its header says {width}x{height} = {width * height:,} pixels, "
+                         f"more than the limit of {max_pixels:,}; refusing to decode it "
+                         f"(--max_pixels raises the limit)")
+    if actual == "PNG" and not tail.endswith(b"IEND\xaeB`\x82"):
+        raise ImageError(f"{path}: truncated PNG (no IEND chunk at its end)")
+    if actual == "JPEG" and b"\xff\xd9" not in tail.rstrip(b"\x00\r\n ")[-2:]:
+        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker at its end)")
+    return actual, width, height
+
+
+def _png_size(path, head):
+    return struct.unpack(">II", head[16:24])
+
+
+def _jpeg_size(path, head):
+    with open(path, "rb") as f:
+        data = f.read(1 << 20)
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            raise ValueError("marker expected")
+        marker = data[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+        i += 2 + length
+    raise ValueError("no frame header in the first megabyte")
+
+
+def _tiff_size(path, head):
+    order = "<" if head[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", head[2:4])[0] == 43
+    with open(path, "rb") as f:
+        if big:
+            f.seek(8)
+            f.seek(struct.unpack(order + "Q", f.read(8))[0])
+            count = struct.unpack(order + "Q", f.read(8))[0]
+            entry, value_at, fmt = 20, 12, "Q"
+        else:
+            f.seek(4)
+            f.seek(struct.unpack(order + "I", f.read(4))[0])
+            count = struct.unpack(order + "H", f.read(2))[0]
+            entry, value_at, fmt = 12, 8, "I"
+        table = f.read(entry * min(count, 4096))
+    size = {}
+    for k in range(len(table) // entry):
+        tag, kind = struct.unpack(order + "HH", table[k * entry:k * entry + 4])
+        if tag in (256, 257):
+            raw = table[k * entry + value_at:k * entry + entry]
+            code = {3: "H", 4: "I", 16: "Q"}.get(kind, fmt)
+            size[tag] = struct.unpack(order + code, raw[:struct.calcsize(code)])[0]
+    return size[256], size[257]
+
+
+def _radiance_size(path, head):
+    for line in head.split(b"\n")[1:]:
+        fields = line.split()
+        if len(fields) == 4 and fields[0] in (b"-Y", b"+Y") and fields[2] in (b"+X", b"-X"):
+            return int(fields[3]), int(fields[1])
+    raise ValueError("no resolution line")
+
+
+def _exr_size(path, head):
+    with open(path, "rb") as stream, _exr_errors(path):
+        window = OpenEXR.File(stream, header_only=True).header()["dataWindow"]
+    (x0, y0), (x1, y1) = window
+    return int(x1 - x0 + 1), int(y1 - y0 + 1)
+
+
+_HEADER_SIZE = {"PNG": _png_size, "JPEG": _jpeg_size, "TIFF": _tiff_size,
+                "Radiance": _radiance_size, "OpenEXR": _exr_size}
+
+
+@contextlib.contextmanager
+def _exr_errors(path):
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise ImageError(f"{path}: cannot read this OpenEXR file ({err})") from None
+
+
+def _decode(path, flags):
+    """OpenCV's decoder on a file already `probe`d; paths that are not valid UTF-8 (which
+    OpenCV cannot open by name) are read into memory first."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        with open(path, "rb") as f:
+            return cv2.imdecode(np.frombuffer(f.read(), np.uint8), flags)
+    return cv2.imread(str(path), flags)
+
+
+def read_ldr_raw(path, max_pixels=MAX_PIXELS):
+    """Reads an 8- or 16-bit RGB photo (TIFF, PNG or JPEG) without scaling.
+
+    Returns `(rgb, peak)`: a `[H, W, 3]` uint8/uint16 array in RGB order and 255 or 65535.
+    Raises ImageError for a missing, misnamed, oversized, truncated, corrupt, grayscale or RGBA
+    file.
+    """
+    path = Path(path)
+    kind, _, _ = probe(path, max_pixels)
+    if kind not in ("TIFF", "PNG", "JPEG"):
+        raise ImageError(f"{path}: an {kind} image is not an LDR photo (use TIFF, PNG or JPEG)")
+    image = _decode(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageError(f"{path}: cannot decode the image (corrupt, truncated or not an image)")
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
@@ -111,24 +261,30 @@ def read_ldr_raw(path):
     return np.ascontiguousarray(image[..., ::-1]), peak
 
 
-def read_ldr(path):
+def read_ldr(path, max_pixels=MAX_PIXELS):
     """Reads an 8- or 16-bit RGB image as float32 in [0, 1]."""
-    raw, peak = read_ldr_raw(path)
+    raw, peak = read_ldr_raw(path, max_pixels)
     return raw.astype(np.float32) / np.float32(peak)
 
 
-def read_hdr(path):
+def read_hdr(path, max_pixels=MAX_PIXELS):
     """Reads a Radiance `.hdr` or OpenEXR image as `[H, W, 3]` float32 RGB, checked finite and
     >= 0."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: file not found")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageError(f"{path}: cannot decode the HDR image (corrupt, truncated or not HDR)")
-    if image.ndim != 3 or image.shape[2] < 3:
-        raise ImageError(f"{path}: HDR image must have 3 colour channels, got shape {image.shape}")
-    image = np.ascontiguousarray(image[..., 2::-1]).astype(np.float32)
+    kind, _, _ = probe(path, max_pixels)
+    if kind == "OpenEXR":
+        image = _read_exr(path)
+    elif kind == "Radiance":
+        image = _decode(path, cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise ImageError(f"{path}: cannot decode the HDR image (corrupt or truncated)")
+        if image.ndim != 3 or image.shape[2] < 3:
+            raise ImageError(f"{path}: HDR image must have 3 colour channels, got shape "
+                             f"{image.shape}")
+        image = image[..., 2::-1]
+    else:
+        raise ImageError(f"{path}: a {kind} image is not an HDR image (use .hdr or .exr)")
+    image = np.ascontiguousarray(image).astype(np.float32)
     if not np.all(np.isfinite(image)):
         raise ImageError(f"{path}: HDR image holds NaN or Inf values")
     if np.any(image < 0):
@@ -136,12 +292,30 @@ def read_hdr(path):
     return image
 
 
+def _read_exr(path):
+    with open(path, "rb") as stream, _exr_errors(path):
+        channels = OpenEXR.File(stream, separate_channels=True).channels()
+        if not {"R", "G", "B"} <= set(channels):
+            raise ImageError(f"{path}: OpenEXR image without R, G and B channels (has "
+                             f"{', '.join(sorted(channels))})")
+        return np.stack([channels[c].pixels for c in "RGB"], axis=-1)
+
+
 def write_hdr(path, rgb):
-    """Writes a linear RGB float image as Radiance `.hdr` or OpenEXR (by the suffix), atomically."""
+    """Writes a linear RGB float image as Radiance `.hdr` or OpenEXR (half floats, ZIP
+    compression), by the suffix, atomically."""
     path = Path(path)
     if path.suffix.lower() not in HDR_SUFFIXES:
         raise ImageError(f"{path}: HDR output must end in .hdr or .exr")
-    _imwrite(path, np.ascontiguousarray(np.asarray(rgb, np.float32)[..., ::-1]))
+    rgb = np.asarray(rgb, np.float32)
+    if path.suffix.lower() == ".exr":
+        with atomic_output(path) as tmp, _exr_errors(path):
+            header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+            channels = {c: np.ascontiguousarray(rgb[..., i].astype(np.float16))
+                        for i, c in enumerate("RGB")}
+            OpenEXR.File(header, channels).write(str(tmp))
+        return
+    _imwrite(path, np.ascontiguousarray(rgb[..., ::-1]))
 
 
 def write_ldr(path, rgb, bit_depth=8):
@@ -180,6 +354,17 @@ def radiance_rows(path, height, width):
     path = Path(path)
     if path.suffix.lower() != ".hdr":
         raise ImageError(f"{path}: a Radiance file must end in .hdr")
+    header = f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {height} +X {width}\n".encode("ascii")
+    with _rows_to_file(path, height, width, header,
+                       lambda rgb, first: rgbe_pixels(np.maximum(rgb, 0)).tobytes()) as write:
+        yield write
+
+
+@contextlib.contextmanager
+def _rows_to_file(path, height, width, header, encode):
+    """The streamed writers' common part: `header`, then each band of rows as
+    `encode(rows, index of its first row)` stores it; the file appears at `path` (atomically)
+    only when all `height` rows have come."""
     written = 0
 
     def write(rgb):
@@ -188,16 +373,59 @@ def radiance_rows(path, height, width):
         if rgb.ndim != 3 or rgb.shape[1:] != (width, 3) or written + len(rgb) > height:
             raise ImageError(f"{path}: rows of shape {rgb.shape} do not fit a {width}x{height} "
                              f"image with {written} rows written")
-        stream.write(rgbe_pixels(np.maximum(rgb, 0)).tobytes())
+        stream.write(encode(rgb, written))
         written += len(rgb)
 
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as stream:
-            stream.write(f"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y {height} +X {width}\n"
-                         .encode("ascii"))
+            stream.write(header)
             yield write
         if written != height:
             raise ImageError(f"{path}: only {written} of {height} rows were written")
+
+
+@contextlib.contextmanager
+def exr_rows(path, height, width):
+    """Writes an OpenEXR file a band of rows at a time, top to bottom, atomically.
+
+    Yields `write(rgb)` taking `[n, width, 3]` linear RGB rows, stored as half floats in
+    uncompressed scanlines: every scanline's place in the file is known in advance, so the
+    header and line-offset table are written first and each band is appended as it comes.
+    The maintained OpenEXR library reads the result; it appears at `path` only when all
+    `height` rows have been written.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".exr":
+        raise ImageError(f"{path}: an OpenEXR file must end in .exr")
+
+    def attribute(name, kind, value):
+        return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
+
+    channels = b"".join(c.encode() + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in "BGR")
+    window = struct.pack("<4i", 0, 0, width - 1, height - 1)
+    header = (b"\x76\x2f\x31\x01" + struct.pack("<I", 2)
+              + attribute("channels", "chlist", channels + b"\0")
+              + attribute("compression", "compression", b"\0")  # NO_COMPRESSION
+              + attribute("dataWindow", "box2i", window)
+              + attribute("displayWindow", "box2i", window)
+              + attribute("lineOrder", "lineOrder", b"\0")  # INCREASING_Y
+              + attribute("pixelAspectRatio", "float", struct.pack("<f", 1.0))
+              + attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0.0, 0.0))
+              + attribute("screenWindowWidth", "float", struct.pack("<f", 1.0)) + b"\0")
+    line_bytes = 3 * width * 2  # B, G, R planes of half floats
+    first = len(header) + 8 * height
+    offsets = np.arange(height, dtype="<u8") * (8 + line_bytes) + first
+
+    def encode(rgb, first_row):
+        lines = np.empty((len(rgb), 8 + line_bytes), np.uint8)
+        lines[:, :8] = np.stack([np.arange(first_row, first_row + len(rgb), dtype="<i4"),
+                                 np.full(len(rgb), line_bytes, "<i4")], 1).view(np.uint8)
+        planes = np.ascontiguousarray(rgb[..., ::-1].astype("<f2").transpose(0, 2, 1))
+        lines[:, 8:] = planes.reshape(len(rgb), -1).view(np.uint8)
+        return lines.tobytes()
+
+    with _rows_to_file(path, height, width, header + offsets.tobytes(), encode) as write:
+        yield write
 
 
 class SpooledImages:

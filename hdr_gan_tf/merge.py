@@ -13,6 +13,7 @@ smaller ones in the graph's own order (`Generator.call`), which lets ops overlap
 (`hdr_gan_tf.conv_ops.reflect_conv2d`).
 """
 
+import contextlib
 import dataclasses
 import time
 import weakref
@@ -136,6 +137,18 @@ def run_generator(generator, ldrs, exposure_bias, mu=MU, lean=False, strips_from
     return [tf.cast(y[:, :h, :w, :], tf.float32) for y in outputs]
 
 
+def check_tiling(tile, overlap):
+    """ValueError unless `tile` is 0 (whole image) or positive and `overlap` is at least 0 and,
+    with tiles, less than half a tile."""
+    if tile < 0:
+        raise ValueError(f"--tile={tile}: give 0 (the whole image) or a tile side in pixels")
+    if overlap < 0:
+        raise ValueError(f"--overlap={overlap}: must not be negative")
+    if tile and 2 * overlap >= tile:
+        raise ValueError(f"--overlap={overlap}: must be less than half the tile "
+                         f"(--tile={tile})")
+
+
 def _tile_starts(size, tile, overlap):
     if size <= tile:
         return [0]
@@ -197,6 +210,7 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, p
       list over `branches` (default: auxiliary first, main last) of `[H, W, 3]` float32 tanh
       outputs.
     """
+    check_tiling(tile, overlap)
     shape, read = _row_reader(ldrs)
     height, width = shape[1:3]
     if not tile or (height <= tile and width <= tile):
@@ -244,8 +258,8 @@ def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=MU, progres
     height, width = shape[1:3]
     run_window = _window_runner(generator, exposure_bias, mu, branches, options)
     multiple = 2 ** (generator.scales - 1)
+    check_tiling(tile, overlap)
     tile = -(-tile // multiple) * multiple
-    overlap = min(overlap, tile // 2)
     tile_h, tile_w = min(tile, height), min(tile, width)
     rows, cols = _tile_starts(height, tile_h, overlap), _tile_starts(width, tile_w, overlap)
     # The weight of pixel (y, x) summed over the tile grid is (sum of row ramps)(y) times
@@ -311,9 +325,10 @@ def generator_merger(generator, branches, mu=MU, options=InferenceOptions()):
 
 
 def streams(output, tile, exr=False):
-    """Whether a merge is written band by band: tiled, to a Radiance file, without an EXR copy
-    (OpenCV writes EXR from a whole image only)."""
-    return bool(tile) and not exr and Path(output).suffix.lower() == ".hdr"
+    """Whether a merge is written band by band: whenever it is tiled (`.hdr` and `.exr` files,
+    and an `.exr` copy beside a `.hdr`, are all written a band of rows at a time)."""
+    del output, exr  # every output format streams
+    return bool(tile)
 
 
 def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", tile=0,
@@ -321,12 +336,12 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     """Merges a loaded bracket `(ldrs, ev)` (`hdr_gan_tf.photos.load_bracket`) and writes the HDR
     file(s) and the preview PNG.
 
-    A tiled merge to a `.hdr` file (`streams`) writes each band of rows as soon as it is
+    A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
     final, so neither the photos (pass them spooled) nor the result is ever held whole. The
     preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`.
     """
     from hdr_gan_tf.display import PreviewImage, tonemap_for_display
-    from hdr_gan_tf.image_io import radiance_rows, write_hdr, write_ldr
+    from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
 
     ldrs, ev = bracket
     height, width = ldrs.shape[1:3]
@@ -334,23 +349,28 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         + (f" in {tile}-pixel tiles" if tile else ""))
     progress = progress_printer(log)
     reduced = PreviewImage(height, width)
+    paths = [Path(output)] + ([Path(output).with_suffix(".exr")]
+                              if exr and Path(output).suffix.lower() == ".hdr" else [])
     if streams(output, tile, exr):
-        with radiance_rows(output, height, width) as write:
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
+                                            else radiance_rows)(p, height, width))
+                       for p in paths]
             for _, rows in merge.bands(ldrs, ev, tile, overlap, progress, wanted=["main"]):
-                write(rows["main"])
+                for write in writers:
+                    write(rows["main"])
                 reduced.add(rows["main"])
     else:
         if hasattr(ldrs, "rows"):
             ldrs = ldrs.rows(0, height)
         hdr = merge(ldrs, ev, tile=tile, overlap=overlap, progress=progress,
                     wanted=["main"])["main"]
-        write_hdr(output, hdr)
-        if exr:
-            write_hdr(Path(output).with_suffix(".exr"), hdr)
+        for path in paths:
+            write_hdr(path, hdr)
         reduced.add(hdr)
         del hdr
     write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
-    log(f"Wrote {output} and preview {preview}")
+    log(f"Wrote {', '.join(map(str, paths))} and preview {preview}")
 
 
 def progress_printer(log=print):

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from hdr_gan_tf.data import read_exposure_file
-from hdr_gan_tf.image_io import SpooledImages, read_ldr_raw
+from hdr_gan_tf.image_io import MAX_PIXELS, SpooledImages, read_ldr_raw
 from hdr_gan_tf.imaging import parse_exposure_bias
 
 _EXIF_IFD = 0x8769
@@ -61,13 +61,14 @@ def exposures_for(paths, given=None, exposure_file=None):
     return [math.log2(t / shortest) for t in times]
 
 
-def load_bracket(paths, given=None, exposure_file=None, spool=False):
+def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=MAX_PIXELS):
     """Reads three photos, sorts them by exposure; returns `(ldrs [3, H, W, 3], ev [3])`.
 
     The photos stay 8- or 16-bit (uint8 / uint16; float32 in [0, 1] if their depths differ) so
     that a large bracket is not held as float32; the merge converts it tile by tile. With
     `spool`, they go one at a time into a `SpooledImages` file instead (as uint16: an 8-bit
     value v is stored as 257 v, the same fraction of full scale), for a merge by bands.
+    Photos whose headers say they exceed `max_pixels` are refused before they are decoded.
     """
     paths = [str(p) for p in paths]
     if len(paths) != 3:
@@ -80,7 +81,7 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False):
         spooled = SpooledImages()
         try:
             for i in order:
-                image, peak = read_ldr_raw(paths[i])
+                image, peak = read_ldr_raw(paths[i], max_pixels)
                 if spooled.count and image.shape != spooled.image_shape:
                     h, w = spooled.image_shape[:2]
                     raise ValueError(f"photos differ in size: {paths[order[0]]} {w}x{h}, "
@@ -92,7 +93,7 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False):
             spooled.close()
             raise
         return spooled, sorted_ev
-    raw = [read_ldr_raw(p) for p in paths]
+    raw = [read_ldr_raw(p, max_pixels) for p in paths]
     images = [image for image, _ in raw]
     if len({image.dtype for image in images}) > 1:
         images = [image.astype(np.float32) / np.float32(peak) for image, peak in raw]

@@ -54,18 +54,19 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
     optionally as a `.keras` file and an ONNX model (`export_onnx`). Returns the checkpoint
     prefix exported."""
     from hdr_gan_tf.config import restore_generator
-    from hdr_gan_tf.image_io import atomic_directory, atomic_output, refuse_existing
+    from hdr_gan_tf.image_io import atomic_output
+    from hdr_gan_tf.outputs import check_output_dir, check_output_file, output_dir as new_dir
 
     output_dir = Path(output_dir)
-    refuse_existing(output_dir, overwrite)
+    check_output_dir(output_dir, "saved_model", overwrite, inputs=[checkpoint])
     for path, suffix in ((keras_file, ".keras"), (onnx_path, ".onnx")):
         if path:
             if not str(path).endswith(suffix):
                 raise ValueError(f"{path}: the file name must end in {suffix}")
-            refuse_existing(path, overwrite)
+            check_output_file(path, overwrite, inputs=[checkpoint, output_dir])
     generator, config, prefix = restore_generator(checkpoint, precision)
     module = ServingModule(generator, config.model.mu)
-    with atomic_directory(output_dir, replace=overwrite) as tmp:
+    with new_dir(output_dir, "saved_model") as tmp:
         save_serving_model(module, tmp)
     if keras_file:
         with atomic_output(keras_file) as path:
@@ -143,6 +144,10 @@ def saved_model_merger(path):
     if not Path(path, "saved_model.pb").is_file():
         raise ValueError(f"{path}: not a SavedModel (no saved_model.pb)")
     loaded = tf.saved_model.load(str(path))
+    if "serving_default" not in loaded.signatures:
+        raise ValueError(f"{path}: this SavedModel has no serving_default signature (it has "
+                         f"{', '.join(loaded.signatures) or 'none'}); export one with "
+                         f"hdr-gan-export")
     serve = loaded.signatures["serving_default"]
 
     def merge(ldrs, exposure_bias, **_):

@@ -162,15 +162,15 @@ def convert_to_logdir(tf1_checkpoint, output_dir, overwrite=False):
     Returns the checkpoint prefix written.
     """
     from hdr_gan_tf import config as config_lib
-    from hdr_gan_tf.image_io import atomic_directory, refuse_existing
+    from hdr_gan_tf.outputs import check_output_dir, output_dir as new_dir
 
     output_dir = Path(output_dir)
-    refuse_existing(output_dir, overwrite)
+    check_output_dir(output_dir, "log_dir", overwrite, inputs=[Path(tf1_checkpoint).parent])
     config = config_lib.RunConfig(converted_from=str(tf1_checkpoint))
     generator = config_lib.build_generator(config.model)
     discriminator = config_lib.build_discriminator(config.model)
     load_tf1_weights(tf1_checkpoint, generator, discriminator)
-    with atomic_directory(output_dir, replace=overwrite) as tmp:
+    with new_dir(output_dir, "log_dir") as tmp:
         config_lib.write_config(tmp, config)
         step = tf.Variable(0, dtype=tf.int64, name="step")
         ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, step=step)

@@ -12,9 +12,12 @@ them. Under `tf.distribute` every loss is divided by the number of replicas, so 
 replica gradients are those of the global-batch mean.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import math
+import os
 import shutil
 import signal
 import tempfile
@@ -34,6 +37,7 @@ from hdr_gan_tf.imaging import mu_law, to_unit
 from hdr_gan_tf.losses import discriminator_objective, generator_objective
 from hdr_gan_tf.merge import merge_exposures, outputs_to_linear
 from hdr_gan_tf.metrics import psnr
+from hdr_gan_tf.outputs import clean_leftovers, temp_name
 
 
 # Smallest input whose PatchGAN map is not empty (four 4x4 VALID convolutions, three of stride 2).
@@ -142,16 +146,20 @@ class Trainer:
                 self.d_optimizer = self._optimizer()
                 self.d_optimizer.build(self.discriminator.trainable_variables)
                 objects.update(discriminator=self.discriminator, d_optimizer=self.d_optimizer)
+            # The best checkpoint carries its own validation score, so that the score and the
+            # weights it belongs to are written (and found after a crash) together.
+            self.best_score = tf.Variable(-math.inf, dtype=tf.float64, trainable=False,
+                                          name="best_score")
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.is_chief = is_chief(strategy)
         self.write_dir = self.logdir if self.is_chief else Path(
-            tempfile.mkdtemp(prefix="hdr_gan_worker_"))
-        self.manager = tf.train.CheckpointManager(
+            tempfile.mkdtemp(prefix=temp_name("worker-")))
+        self.manager = _RestoredManager(
             self.checkpoint, str(self.write_dir), max_to_keep=cfg.keep_checkpoints,
             checkpoint_name="ckpt")
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.write_dir / "best"), max_to_keep=1,
-            checkpoint_name="ckpt")
+            tf.train.Checkpoint(**objects, best_score=self.best_score),
+            str(self.write_dir / "best"), max_to_keep=1, checkpoint_name="ckpt")
         step_fn = self._replica_step
         if cfg.jit_compile:
             step_fn = tf.function(step_fn, jit_compile=True)
@@ -245,14 +253,39 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def restore(self):
-        """Restores the latest checkpoint of the log dir (the chief's, on every worker);
-        returns its path or None."""
-        path = tf.train.latest_checkpoint(str(self.logdir))
+        """Restores the newest readable checkpoint of the log dir (the chief's, on every
+        worker), and the best validation score so far; returns its path or None."""
+        path = config_lib.readable_checkpoint(self.logdir, self.log)
         if path:
             self.checkpoint.restore(path)
             self.log(f"Resumed from {path} at step {int(self.step.numpy())} "
                      f"(learning rate {float(self.schedule(self.step)):.3g})")
+        best = config_lib.readable_checkpoint(self.logdir / "best", self.log)
+        if best:
+            try:
+                self.best_score.assign(tf.train.load_checkpoint(best).get_tensor(
+                    "best_score/.ATTRIBUTES/VARIABLE_VALUE"))
+            except (tf.errors.NotFoundError, ValueError):
+                self.log(f"warning: {best} holds no validation score; the next validation "
+                         f"starts the best checkpoint afresh")
         return path
+
+    def save(self):
+        """Saves a checkpoint, after making sure the weights are finite (a NaN can enter in an
+        update whose loss was finite): raises TrainingDiverged instead of saving bad weights."""
+        self.check_weights()
+        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+
+    def check_weights(self):
+        networks = [n for n in (self.generator, self.discriminator) if n is not None]
+        finite = [bool(tf.reduce_all(tf.math.is_finite(v))) for n in networks
+                  for v in n.weights]
+        if not all(finite):
+            names = [v.path for n in networks for v, ok in zip(n.weights, finite) if not ok]
+            raise TrainingDiverged(
+                f"non-finite weights at step {int(self.step.numpy())} ({', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''}); stopped without saving. Last good "
+                f"checkpoint: {self.manager.latest_checkpoint}")
 
     def close(self):
         """Removes a non-chief worker's temporary checkpoint folder."""
@@ -266,10 +299,6 @@ class Trainer:
             for variable in (network.weights if network is not None else []):
                 digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
         return digest.hexdigest()
-
-    def save(self):
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
-        return path
 
     def _on_signal(self, signum, frame):
         self._stop_signal = signum
@@ -325,7 +354,7 @@ class Trainer:
                                                        hdr_gt))
         return {b: float(t / len(scenes)) for b, t in zip(self.branches, totals)}
 
-    def _validate_and_keep_best(self, scenes, best):
+    def _validate_and_keep_best(self, scenes):
         # Every worker validates (the same weights give the same scores), so that all of them
         # take part in saving a new best checkpoint; only the chief writes the results.
         step = int(self.step.numpy())
@@ -334,14 +363,15 @@ class Trainer:
         for b, v in scores.items():
             tf.summary.scalar(f"validation/psnr_mu/{b}", v, step)
         line = ", ".join(f"{b} {v:.2f} dB" for b, v in scores.items())
-        if scores["main"] > best:
-            best = scores["main"]
+        if scores["main"] > float(self.best_score.numpy()):
+            self.check_weights()
+            self.best_score.assign(scores["main"])
             self.best_manager.save(checkpoint_number=step)
+            # For people; the checkpoint holds the score the program goes by.
             write_text(self.write_dir / "best" / "best.txt",
-                       f"step {step}\npsnr_mu_main {best:.4f}\n")
+                       f"step {step}\npsnr_mu_main {scores['main']:.4f}\n")
             line += "  (new best, kept in best/)"
         self.log(f"validation at step {step}: PSNR-mu {line}")
-        return best
 
     # ---------------------------------------------------------------- the loop
     def fit(self, train_scenes, val_scenes=(), iterations=None):
@@ -354,12 +384,15 @@ class Trainer:
         cfg = self.config.training
         total = cfg.iterations if iterations is None else int(iterations)
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Several hosts: SIGTERM on any worker (a preemption notice) makes every worker save at
+        # one agreed step, through TensorFlow's handler, which takes SIGTERM over from here.
+        preemption = (tf.distribute.experimental.PreemptionCheckpointHandler(
+            self.strategy.cluster_resolver, self.manager,
+            termination_config=tf.distribute.experimental.TerminationConfig(
+                exit_fn=self._preempted, save_fn=lambda *args, **kwargs: self.save()))
+            if cfg.strategy == "multi_worker" else None)
         writer = (tf.summary.create_file_writer(str(self.logdir / "train")) if self.is_chief
                   else tf.summary.create_noop_writer())
-        best = -math.inf
-        best_file = self.logdir / "best" / "best.txt"
-        if best_file.is_file():
-            best = float(best_file.read_text().split()[-1])
         iterator = iter(self.distributed_dataset(train_scenes))
         step = int(self.step.numpy())
         t_start, step_start, t_last, step_last = time.time(), step, time.time(), step
@@ -387,20 +420,29 @@ class Trainer:
                     if self.is_chief and (step % cfg.image_every == 0 or step == total):
                         self._write_images(g_batch)
                     if val_scenes and (step % cfg.validation_every == 0 or step == total):
-                        best = self._validate_and_keep_best(val_scenes, best)
+                        self._validate_and_keep_best(val_scenes)
                     if step % cfg.checkpoint_every == 0 or step == total:
                         self.save()
+                    if preemption is not None:
+                        preemption.save_checkpoint_if_preempted()
                     if self._stop_signal is not None:
                         path = self.save()
                         self.log(f"Stopped by signal {self._stop_signal} at step {step}; "
                                  f"checkpoint saved to {path}")
                         status = "interrupted"
                         break
+        except Preempted:
+            self.log(f"Preempted: every worker saved a checkpoint at step "
+                     f"{int(self.step.numpy())}; {self.manager.latest_checkpoint}")
+            status = "preempted"
         finally:
             writer.flush()
             for s, h in handlers.items():
                 signal.signal(s, h)
         return status
+
+    def _preempted(self):
+        raise Preempted()
 
     def _progress_line(self, step, total, logs, rate, overall):
         """One line of progress from the window's means."""
@@ -430,7 +472,31 @@ def run_training(config, log=print, strategy=None):
     Data and log dir are checked before anything is written. Returns `(trainer, status)`.
     """
     cfg = config.training
+    for folder in (Path(cfg.logdir), Path(cfg.logdir) / "best", Path(tempfile.gettempdir())):
+        clean_leftovers(folder)  # what killed runs left: half-written files, worker folders
     strategy = strategy or make_strategy(cfg.strategy, cfg.collective_timeout)
+    logdir = Path(cfg.logdir)
+    with contextlib.ExitStack() as stack:
+        chief, locked = is_chief(strategy), False
+        if chief and logdir.is_dir():  # an existing run: refuse a second writer at once
+            stack.enter_context(log_dir_lock(logdir))
+            locked = True
+        config, train_scenes, val_scenes = _prepare(config, strategy, log)
+        trainer = Trainer(config, strategy, log=log)
+        stack.callback(trainer.close)
+        if chief:
+            if not locked:
+                logdir.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(log_dir_lock(logdir))
+            config_lib.write_config(logdir, config)
+        trainer.restore()
+        return trainer, trainer.fit(train_scenes, val_scenes)
+
+
+def _prepare(config, strategy, log):
+    """Precision, seed, the log dir's recorded configuration, the data: checked before
+    anything is written. Returns `(config, training scenes, validation scenes)`."""
+    cfg = config.training
     config_lib.set_precision("float32" if cfg.mixed_precision == "none"
                              else cfg.mixed_precision)
     keras.utils.set_random_seed(cfg.seed)
@@ -446,20 +512,58 @@ def run_training(config, log=print, strategy=None):
         from hdr_gan_tf.synthetic import builtin_dataset
         config = config.replace(data_dir=str(builtin_dataset(log)))
         cfg = config.training
+    cache_dir = cfg.cache_dir or str(logdir / DATA_CACHE)
+    clean_leftovers(Path(cache_dir))  # half-written scenes of a killed run
     scenes = data_lib.open_split(cfg.data_dir, data_lib.TRAIN_SPLIT, min_size=cfg.patch_size,
-                                 ldr_bits=cfg.ldr_bits)
+                                 ldr_bits=cfg.ldr_bits, max_pixels=cfg.max_pixels,
+                                 cache=cfg.cache, cache_dir=cache_dir, log=log)
     train_scenes, val_scenes = data_lib.split_validation(scenes,
                                                          parse_validation(cfg.validation))
     replicas = strategy.num_replicas_in_sync
     log(f"Data: {len(train_scenes)} training and {len(val_scenes)} validation scenes from "
         f"{cfg.data_dir}; {replicas} replica(s), each taking {cfg.batch_size // replicas} of "
         f"the {cfg.batch_size} patches of a batch")
-    trainer = Trainer(config, strategy, log=log)
-    try:
-        if trainer.is_chief:
-            logdir.mkdir(parents=True, exist_ok=True)
-            config_lib.write_config(logdir, config)
-        trainer.restore()
-        return trainer, trainer.fit(train_scenes, val_scenes)
-    finally:
-        trainer.close()
+    return config, train_scenes, val_scenes
+
+
+class Preempted(Exception):
+    """Raised (by `PreemptionCheckpointHandler`'s exit function) once every worker saved."""
+
+
+class _RestoredManager(tf.train.CheckpointManager):
+    """A CheckpointManager whose `restore_or_initialize` leaves the variables alone:
+    `Trainer.restore` has already restored the newest readable checkpoint (the one this would
+    pick may be damaged), and `PreemptionCheckpointHandler` calls it when it is created."""
+
+    def restore_or_initialize(self):
+        return None
+
+
+LOCK_FILE = ".hdr_gan_train.lock"
+# Default home of the decoded scenes when they are kept on disk (`--cache`), in the log dir.
+DATA_CACHE = "data_cache"
+
+
+@contextlib.contextmanager
+def log_dir_lock(logdir):
+    """Holds an exclusive lock on the log dir for one writer (`fcntl.flock` on `LOCK_FILE`;
+    the system releases it when the process ends, however it ends). A second trainer on the
+    same log dir gets a ConfigError naming the first one's process."""
+    path = Path(logdir) / LOCK_FILE
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise config_lib.ConfigError(
+                f"{logdir}: another hdr-gan-train (process {holder}) is writing this log dir; "
+                f"wait for it to finish or use another --logdir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

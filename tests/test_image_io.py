@@ -1,8 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
-from hdr_gan_tf.image_io import (ImageError, SpooledImages, radiance_rows, read_hdr, write_hdr,
-                                 write_ldr)
+from hdr_gan_tf.image_io import (ImageError, SpooledImages, exr_rows, probe, radiance_rows,
+                                 read_hdr, read_ldr, write_hdr, write_ldr)
 
 
 def _hdr_image(height=37, width=53):
@@ -63,3 +64,107 @@ def test_ldr_writer_is_atomic(tmp_path):
     write_ldr(target, np.full((4, 4, 3), 0.5))
     assert target.read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_exr_round_trips_through_the_openexr_package_as_half_floats(tmp_path):
+    image = _hdr_image()
+    write_hdr(tmp_path / "x.exr", image)
+    np.testing.assert_array_equal(read_hdr(tmp_path / "x.exr"),
+                                  image.astype(np.float16).astype(np.float32))
+    bad = image.copy()
+    bad[2, 3, 1] = np.nan
+    write_hdr(tmp_path / "nan.exr", bad)
+    with pytest.raises(ImageError, match="nan.exr: HDR image holds NaN or Inf"):
+        read_hdr(tmp_path / "nan.exr")
+    bad[2, 3, 1] = -1
+    write_hdr(tmp_path / "negative.exr", bad)
+    with pytest.raises(ImageError, match="negative.exr: HDR image holds negative values"):
+        read_hdr(tmp_path / "negative.exr")
+
+
+def test_exr_rows_decode_like_the_whole_image_writer(tmp_path):
+    image = _hdr_image(height=41, width=29)
+    with exr_rows(tmp_path / "streamed.exr", 41, 29) as write:
+        for start in range(0, 41, 8):
+            write(image[start:start + 8])
+    write_hdr(tmp_path / "whole.exr", image)
+    np.testing.assert_array_equal(read_hdr(tmp_path / "streamed.exr"),
+                                  read_hdr(tmp_path / "whole.exr"))
+    with pytest.raises(ImageError, match="only 8 of 41 rows"):
+        with exr_rows(tmp_path / "short.exr", 41, 29) as write:
+            write(image[:8])
+    assert not (tmp_path / "short.exr").exists()
+    assert [p.name for p in tmp_path.iterdir()] != [] and not [
+        p for p in tmp_path.iterdir() if p.name.startswith(".hdr_gan_tmp")]
+
+
+@pytest.fixture
+def no_opencv_decoding(monkeypatch):
+    """Fails the test if OpenCV's decoders are reached."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("an OpenCV decoder was called")
+    monkeypatch.setattr(cv2, "imread", refuse)
+    monkeypatch.setattr(cv2, "imdecode", refuse)
+
+
+@pytest.mark.parametrize("name", ["photo.tif", "HDRImg.hdr", "photo.png", "photo.jpg"])
+def test_an_exr_under_another_name_never_reaches_a_decoder(tmp_path, name, no_opencv_decoding,
+                                                           monkeypatch):
+    import OpenEXR
+
+    write_hdr(tmp_path / "real.exr", _hdr_image())
+    renamed = tmp_path / name
+    (tmp_path / "real.exr").rename(renamed)
+    monkeypatch.setattr(OpenEXR, "File", lambda *a, **k: pytest.fail("OpenEXR was called"))
+    read = read_hdr if name.endswith(".hdr") else read_ldr
+    with pytest.raises(ImageError, match=f"{name}: holds OpenEXR data but is named"):
+        read(renamed)
+
+
+def _png_header(width, height):
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)))
+
+
+def test_a_header_over_the_pixel_limit_is_refused_before_decoding(tmp_path, no_opencv_decoding):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header(100_000, 100_000) + b"\0" * 64 + b"IEND\xaeB`\x82")
+    with pytest.raises(ImageError, match=r"huge.png: its header says 100000x100000 = "
+                                         r"10,000,000,000 pixels, more than the limit"):
+        read_ldr(huge)
+    with pytest.raises(ImageError, match="more than the limit of 100"):
+        read_ldr(huge, max_pixels=100)
+    assert probe(huge, max_pixels=10 ** 10) == ("PNG", 100_000, 100_000)
+
+
+@pytest.mark.parametrize("suffix, cut, message", [
+    (".jpg", 200, "truncated JPEG"), (".png", 40, "truncated PNG")])
+def test_truncated_photos_are_refused(tmp_path, suffix, cut, message):
+    rng = np.random.default_rng(1)
+    path = tmp_path / f"photo{suffix}"
+    write_ldr(path, rng.random((48, 64, 3)))
+    assert read_ldr(path).shape == (48, 64, 3)
+    path.write_bytes(path.read_bytes()[:-cut])
+    with pytest.raises(ImageError, match=f"photo{suffix}: {message}"):
+        read_ldr(path)
+
+
+def test_file_names_that_are_not_utf8_are_read_and_written(tmp_path):
+    import os
+
+    folder = os.fsdecode(bytes(tmp_path) + b"/caf\xe9")  # Latin-1 bytes: not UTF-8
+    os.mkdir(folder)
+    image = np.random.default_rng(2).random((16, 24, 3)).astype(np.float32)
+    write_ldr(os.path.join(folder, "p.png"), image, 16)
+    np.testing.assert_allclose(read_ldr(os.path.join(folder, "p.png")), image, atol=1 / 65535)
+    write_hdr(os.path.join(folder, "h.hdr"), image)
+    assert read_hdr(os.path.join(folder, "h.hdr")).shape == (16, 24, 3)
+    with pytest.raises(ImageError) as err:
+        read_ldr(os.path.join(folder, "missing.png"))
+    from hdr_gan_tf.cli.common import printable
+    assert "caf\\xe9" in printable(err.value)

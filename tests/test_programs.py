@@ -1,6 +1,7 @@
 """The command-line programs, run as a user runs them (subprocesses)."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -136,17 +137,48 @@ def test_convert_then_export_reproduces_the_golden_output(exported, golden):
     assert np.abs(out["hdr_aux"].numpy() - aux).max() <= 1e-5
 
 
+def test_export_overwrite_cannot_destroy_its_input_or_the_working_folder(converted, exported,
+                                                                        tmp_path):
+    """`hdr-gan-export --checkpoint=runs/x --output_dir=runs/x --overwrite` once exported and
+    then deleted every checkpoint of runs/x."""
+    logdir = tmp_path / "x"
+    shutil.copytree(converted, logdir)
+    before = sorted(p.name for p in logdir.iterdir())
+    for target in (logdir, tmp_path, ".", ".."):
+        result = run_program("export", f"--checkpoint={logdir}", f"--output_dir={target}",
+                             "--overwrite")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: {target}: refusing to write here")
+    assert sorted(p.name for p in logdir.iterdir()) == before
+    # An earlier export is replaced; a folder of something else is not.
+    again = run_program("export", f"--checkpoint={converted}", f"--output_dir={exported}",
+                        "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert (exported / "saved_model.pb").is_file()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_text("precious")
+    refused = run_program("export", f"--checkpoint={converted}", f"--output_dir={photos}",
+                          "--overwrite")
+    assert refused.returncode == 2 and "not an earlier output of hdr-gan-export" in refused.stderr
+    assert (photos / "holiday.jpg").read_text() == "precious"
+
+
 def test_converter_names_a_mis_shaped_variable(golden_checkpoint, tmp_path):
     from tests.test_tf1_checkpoint import _rewrite_checkpoint
-    bad = _rewrite_checkpoint(golden_checkpoint, tmp_path / "model",
+    (tmp_path / "tf1").mkdir()
+    bad = _rewrite_checkpoint(golden_checkpoint, tmp_path / "tf1" / "model",
                               reshape="UnetppGeneratorS/output_2/kernel")
     result = run_program("convert_tf1", f"--tf1_checkpoint={bad}", f"--output_dir={tmp_path}/o")
     assert result.returncode == 2
     assert "UnetppGeneratorS/output_2/kernel" in result.stderr
     assert not (tmp_path / "o").exists()
-    missing = run_program("convert_tf1", f"--tf1_checkpoint={tmp_path}/nothing",
+    missing = run_program("convert_tf1", f"--tf1_checkpoint={tmp_path}/tf1/nothing",
                           f"--output_dir={tmp_path}/o")
     assert missing.returncode == 2 and "not a readable TensorFlow checkpoint" in missing.stderr
+    inside = run_program("convert_tf1", f"--tf1_checkpoint={bad}",
+                         f"--output_dir={tmp_path}/tf1/converted")
+    assert inside.returncode == 2 and "lies inside the input" in inside.stderr
 
 
 def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_data, tmp_path):
@@ -232,15 +264,15 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     result = run_program("infer", f"--checkpoint={converted}",
                          f"--inputs={','.join(map(str, paths))}",
                          f"--exposure_bias={','.join(map(str, ev))}", f"--output={out}",
-                         "--tile=32", "--overlap=16")
+                         "--tile=32", "--overlap=12")
     assert result.returncode == 0, result.stderr
-    assert streams(out, 32) and not streams(out, 32, exr=True) and not streams(out, 0)
-    assert "tile 35/35" in result.stdout and "min left" in result.stdout
+    assert streams(out, 32) and streams(out, 32, exr=True) and not streams(out, 0)
+    assert "tile 30/30" in result.stdout and "min left" in result.stdout
     # The same tiled merge held in memory and written by OpenCV decodes to the same values.
     generator, _, _ = restore_generator(converted)
     merge = generator_merger(generator, ["aux1", "main"])
     ldrs, sorted_ev = load_bracket(paths, ev)
-    write_hdr(tmp_path / "whole.hdr", merge(ldrs, sorted_ev, tile=32, overlap=16)["main"])
+    write_hdr(tmp_path / "whole.hdr", merge(ldrs, sorted_ev, tile=32, overlap=12)["main"])
     np.testing.assert_array_equal(read_hdr(out), read_hdr(tmp_path / "whole.hdr"))
     assert read_ldr(out.with_suffix(".png")).shape == (96, 128, 3)
 
@@ -293,7 +325,7 @@ def test_infer_bad_input_exits_2_without_output(converted, photos, tmp_path, cas
             "checkpoint": converted}
     expected = {
         "sizes": "photos differ in size", "count": "exactly 3 photos",
-        "unreadable": "cannot decode", "same_exposure": "increase strictly",
+        "unreadable": "refusing to decode it", "same_exposure": "increase strictly",
         "no_exposures": "no exposures given", "existing_output": "output exists",
         "other_configuration": "does not match the configuration"}[case]
     if case == "sizes":
@@ -403,3 +435,84 @@ def test_gpu_check_says_no_gpu_and_succeeds_without_one(tmp_path):
     assert result.stdout.startswith("no GPU: ")
     assert "5 skipped" in result.stdout
     assert json.loads(out.read_text())["gpu"] is None
+
+
+def _saved_model_without_serving_default(folder):
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+    module.double = tf.function(lambda x: module.scale * x,
+                                input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(folder), signatures={"double": module.double})
+    return folder
+
+
+def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_data, tmp_path):
+    """Run side by side (each is a fresh process that stops before any work)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    paths, ev = photos
+    bracket = [f"--checkpoint={converted}", f"--inputs={','.join(map(str, paths))}",
+               f"--exposure_bias={','.join(map(str, ev))}", f"--output={tmp_path / 'o.hdr'}"]
+    train = [f"--data_dir={tiny_data}", f"--logdir={tmp_path / 'run'}"]
+    no_default = _saved_model_without_serving_default(tmp_path / "other_model")
+    cases = {
+        "overlap negative": ("infer", [*bracket, "--tile=64", "--overlap=-1"], "--overlap"),
+        "overlap half the tile": ("infer", [*bracket, "--tile=64", "--overlap=32"],
+                                  "--overlap"),
+        "summary_every 0": ("train", [*train, "--summary_every=0"], "--summary_every"),
+        "checkpoint_every 0": ("train", [*train, "--checkpoint_every=0"],
+                               "--checkpoint_every"),
+        "batch_size 0": ("train", [*train, "--batch_size=0"], "--batch_size"),
+        "mu 0": ("train", [*train, "--mu=0"], "--mu"),
+        "mu nan": ("train", [*train, "--mu=nan"], "--mu"),
+        "not a number": ("train", [*train, "--batch_size=two"], "batch_size"),
+        "unknown flag": ("train", [*train, "--no_such_flag=1"], "no_such_flag"),
+        "no serving_default": ("evaluate", [f"--saved_model={no_default}",
+                                            f"--data_dir={tiny_data}",
+                                            f"--output_dir={tmp_path / 'eval'}"],
+                               "no serving_default signature"),
+    }
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = {name: subprocess.Popen([sys.executable, "-m", f"hdr_gan_tf.cli.{program}", *args],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    cwd=REPO, env=env)
+             for name, (program, args, _) in cases.items()}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        expected = cases[name][2]
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 2, (name, out, err)
+        assert len(errors) == 1 and expected in errors[0], (name, err)
+        assert "Traceback" not in err, (name, err)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()
+    assert not (tmp_path / "o.hdr").exists()
+
+
+def test_sigterm_stops_infer_and_leaves_nothing_half_written(converted, photos, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    paths, ev = photos
+    out = tmp_path / "out" / "merged.exr"
+    out.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hdr_gan_tf.cli.infer", f"--checkpoint={converted}",
+         f"--inputs={','.join(map(str, paths))}", f"--exposure_bias={','.join(map(str, ev))}",
+         f"--output={out}", "--tile=32", "--overlap=12"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1"))
+    for line in proc.stdout:  # the merge is under way, its output file open
+        if "tile 2/" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: stopped by SIGTERM; nothing half-written was left behind"]
+    assert list(out.parent.iterdir()) == []

@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 
 from hdr_gan_tf import data
-from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
-from hdr_gan_tf.training import Trainer, TrainingDiverged, parse_branches, run_training
+from hdr_gan_tf.config import ConfigError, RunConfig, build_generator, resolve_checkpoint
+from hdr_gan_tf.training import (Trainer, TrainingDiverged, log_dir_lock, parse_branches,
+                                 run_training)
 from tests.helpers import REPO
 
 
@@ -172,7 +173,7 @@ def test_branch_selection():
 
 
 def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, tmp_path):
-    config = _config(tmp_path / "run", tiny_data, iterations=2, checkpoint_every=2,
+    config = _config(tmp_path / "run", tiny_data, iterations=2, checkpoint_every=1,
                      use_discriminator=False)
     trainer, status = run_training(config, log=lambda line: None)
     assert status == "done"
@@ -185,6 +186,25 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, t
         trainer.fit(scenes, iterations=4)  # the same trainer goes on (its step is traced)
     assert trainer.manager.latest_checkpoint == latest
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").glob("ckpt-*")} == saved
+
+    # A NaN that entered the weights (with a finite loss) is not saved either.
+    kernel = trainer.generator.trainable_variables[0]
+    kernel.assign(tf.tensor_scatter_nd_update(kernel, [[0, 0, 0, 0]], [np.nan]))
+    with pytest.raises(TrainingDiverged, match="non-finite weights at step 3"):
+        trainer.save()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").glob("ckpt-*")} == saved
+
+    # A truncated latest checkpoint (disk full while it was written) is skipped, with a
+    # warning, for the one before it, by training and by the other programs alike.
+    assert latest.endswith("ckpt-2")
+    data_file = tmp_path / "run" / "ckpt-2.data-00000-of-00001"
+    data_file.write_bytes(data_file.read_bytes()[:1000])
+    warnings = []
+    resumed = Trainer(config, tf.distribute.get_strategy(), log=warnings.append)
+    assert resumed.restore().endswith("ckpt-1") and int(resumed.step.numpy()) == 1
+    assert any("skipping the unreadable checkpoint" in w and "ckpt-2" in w for w in warnings)
+    prefix, logdir = resolve_checkpoint(tmp_path / "run", log=warnings.append)
+    assert prefix.endswith("ckpt-1") and logdir == tmp_path / "run"
 
 
 def _start_training(logdir, data_dir, *extra):
@@ -256,10 +276,22 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
         return line.startswith("step 2/")
 
     _wait_for(progressed, proc)
+    # One writer per log dir: the running trainer holds its lock, so a second one is refused.
+    with pytest.raises(ConfigError, match="another hdr-gan-train .* is writing this log dir"):
+        with log_dir_lock(logdir):
+            pass
+    second = _start_training(logdir, tiny_data, "--iterations=100000")
+    second_out, _ = second.communicate(timeout=120)
+    assert second.returncode == 2, second_out
+    assert [line for line in second_out.splitlines() if line.startswith("error:")] == [
+        f"error: {logdir}: another hdr-gan-train (process {proc.pid}) is writing this log "
+        f"dir; wait for it to finish or use another --logdir"]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert "Stopped by signal" in out
+    with log_dir_lock(logdir):  # released when the trainer ended
+        pass
     prefix = tf.train.latest_checkpoint(str(logdir))
     step = int(prefix.rsplit("-", 1)[1])
     assert step >= 2 and f"interrupted at step {step}" in out
@@ -361,11 +393,30 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
              for out in outputs]
     assert steps[0] == steps[1]
     assert sorted(p.name for p in logdir.iterdir()) == [
-        "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index", "config.json", "train"]
+        ".hdr_gan_train.lock", "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
+        "config.json", "train"]
 
-    for out in run_to(5):
+    # Restarted, both resume from the chief's checkpoint; SIGTERM to one of them (a preemption
+    # notice) makes both save at one agreed step and exit with the restart status 42.
+    chief, worker = _start_workers(logdir, tiny_data, "--iterations=100000",
+                                   "--checkpoint_every=1000")
+    lines = []
+
+    def progressed():
+        lines.append(chief.stdout.readline())
+        return lines[-1].startswith("step 5/")
+
+    _wait_for(progressed, chief, timeout=150)
+    worker.send_signal(signal.SIGTERM)
+    outputs = _finish([chief, worker])
+    outputs[0] = "".join(lines) + outputs[0]
+    assert [chief.returncode, worker.returncode] == [42, 42], outputs
+    finals = [_final(out) for out in outputs]
+    assert finals[0] == finals[1] and finals[0]["status"] == "preempted"
+    for out in outputs:
         assert f"Resumed from {logdir / 'ckpt-3'} at step 3" in out
-    assert tf.train.latest_checkpoint(str(logdir)).endswith("ckpt-5")
+    assert tf.train.latest_checkpoint(str(logdir)).endswith(f"ckpt-{finals[0]['final_step']}")
+    assert finals[0]["final_step"] >= 5
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ outputs are written atomically.
 import glob
 import os
 import re
+import signal
 import sys
 import tempfile
 
@@ -30,24 +31,60 @@ def quiet_logs():
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that what it was writing is cleaned up (every
+    output is written through a temporary name that a failed block removes)."""
+
+
+def printable(text):
+    """`text` with file names that are not valid UTF-8 (Python keeps their bytes as lone
+    surrogates) shown as `\\xNN` escapes instead of failing to print."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def error(message, status=EXIT_BAD_INPUT):
+    """Prints one `error: ...` line and exits with `status`."""
+    print(f"error: {printable(message)}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
 def fail(message):
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(EXIT_BAD_INPUT)
+    error(message)
+
+
+def tensorflow_error(err):
+    """One line for a TensorFlow runtime error, with advice where there is some."""
+    import tensorflow as tf
+
+    detail = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"
+    if isinstance(err, tf.errors.ResourceExhaustedError):
+        return f"out of memory ({detail}); try --tile to bound the memory a merge needs"
+    return f"TensorFlow stopped: {detail}"
 
 
 def guarded(main):
-    """Wraps an absl `main` so ValueError/OSError become `error: ...` and exit status 2."""
+    """Wraps an absl `main` so that every foreseeable failure ends with one `error: ...` line
+    and exit status 2: bad input (ValueError, OSError), TensorFlow runtime errors (out of
+    memory, unreadable files), Ctrl-C. SIGTERM exits with 143 after the same clean-up."""
     def wrapped(argv):
+        import tensorflow as tf
+
         quiet_logs()
         try:
             return main(argv)
         except (ValueError, OSError) as err:
-            fail(str(err))
+            error(err)
+        except tf.errors.OpError as err:
+            error(tensorflow_error(err))
+        except KeyboardInterrupt:
+            error("interrupted; nothing half-written was left behind")
+        except Terminated:
+            error("stopped by SIGTERM; nothing half-written was left behind", 128 + 15)
     return wrapped
 
 
 def say(line):
-    print(line, flush=True)
+    print(printable(line), flush=True)
 
 
 # What TensorFlow prints while it loads and looks for devices: absl's notice, informational
@@ -88,11 +125,25 @@ def start_tensorflow():
             print(line, file=sys.stderr)
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def parse_flags(argv):
+    """absl's parsing, with a bad or unknown flag reported as one `error:` line, exit 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        error(f"{err} (see --help)")
+
+
 def run_program(define_flags, main):
-    """Starts TensorFlow quietly, defines a program's flags, then runs its `main` under absl."""
+    """Starts TensorFlow quietly, defines a program's flags, then runs its `main` under absl
+    (SIGTERM raising `Terminated` wherever the program is)."""
     start_tensorflow()
     define_flags()
-    app.run(main)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    app.run(main, flags_parser=parse_flags)
 
 
 # ------------------------------------------------------------------ flags several programs share
@@ -116,8 +167,16 @@ def define_merge_flags():
     flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels (blended).")
     flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
                       "compilation per image or tile size).")
+    define_max_pixels_flag()
+
+
+def define_max_pixels_flag():
+    flags.DEFINE_integer("max_pixels", 2 ** 28, "Largest image (width x height) read; larger "
+                         "ones are refused from their headers, before they are decoded.")
 
 
 def inference_options():
-    from hdr_gan_tf.merge import InferenceOptions
+    """The merge's `InferenceOptions`, after checking `--tile` and `--overlap`."""
+    from hdr_gan_tf.merge import InferenceOptions, check_tiling
+    check_tiling(FLAGS.tile, FLAGS.overlap)
     return InferenceOptions(jit_compile=FLAGS.jit_compile)

@@ -8,8 +8,6 @@ Writes `metrics.json` and `metrics.csv` (per scene and mean, every branch), and 
 prints a table (`hdr_gan_tf.evaluation`).
 """
 
-from pathlib import Path
-
 from absl import flags
 
 from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
@@ -24,8 +22,8 @@ def define_flags():
     flags.DEFINE_string("saved_model", None, "An exported SavedModel, instead of --checkpoint.")
     flags.DEFINE_string("data_dir", None, "Kalantari-layout data root (default: the built-in "
                         "procedural data set).")
-    flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and panels.",
-                        required=True)
+    flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and panels "
+                        "(written whole at the end).", required=True)
     flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
     flags.DEFINE_list("center_crop", [], "Evaluate on a centre crop H,W (e.g. 960,1440).")
     flags.DEFINE_enum("ldr_bits", "16", ["8", "16"], "Bits per channel the LDRs are read with: "
@@ -34,7 +32,7 @@ def define_flags():
                       "--center_crop=960,1440, how the paper scored its model).")
     define_precision_flag()
     define_merge_flags()
-    define_overwrite_flag("Write into an existing output dir.")
+    define_overwrite_flag("Replace an earlier evaluation folder (and nothing else).")
 
 
 @guarded
@@ -43,8 +41,8 @@ def main(argv):
     from hdr_gan_tf import data as data_lib
     from hdr_gan_tf.config import branch_names, restore_generator
     from hdr_gan_tf.evaluation import evaluate, format_table
-    from hdr_gan_tf.image_io import refuse_existing
     from hdr_gan_tf.merge import generator_merger
+    from hdr_gan_tf.outputs import check_output_dir, output_dir
     from hdr_gan_tf.serving import saved_model_merger
     from hdr_gan_tf.synthetic import builtin_dataset
 
@@ -53,19 +51,22 @@ def main(argv):
     crop = [int(v) for v in FLAGS.center_crop] if FLAGS.center_crop else None
     if crop is not None and len(crop) != 2:
         raise ValueError("--center_crop takes two numbers: H,W")
-    if Path(FLAGS.output_dir).exists() and any(Path(FLAGS.output_dir).iterdir()):
-        refuse_existing(FLAGS.output_dir, FLAGS.overwrite)
+    check_output_dir(FLAGS.output_dir, "evaluation", FLAGS.overwrite,
+                     inputs=[FLAGS.checkpoint, FLAGS.saved_model, FLAGS.data_dir])
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))
-    scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=int(FLAGS.ldr_bits))
+    options = inference_options()  # checks --tile and --overlap before any work
+    scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=int(FLAGS.ldr_bits),
+                                 max_pixels=FLAGS.max_pixels)
     if FLAGS.saved_model:
         merge, branches = saved_model_merger(FLAGS.saved_model), ["aux1", "main"]
     else:
         generator, config, prefix = restore_generator(FLAGS.checkpoint, FLAGS.precision)
         branches = branch_names(generator.scales)
-        merge = generator_merger(generator, branches, config.model.mu, inference_options())
+        merge = generator_merger(generator, branches, config.model.mu, options)
         say(f"Evaluating {prefix} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
-    rows = evaluate(merge, scenes, branches, FLAGS.output_dir, crop, FLAGS.tile, FLAGS.overlap,
-                    log=say)
+    with output_dir(FLAGS.output_dir, "evaluation") as folder:
+        rows = evaluate(merge, scenes, branches, folder, crop, FLAGS.tile, FLAGS.overlap,
+                        log=say)
     say(format_table(rows, branches))
     say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")
 

@@ -14,11 +14,11 @@ exposure. Besides the HDR file, a PNG preview is written with a display tonemapp
 default), since a flat μ-law or a dark linear rendering is easily mistaken for a failure.
 Previews of images over 4 megapixels are reduced by a whole factor.
 
-Memory: `--tile` bounds the network's working set. A tiled merge to a `.hdr` file (without
-`--exr`) is also streamed: the photos are read one at a time into a temporary file and read
-back by bands of rows, and each band of the result is written as soon as it is final, so memory
-does not grow with the image (a 24-megapixel bracket of 16-bit photos merges in about 1 GB; see
-the README). `.exr` outputs need the whole result in memory.
+Memory: `--tile` bounds the network's working set. A tiled merge is also streamed: the photos
+are read one at a time into a temporary file and read back by bands of rows, and each band of
+the result is written to the `.hdr` / `.exr` file(s) as soon as it is final, so memory does not
+grow with the image (a 24-megapixel bracket of 16-bit photos merges in about 1 GB; see the
+README).
 """
 
 from pathlib import Path
@@ -97,24 +97,27 @@ def main(argv):
     from hdr_gan_tf.photos import load_bracket
 
     jobs = _jobs()
+    options = inference_options()  # checks --tile and --overlap before any work
     batch = FLAGS.input_dir is not None
-    for _, output, preview, _, _ in jobs:
+    for photos, output, preview, _, _ in jobs:
         for path in _outputs_for(output, preview, FLAGS.exr):
-            refuse_existing(path, FLAGS.overwrite)
+            refuse_existing(path, FLAGS.overwrite, inputs=[*photos, FLAGS.checkpoint])
     # A single bracket is checked before the model is loaded, so bad photos fail fast.
     first = None
     if not batch:
         photos, output, _, given, exposure_file = jobs[0]
         first = load_bracket(photos, given, exposure_file,
-                             spool=streams(output, FLAGS.tile, FLAGS.exr))
+                             spool=streams(output, FLAGS.tile, FLAGS.exr),
+                             max_pixels=FLAGS.max_pixels)
     generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
     merge = generator_merger(generator, branch_names(generator.scales), config.model.mu,
-                             inference_options())
+                             options)
     failures = []
     for photos, output, preview, given, exposure_file in jobs:
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
-                                            spool=streams(output, FLAGS.tile, FLAGS.exr))
+                                            spool=streams(output, FLAGS.tile, FLAGS.exr),
+                                            max_pixels=FLAGS.max_pixels)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
                                 FLAGS.tile, FLAGS.overlap, log=say)

@@ -7,17 +7,21 @@ Examples:
 
 Running again with the same --logdir resumes from its latest checkpoint (weights, optimizers,
 step, learning-rate schedule and data stream). SIGINT/SIGTERM save a checkpoint and stop. A
-NaN or Inf loss stops training with exit status 1 (bad input: 2).
+NaN or Inf loss stops training with exit status 1 (bad input: 2). Under
+--strategy=multi_worker, SIGTERM on any worker (a preemption notice) makes every worker save a
+checkpoint at one agreed step and exit with status 42, for a cluster to restart them.
 """
 
 import json
-import sys
 
 from absl import flags
 
-from hdr_gan_tf.cli.common import EXIT_BAD_INPUT, quiet_logs, run_program, say
+from hdr_gan_tf.cli.common import (Terminated, error, quiet_logs, run_program, say,
+                                   tensorflow_error)
 
 FLAGS = flags.FLAGS
+# Exit status of a preempted multi-worker run (TensorFlow's restart code on such platforms).
+EXIT_PREEMPTED = 42
 
 
 def define_flags():
@@ -25,6 +29,7 @@ def define_flags():
     dataclasses' defaults (the paper's configuration)."""
     from hdr_gan_tf.config import (MIXED_PRECISIONS, STRATEGIES, SPHERE_REFERENCES,
                                    ModelConfig, TrainingConfig)
+    from hdr_gan_tf.data import CACHE_MODES
 
     m, t = ModelConfig(), TrainingConfig()
     flags.DEFINE_string("data_dir", t.data_dir, "Kalantari-layout data root. Default: the "
@@ -48,6 +53,14 @@ def define_flags():
     flags.DEFINE_enum("ldr_bits", str(t.ldr_bits), ["8", "16"], "Bits per channel the LDRs "
                       "are read with: 16 keeps them as stored; 8 reduces 16-bit files to 8 bits "
                       "(round(v/257)) as the released code's OpenCV reads did.")
+    flags.DEFINE_integer("max_pixels", t.max_pixels, "Largest image (width x height) read; "
+                         "larger ones are refused from their headers, before they are decoded.")
+    flags.DEFINE_enum("cache", t.cache, list(CACHE_MODES), "Where the decoded training scenes "
+                      "are kept: memory; disk (decoded once into --cache_dir, patches read from "
+                      "there with bounded memory; later runs reuse it); auto: disk when the "
+                      "image headers announce more than half the available memory.")
+    flags.DEFINE_string("cache_dir", t.cache_dir, "Folder of the disk cache (default: "
+                        "data_cache/ in the log dir).")
     flags.DEFINE_float("clip_value", t.clip_value, "Element-wise gradient clipping bound.")
     flags.DEFINE_integer("seed", t.seed, "Seed of weight initialisation and the data stream.")
     flags.DEFINE_integer("checkpoint_every", t.checkpoint_every, "Iterations between "
@@ -110,32 +123,40 @@ def main(argv):
     try:
         trainer, status = run_training(config, log=say)
     except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        error(err, status=1)
     except (ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_BAD_INPUT)
+        error(err)
     except tf.errors.OpError as err:
+        if config.training.strategy != "multi_worker":
+            error(tensorflow_error(err))
         detail = str(err).strip().splitlines()[0][:300]
-        if config.training.strategy == "multi_worker":
-            detail = (f"lost contact with another worker of the cluster (TF_CONFIG), or it "
-                      f"failed; the last checkpoint in {config.training.logdir} is intact and "
-                      f"a restart of every worker resumes from it ({type(err).__name__}: "
-                      f"{detail})")
-        print(f"error: {detail}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_BAD_INPUT)
+        error(f"lost contact with another worker of the cluster (TF_CONFIG), or it failed; the "
+              f"last checkpoint in {config.training.logdir} is intact and a restart of every "
+              f"worker resumes from it ({type(err).__name__}: {detail})")
+    except KeyboardInterrupt:
+        error("interrupted before training started (no checkpoint was written)")
+    except Terminated:
+        error("stopped by SIGTERM before training started (no checkpoint was written)",
+              128 + 15)
     step = int(trainer.step.numpy())
     say(f"Training {status} at step {step}; log dir {trainer.logdir}")
     say(json.dumps({"final_step": step, "status": status,
                     "weights_sha256": trainer.weights_digest()}))
+    if status == "preempted":
+        raise SystemExit(EXIT_PREEMPTED)
 
 
 def resolve_config_or_exit():
+    """`resolve_config`, or one `error: --flag: ...` line and exit status 2."""
+    from hdr_gan_tf.config import RunConfig
+
     try:
         return resolve_config()
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_BAD_INPUT)
+        message = str(err)
+        if message.split(":", 1)[0] in RunConfig().flat():  # a field is the flag of its name
+            message = "--" + message
+        error(message)
 
 
 def run():
