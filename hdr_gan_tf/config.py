@@ -317,13 +317,15 @@ def resolve_checkpoint(checkpoint, log=print):
     """`(checkpoint prefix, log dir)` from a log dir (its newest readable checkpoint) or a
     prefix.
 
-    A prefix inside a log dir's `best/` folder belongs to that log dir.
+    A log dir's `best/` folder, and a prefix inside it, belong to that log dir.
     """
     path = Path(checkpoint)
     if path.is_dir():
         prefix = readable_checkpoint(path, log)
         if prefix is None:
             raise ConfigError(f"{path}: no readable checkpoint found in this log dir")
+        if not (path / CONFIG_FILE).is_file() and (path.parent / CONFIG_FILE).is_file():
+            return prefix, path.parent  # a log dir's best/ folder
         return prefix, path
     if not Path(str(path) + ".index").is_file():
         raise ConfigError(f"{path}: neither a log dir nor a checkpoint (no {path.name}.index)")

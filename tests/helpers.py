@@ -14,14 +14,35 @@ GOLDEN = DATA / "tf1_golden"
 GOLDEN_LARGE = DATA / "tf1_golden_large"
 
 
-def run_program(module, *args, timeout=600, env=None):
-    """Runs `python -m hdr_gan_tf.cli.<module> args...`; returns the CompletedProcess."""
+def _program_env(env=None):
     full_env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user runs them: the programs choose
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", f"hdr_gan_tf.cli.{module}", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=full_env,
-                          cwd=REPO)
+    return full_env
+
+
+def _command(module, args):
+    return [sys.executable, "-m", f"hdr_gan_tf.cli.{module}", *map(str, args)]
+
+
+def run_program(module, *args, timeout=600, env=None):
+    """Runs `python -m hdr_gan_tf.cli.<module> args...`; returns the CompletedProcess."""
+    return subprocess.run(_command(module, args), capture_output=True, text=True,
+                          timeout=timeout, env=_program_env(env), cwd=REPO)
+
+
+def run_programs_side_by_side(runs, timeout=300):
+    """Starts every `(module, args)` of the dict `runs` at once (for runs that stop early, so
+    that their start-ups overlap); returns `{key: CompletedProcess}`."""
+    procs = {key: subprocess.Popen(_command(module, args), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, env=_program_env(),
+                                   cwd=REPO)
+             for key, (module, args) in runs.items()}
+    results = {}
+    for key, proc in procs.items():
+        out, err = proc.communicate(timeout=timeout)
+        results[key] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return results
 
 
 def assert_layer_round_trip(layer, inputs, tmp_path):

@@ -341,6 +341,14 @@ def test_the_disk_cache_is_reused_until_a_scene_changes(tiny_data, tmp_path, mon
     again = data.open_split(root, "Training", cache="disk", cache_dir=cache)
     assert decoded == [first[0].name]
     np.testing.assert_array_equal(again[0].exposure_bias, [0, 3, 6])
-    # "auto" keeps a small split in memory.
-    assert all(isinstance(s, data.Scene)
-               for s in data.open_split(root, "Training", cache="auto", cache_dir=cache))
+    # "auto" keeps a split in memory while the headers announce less than half the memory
+    # available, and goes to disk beyond.
+    lines = []
+    assert all(isinstance(s, data.Scene) for s in data.open_split(
+        root, "Training", cache="auto", cache_dir=cache, log=lines.append))
+    assert lines == []
+    needed = data.decoded_size(s.path for s in first)
+    monkeypatch.setattr(data, "available_memory", lambda: int(1.9 * needed))
+    assert all(isinstance(s, data.DiskScene) for s in data.open_split(
+        root, "Training", cache="auto", cache_dir=cache, log=lines.append))
+    assert len(lines) == 1 and "training reads its patches from a disk cache" in lines[0]

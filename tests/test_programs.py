@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from hdr_gan_tf.image_io import read_hdr, write_ldr
 from tests.helpers import REPO as REPO_ROOT
-from tests.helpers import run_program
+from tests.helpers import run_program, run_programs_side_by_side
 
 pytestmark = pytest.mark.slow
 
@@ -144,24 +144,26 @@ def test_export_overwrite_cannot_destroy_its_input_or_the_working_folder(convert
     logdir = tmp_path / "x"
     shutil.copytree(converted, logdir)
     before = sorted(p.name for p in logdir.iterdir())
-    for target in (logdir, tmp_path, ".", ".."):
-        result = run_program("export", f"--checkpoint={logdir}", f"--output_dir={target}",
-                             "--overwrite")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_text("precious")
+    targets = (logdir, tmp_path, ".", "..", photos)
+    results = run_programs_side_by_side({target: ("export", [
+        f"--checkpoint={logdir}", f"--output_dir={target}", "--overwrite"])
+        for target in targets})
+    for target, result in results.items():
         assert result.returncode == 2, result.stderr
-        assert result.stderr.startswith(f"error: {target}: refusing to write here")
+        if target == photos:  # a folder of something else
+            assert "not an earlier output of hdr-gan-export" in result.stderr
+        else:
+            assert result.stderr.startswith(f"error: {target}: refusing to write here")
     assert sorted(p.name for p in logdir.iterdir()) == before
-    # An earlier export is replaced; a folder of something else is not.
+    assert (photos / "holiday.jpg").read_text() == "precious"
+    # An earlier export is replaced.
     again = run_program("export", f"--checkpoint={converted}", f"--output_dir={exported}",
                         "--overwrite")
     assert again.returncode == 0, again.stderr
     assert (exported / "saved_model.pb").is_file()
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    (photos / "holiday.jpg").write_text("precious")
-    refused = run_program("export", f"--checkpoint={converted}", f"--output_dir={photos}",
-                          "--overwrite")
-    assert refused.returncode == 2 and "not an earlier output of hdr-gan-export" in refused.stderr
-    assert (photos / "holiday.jpg").read_text() == "precious"
 
 
 def test_converter_names_a_mis_shaped_variable(golden_checkpoint, tmp_path):
@@ -264,7 +266,7 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     result = run_program("infer", f"--checkpoint={converted}",
                          f"--inputs={','.join(map(str, paths))}",
                          f"--exposure_bias={','.join(map(str, ev))}", f"--output={out}",
-                         "--tile=32", "--overlap=12")
+                         "--tile=32", "--overlap=12", "--exr")
     assert result.returncode == 0, result.stderr
     assert streams(out, 32) and streams(out, 32, exr=True) and not streams(out, 0)
     assert "tile 30/30" in result.stdout and "min left" in result.stdout
@@ -272,8 +274,13 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     generator, _, _ = restore_generator(converted)
     merge = generator_merger(generator, ["aux1", "main"])
     ldrs, sorted_ev = load_bracket(paths, ev)
-    write_hdr(tmp_path / "whole.hdr", merge(ldrs, sorted_ev, tile=32, overlap=12)["main"])
+    whole = merge(ldrs, sorted_ev, tile=32, overlap=12)["main"]
+    write_hdr(tmp_path / "whole.hdr", whole)
     np.testing.assert_array_equal(read_hdr(out), read_hdr(tmp_path / "whole.hdr"))
+    # and the streamed .exr copy holds the half floats the whole-image .exr writer stores.
+    write_hdr(tmp_path / "whole.exr", whole)
+    np.testing.assert_array_equal(read_hdr(out.with_suffix(".exr")),
+                                  read_hdr(tmp_path / "whole.exr"))
     assert read_ldr(out.with_suffix(".png")).shape == (96, 128, 3)
 
 
@@ -448,11 +455,6 @@ def _saved_model_without_serving_default(folder):
 
 def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_data, tmp_path):
     """Run side by side (each is a fresh process that stops before any work)."""
-    import subprocess
-    import sys
-
-    from tests.helpers import REPO
-
     paths, ev = photos
     bracket = [f"--checkpoint={converted}", f"--inputs={','.join(map(str, paths))}",
                f"--exposure_bias={','.join(map(str, ev))}", f"--output={tmp_path / 'o.hdr'}"]
@@ -475,18 +477,13 @@ def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_d
                                             f"--output_dir={tmp_path / 'eval'}"],
                                "no serving_default signature"),
     }
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    procs = {name: subprocess.Popen([sys.executable, "-m", f"hdr_gan_tf.cli.{program}", *args],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    cwd=REPO, env=env)
-             for name, (program, args, _) in cases.items()}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        expected = cases[name][2]
-        errors = [line for line in err.splitlines() if line.startswith("error:")]
-        assert proc.returncode == 2, (name, out, err)
-        assert len(errors) == 1 and expected in errors[0], (name, err)
-        assert "Traceback" not in err, (name, err)
+    results = run_programs_side_by_side({name: (program, args)
+                                         for name, (program, args, _) in cases.items()})
+    for name, result in results.items():
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert len(errors) == 1 and cases[name][2] in errors[0], (name, result.stderr)
+        assert "Traceback" not in result.stderr, (name, result.stderr)
     assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()
     assert not (tmp_path / "o.hdr").exists()
 

@@ -80,6 +80,33 @@ def test_l1_only_training_fits_quickly(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_best_checkpoint_holds_its_own_score(trained, tiny_data):
+    """The score goes into the best checkpoint itself, so that a kill before `best.txt` (for
+    people) is written cannot leave a resumed run going by a stale score."""
+    trainer, logdir = trained["trainer"], trained["logdir"]
+    step = int(trainer.step.numpy())
+    scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)[:1]
+    lines = []
+    trainer.log = lines.append
+    trainer._validate_and_keep_best(scenes)
+    best = tf.train.latest_checkpoint(str(logdir / "best"))
+    assert best.endswith(f"ckpt-{step}") and "new best" in lines[-1]
+    score = float(tf.train.load_checkpoint(best).get_tensor(
+        "best_score/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert (logdir / "best" / "best.txt").read_text() == (
+        f"step {step}\npsnr_mu_main {score:.4f}\n")
+    (logdir / "best" / "best.txt").unlink()  # killed before best.txt was written
+    resumed = Trainer(trainer.config, tf.distribute.get_strategy(), log=lines.append)
+    resumed.restore()
+    assert float(resumed.best_score.numpy()) == score
+    resumed._validate_and_keep_best(scenes)  # the same weights score the same: not better
+    assert "new best" not in lines[-1]
+    assert tf.train.latest_checkpoint(str(logdir / "best")) == best
+    # The best folder names its log dir for the other programs.
+    assert resolve_checkpoint(logdir / "best") == (best, logdir)
+
+
+@pytest.mark.slow
 def test_tensorboard_has_per_branch_scalars_and_images(trained):
     from tensorboard.backend.event_processing import event_accumulator
     acc = event_accumulator.EventAccumulator(str(trained["logdir"] / "train"),
@@ -267,7 +294,8 @@ def test_killed_run_resumes_at_its_last_checkpoint_with_the_schedule(tiny_data, 
 @pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
     logdir = tmp_path / "run"
-    proc = _start_training(logdir, tiny_data, "--iterations=100000", "--checkpoint_every=1000")
+    proc = _start_training(logdir, tiny_data, "--iterations=100000", "--checkpoint_every=1000",
+                           "--cache=disk")
     lines = []
 
     def progressed():
@@ -292,6 +320,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
     assert "Stopped by signal" in out
     with log_dir_lock(logdir):  # released when the trainer ended
         pass
+    # --cache=disk: the scenes were decoded once into the log dir's cache and read from there.
+    assert len(list((logdir / "data_cache").glob("*.bin"))) == len(
+        data.find_scene_dirs(tiny_data, data.TRAIN_SPLIT))
     prefix = tf.train.latest_checkpoint(str(logdir))
     step = int(prefix.rsplit("-", 1)[1])
     assert step >= 2 and f"interrupted at step {step}" in out
