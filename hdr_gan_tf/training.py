@@ -386,11 +386,14 @@ class Trainer:
         handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         # Several hosts: SIGTERM on any worker (a preemption notice) makes every worker save at
         # one agreed step, through TensorFlow's handler, which takes SIGTERM over from here.
+        # (Without TF_CONFIG, multi_worker is one local worker and SIGTERM stays ours.)
+        resolver = getattr(self.strategy, "cluster_resolver", None)
         preemption = (tf.distribute.experimental.PreemptionCheckpointHandler(
-            self.strategy.cluster_resolver, self.manager,
+            resolver, self.manager,
             termination_config=tf.distribute.experimental.TerminationConfig(
                 exit_fn=self._preempted, save_fn=lambda *args, **kwargs: self.save()))
-            if cfg.strategy == "multi_worker" else None)
+            if cfg.strategy == "multi_worker" and resolver and resolver.cluster_spec().jobs
+            else None)
         writer = (tf.summary.create_file_writer(str(self.logdir / "train")) if self.is_chief
                   else tf.summary.create_noop_writer())
         iterator = iter(self.distributed_dataset(train_scenes))

@@ -7,9 +7,10 @@ Examples:
 
 Running again with the same --logdir resumes from its latest checkpoint (weights, optimizers,
 step, learning-rate schedule and data stream). SIGINT/SIGTERM save a checkpoint and stop. A
-NaN or Inf loss stops training with exit status 1 (bad input: 2). Under
---strategy=multi_worker, SIGTERM on any worker (a preemption notice) makes every worker save a
-checkpoint at one agreed step and exit with status 42, for a cluster to restart them.
+NaN or Inf loss or weight stops training with exit status 1 (bad input: 2). Under
+--strategy=multi_worker with a TF_CONFIG cluster, SIGTERM on any worker (a preemption notice)
+makes every worker save a checkpoint at one agreed step and exit with status 42, for the
+cluster to restart them.
 """
 
 import json
