@@ -515,7 +515,10 @@ def _prepare(config, strategy, log):
         from hdr_gan_tf.synthetic import builtin_dataset
         config = config.replace(data_dir=str(builtin_dataset(log)))
         cfg = config.training
-    cache_dir = cfg.cache_dir or str(logdir / DATA_CACHE)
+    # Only the chief writes the log dir; another worker keeps its disk cache in the system's
+    # temporary folder, where it outlives restarts (entries are keyed by the scenes' files).
+    cache_dir = cfg.cache_dir or str(logdir / DATA_CACHE if is_chief(strategy) else
+                                     Path(tempfile.gettempdir()) / WORKER_DATA_CACHE)
     clean_leftovers(Path(cache_dir))  # half-written scenes of a killed run
     scenes = data_lib.open_split(cfg.data_dir, data_lib.TRAIN_SPLIT, min_size=cfg.patch_size,
                                  ldr_bits=cfg.ldr_bits, max_pixels=cfg.max_pixels,
@@ -545,6 +548,7 @@ class _RestoredManager(tf.train.CheckpointManager):
 LOCK_FILE = ".hdr_gan_train.lock"
 # Default home of the decoded scenes when they are kept on disk (`--cache`), in the log dir.
 DATA_CACHE = "data_cache"
+WORKER_DATA_CACHE = "hdr_gan_tf_data_cache"
 
 
 @contextlib.contextmanager
