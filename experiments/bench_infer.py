@@ -200,7 +200,7 @@ def pipeline_child(args):
     output = Path(args.photos) / f"merged{args.suffix}"
     baseline = peak_rss_mb()
     start = time.perf_counter()
-    bracket = load_bracket(photos, ["-2", "0", "2"], spool=streams(output, args.tile))
+    bracket = load_bracket(photos, ["-2", "0", "2"], spool=streams(args.tile))
     merge_and_write(merge, bracket, output, output.with_suffix(".png"), tile=args.tile,
                     overlap=args.overlap)
     seconds = time.perf_counter() - start

@@ -21,7 +21,7 @@ import tensorflow as tf
 from hdr_gan_tf.data import CACHE_MODES
 from hdr_gan_tf.discriminator import Discriminator
 from hdr_gan_tf.generator import Generator
-from hdr_gan_tf.image_io import write_text
+from hdr_gan_tf.image_io import MAX_PIXELS, write_text
 from hdr_gan_tf.losses import SPHERE_REFERENCES
 
 CONFIG_FILE = "config.json"
@@ -75,7 +75,7 @@ class TrainingConfig:
     sphere_moments: int = 3
     sphere_reference: str = "first_axis"
     ldr_bits: int = 16
-    max_pixels: int = 2 ** 28
+    max_pixels: int = MAX_PIXELS
     cache: str = "auto"
     cache_dir: typing.Optional[str] = None
     clip_value: float = 1.0

@@ -133,6 +133,13 @@ def reduce_to_8_bits(ldrs):
     return np.round(ldrs.astype(np.float32) / np.float32(257)).astype(np.uint8)
 
 
+def check_patch_fits(name, shape, size):
+    """DataError unless images of `shape` (H, W) hold a `size` x `size` patch."""
+    if min(shape) < size:
+        raise DataError(f"scene '{name}': images are {shape[1]}x{shape[0]}, smaller than the "
+                        f"{size}x{size} patch size")
+
+
 def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     """Decodes and checks one scene folder; raises DataError naming scene, file and problem.
 
@@ -163,9 +170,7 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     if hdr.shape != shapes[0]:
         raise DataError(f"{where}: {path / GROUND_TRUTH} is {hdr.shape[1]}x{hdr.shape[0]} but "
                         f"the LDRs are {shapes[0][1]}x{shapes[0][0]}")
-    if min(shapes[0][:2]) < min_size:
-        raise DataError(f"{where}: images are {shapes[0][1]}x{shapes[0][0]}, smaller than the "
-                        f"{min_size}x{min_size} patch size")
+    check_patch_fits(name, shapes[0][:2], min_size)
     ldrs, peak = np.stack([r for r, _ in raws]), raws[0][1]
     if ldr_bits == 8 and peak == 65535:
         ldrs, peak = reduce_to_8_bits(ldrs), 255
@@ -330,16 +335,18 @@ class DiskScene:
             del scene
             with atomic_output(meta_path) as tmp:
                 Path(tmp).write_text(json.dumps(meta))
-        if min(meta["shape"]) < min_size:
-            raise DataError(f"scene '{name}': images are {meta['shape'][1]}x{meta['shape'][0]}, "
-                            f"smaller than the {min_size}x{min_size} patch size")
+        check_patch_fits(name, meta["shape"], min_size)
         return cls(name, path, [Path(p) for p in meta["ldr_paths"]], meta["peak"],
                    meta["exposure_bias"], meta["shape"], data_path)
 
+    def _pread_into(self, buffer, offset):
+        """Fills the byte view `buffer` from the cache file at `offset`."""
+        if os.preadv(self._fd, [buffer], offset) != len(buffer):
+            raise DataError(f"scene '{self.name}': cache file {self.file} is truncated")
+
     def _read(self, offset, shape, dtype):
         out = np.empty(shape, dtype)
-        if os.preadv(self._fd, [memoryview(out).cast("B")], offset) != out.nbytes:
-            raise DataError(f"scene '{self.name}': cache file {self.file} is truncated")
+        self._pread_into(memoryview(out).cast("B"), offset)
         return out
 
     def _read_rows(self, offset, dtype, top, left, size):
@@ -349,10 +356,8 @@ class DiskScene:
         rows = memoryview(out).cast("B")
         row_bytes = size * 3 * itemsize
         for r in range(size):
-            start = offset + ((top + r) * width + left) * 3 * itemsize
-            if os.preadv(self._fd, [rows[r * row_bytes:(r + 1) * row_bytes]], start) \
-                    != row_bytes:
-                raise DataError(f"scene '{self.name}': cache file {self.file} is truncated")
+            self._pread_into(rows[r * row_bytes:(r + 1) * row_bytes],
+                             offset + ((top + r) * width + left) * 3 * itemsize)
         return out
 
     def window(self, top, left, size):
@@ -372,8 +377,7 @@ class DiskScene:
     def hdr(self):
         return self._read(self._hdr_offset, self.shape + (3,), np.float32)
 
-    def ldr_float(self):
-        return self.ldrs.astype(np.float32) / np.float32(self.peak)
+    ldr_float = Scene.ldr_float
 
 
 def split_validation(scenes, validation):
@@ -423,9 +427,7 @@ def training_dataset(scenes, patch_size=256, batch_size=2, seed=0, start=0, gamm
     if not scenes:
         raise DataError("no training scenes")
     for s in scenes:
-        if min(s.shape) < patch_size:
-            raise DataError(f"scene '{s.name}': images are {s.shape[1]}x{s.shape[0]}, smaller "
-                            f"than the {patch_size}x{patch_size} patch size")
+        check_patch_fits(s.name, s.shape, patch_size)
     heights = tf.constant([s.shape[0] for s in scenes], tf.int32)
     widths = tf.constant([s.shape[1] for s in scenes], tf.int32)
     biases = tf.constant(np.stack([s.exposure_bias for s in scenes]), tf.float32)

@@ -14,7 +14,6 @@ maintained `OpenEXR` package; OpenCV's own, older OpenEXR decoder stays switched
 
 import contextlib
 import os
-import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ import cv2
 import numpy as np
 import OpenEXR
 
-from hdr_gan_tf.outputs import check_output_file, temp_name, user_permissions
+from hdr_gan_tf.outputs import temp_name, user_permissions
 
 LDR_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".hdr", ".exr")
@@ -49,35 +48,6 @@ def atomic_output(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-@contextlib.contextmanager
-def atomic_directory(path):
-    """Yields a temporary folder beside `path`; renames it onto `path` when the block succeeds.
-
-    An existing non-empty `path` is refused (never replaced); a failed block leaves nothing
-    behind. (Outputs that `--overwrite` may replace go through `hdr_gan_tf.outputs.output_dir`.)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_name(f"{path.name}-new-"), dir=path.parent))
-    try:
-        yield tmp
-        user_permissions(tmp, directory=True)
-        if path.exists():
-            if any(path.iterdir()):
-                raise FileExistsError(f"{path}: exists and is not empty")
-            path.rmdir()
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def refuse_existing(path, overwrite, inputs=()):
-    """Refuses to write the file `path` (checked before any work starts): see
-    `hdr_gan_tf.outputs.check_output_file`."""
-    check_output_file(path, overwrite, inputs)
 
 
 def write_text(path, text):

@@ -324,11 +324,18 @@ def generator_merger(generator, branches, mu=MU, options=InferenceOptions()):
     return merge
 
 
-def streams(output, tile, exr=False):
+def streams(tile):
     """Whether a merge is written band by band: whenever it is tiled (`.hdr` and `.exr` files,
     and an `.exr` copy beside a `.hdr`, are all written a band of rows at a time)."""
-    del output, exr  # every output format streams
     return bool(tile)
+
+
+def hdr_outputs(output, exr=False):
+    """The HDR files a merge to `output` writes: `output`, and with `exr` an OpenEXR copy
+    beside a `.hdr` one."""
+    output = Path(output)
+    return [output] + ([output.with_suffix(".exr")]
+                       if exr and output.suffix.lower() == ".hdr" else [])
 
 
 def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", tile=0,
@@ -349,9 +356,8 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         + (f" in {tile}-pixel tiles" if tile else ""))
     progress = progress_printer(log)
     reduced = PreviewImage(height, width)
-    paths = [Path(output)] + ([Path(output).with_suffix(".exr")]
-                              if exr and Path(output).suffix.lower() == ".hdr" else [])
-    if streams(output, tile, exr):
+    paths = hdr_outputs(output, exr)
+    if streams(tile):
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
                                             else radiance_rows)(p, height, width))

@@ -130,18 +130,22 @@ def written_by(folder, kind):
 
 
 @contextlib.contextmanager
-def output_dir(target, kind):
+def output_dir(target, kind=None):
     """Yields a new, empty temporary folder beside `target`; when the block succeeds it is
-    marked as a `kind` output and swapped in for `target` (see the module docstring). A failed
-    block leaves `target` as it was and nothing else behind."""
+    marked as a `kind` output and swapped in for `target` (see the module docstring). Without
+    `kind` (a folder that is never replaced, such as a data set), an existing `target` must be
+    empty. A failed block leaves `target` as it was and nothing else behind."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=temp_name(f"{target.name}-new-"), dir=target.parent))
     try:
         yield new
-        (new / MARKER).write_text(json.dumps(
-            {"kind": kind, "program": KINDS[kind][0],
-             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+        if kind is not None:
+            (new / MARKER).write_text(json.dumps(
+                {"kind": kind, "program": KINDS[kind][0],
+                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+        elif target.exists() and any(target.iterdir()):
+            raise FileExistsError(f"{target}: exists and is not empty")
         user_permissions(new, directory=True)
         _swap_in(new, target)
     except BaseException:

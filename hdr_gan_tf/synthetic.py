@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 
 from hdr_gan_tf.data import EXPOSURE_FILE, GROUND_TRUTH, TEST_SPLIT, TRAIN_SPLIT
-from hdr_gan_tf.image_io import atomic_directory, write_hdr, write_ldr, write_text
+from hdr_gan_tf.image_io import write_hdr, write_ldr, write_text
 from hdr_gan_tf.imaging import GAMMA
+from hdr_gan_tf.outputs import output_dir as new_output_dir
 
 # Darkest and brightest radiance of a scene: log2(1 / 1.2e-4) = 13 stops.
 SHADOW_FLOOR = 1.2e-4
@@ -178,7 +179,7 @@ def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
         raise FileExistsError(f"{output_dir}: exists and is not empty; choose a new folder")
     if min(height, width) < 32 or height % 2 or width % 2:
         raise ValueError(f"height and width must be even and at least 32, got {height}x{width}")
-    with atomic_directory(output_dir) as tmp:
+    with new_output_dir(output_dir) as tmp:
         rng = np.random.default_rng(seed)
         index = 1
         jobs = [(TRAIN_SPLIT, n) for n in range(num_train)] + [(TEST_SPLIT, n)

@@ -268,7 +268,7 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
                          f"--exposure_bias={','.join(map(str, ev))}", f"--output={out}",
                          "--tile=32", "--overlap=12", "--exr")
     assert result.returncode == 0, result.stderr
-    assert streams(out, 32) and streams(out, 32, exr=True) and not streams(out, 0)
+    assert streams(32) and not streams(0)
     assert "tile 30/30" in result.stdout and "min left" in result.stdout
     # The same tiled merge held in memory and written by OpenCV decodes to the same values.
     generator, _, _ = restore_generator(converted)

@@ -255,6 +255,18 @@ def _wait_for(predicate, process, timeout=240):
     raise AssertionError("timed out waiting for training")
 
 
+def _wait_for_line(process, prefix, timeout=240):
+    """Reads `process`'s output until a line starts with `prefix`; returns the lines read."""
+    lines = []
+
+    def arrived():
+        lines.append(process.stdout.readline())
+        return lines[-1].startswith(prefix)
+
+    _wait_for(arrived, process, timeout)
+    return lines
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_at_its_last_checkpoint_with_the_schedule(tiny_data, tmp_path):
     logdir = tmp_path / "run"
@@ -296,14 +308,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
     logdir = tmp_path / "run"
     proc = _start_training(logdir, tiny_data, "--iterations=100000", "--checkpoint_every=1000",
                            "--cache=disk")
-    lines = []
-
-    def progressed():
-        line = proc.stdout.readline()
-        lines.append(line)
-        return line.startswith("step 2/")
-
-    _wait_for(progressed, proc)
+    _wait_for_line(proc, "step 2/")
     # One writer per log dir: the running trainer holds its lock, so a second one is refused.
     with pytest.raises(ConfigError, match="another hdr-gan-train .* is writing this log dir"):
         with log_dir_lock(logdir):
@@ -431,13 +436,7 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
     # notice) makes both save at one agreed step and exit with the restart status 42.
     chief, worker = _start_workers(logdir, tiny_data, "--iterations=100000",
                                    "--checkpoint_every=1000")
-    lines = []
-
-    def progressed():
-        lines.append(chief.stdout.readline())
-        return lines[-1].startswith("step 5/")
-
-    _wait_for(progressed, chief, timeout=150)
+    lines = _wait_for_line(chief, "step 5/", timeout=150)
     worker.send_signal(signal.SIGTERM)
     outputs = _finish([chief, worker])
     outputs[0] = "".join(lines) + outputs[0]
@@ -454,14 +453,7 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
 def test_a_killed_worker_stops_the_other_with_an_error(tiny_data, tmp_path):
     chief, worker = _start_workers(tmp_path / "run", tiny_data, "--iterations=100000",
                                    "--checkpoint_every=1000")
-    lines = []
-
-    def progressed():
-        line = chief.stdout.readline()
-        lines.append(line)
-        return line.startswith("step 2/")
-
-    _wait_for(progressed, chief, timeout=150)
+    _wait_for_line(chief, "step 2/", timeout=150)
     worker.kill()
     killed_at = time.time()
     try:

@@ -48,10 +48,6 @@ def error(message, status=EXIT_BAD_INPUT):
     sys.exit(status)
 
 
-def fail(message):
-    error(message)
-
-
 def tensorflow_error(err):
     """One line for a TensorFlow runtime error, with advice where there is some."""
     import tensorflow as tf
@@ -171,8 +167,11 @@ def define_merge_flags():
 
 
 def define_max_pixels_flag():
-    flags.DEFINE_integer("max_pixels", 2 ** 28, "Largest image (width x height) read; larger "
-                         "ones are refused from their headers, before they are decoded.")
+    from hdr_gan_tf.image_io import MAX_PIXELS
+
+    flags.DEFINE_integer("max_pixels", MAX_PIXELS, "Largest image (width x height) "
+                         "read; larger ones are refused from their headers, before they are "
+                         "decoded.")
 
 
 def inference_options():

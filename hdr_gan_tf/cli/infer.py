@@ -26,7 +26,7 @@ from pathlib import Path
 from absl import flags
 
 from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
-                                   define_overwrite_flag, define_precision_flag, fail, guarded,
+                                   define_overwrite_flag, define_precision_flag, error, guarded,
                                    inference_options, run_program, say)
 
 FLAGS = flags.FLAGS
@@ -52,13 +52,14 @@ def define_flags():
 
 
 def _outputs_for(output, preview, exr):
+    """`[output, preview, (the .exr copy)]`."""
+    from hdr_gan_tf.merge import hdr_outputs
+
     output = Path(output)
     if output.suffix.lower() not in (".hdr", ".exr"):
         raise ValueError(f"{output}: --output must end in .hdr or .exr")
-    paths = [output, Path(preview) if preview else output.with_suffix(".png")]
-    if exr and output.suffix.lower() == ".hdr":
-        paths.append(output.with_suffix(".exr"))
-    return paths
+    main, *copy = hdr_outputs(output, exr)
+    return [main, Path(preview) if preview else output.with_suffix(".png"), *copy]
 
 
 def _jobs():
@@ -92,8 +93,8 @@ def _jobs():
 def main(argv):
     del argv
     from hdr_gan_tf.config import branch_names, restore_generator
-    from hdr_gan_tf.image_io import refuse_existing
     from hdr_gan_tf.merge import generator_merger, merge_and_write, streams
+    from hdr_gan_tf.outputs import check_output_file
     from hdr_gan_tf.photos import load_bracket
 
     jobs = _jobs()
@@ -101,13 +102,13 @@ def main(argv):
     batch = FLAGS.input_dir is not None
     for photos, output, preview, _, _ in jobs:
         for path in _outputs_for(output, preview, FLAGS.exr):
-            refuse_existing(path, FLAGS.overwrite, inputs=[*photos, FLAGS.checkpoint])
+            check_output_file(path, FLAGS.overwrite, inputs=[*photos, FLAGS.checkpoint])
     # A single bracket is checked before the model is loaded, so bad photos fail fast.
     first = None
     if not batch:
         photos, output, _, given, exposure_file = jobs[0]
         first = load_bracket(photos, given, exposure_file,
-                             spool=streams(output, FLAGS.tile, FLAGS.exr),
+                             spool=streams(FLAGS.tile),
                              max_pixels=FLAGS.max_pixels)
     generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
     merge = generator_merger(generator, branch_names(generator.scales), config.model.mu,
@@ -116,7 +117,7 @@ def main(argv):
     for photos, output, preview, given, exposure_file in jobs:
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
-                                            spool=streams(output, FLAGS.tile, FLAGS.exr),
+                                            spool=streams(FLAGS.tile),
                                             max_pixels=FLAGS.max_pixels)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
@@ -130,7 +131,7 @@ def main(argv):
             failures.append(f"{Path(output).stem}: {err}")
             say(f"skipped {failures[-1]}")
     if failures:
-        fail(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
+        error(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
 
 
 def run():

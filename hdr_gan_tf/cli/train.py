@@ -17,8 +17,8 @@ import json
 
 from absl import flags
 
-from hdr_gan_tf.cli.common import (Terminated, error, quiet_logs, run_program, say,
-                                   tensorflow_error)
+from hdr_gan_tf.cli.common import (Terminated, define_max_pixels_flag, error, guarded,
+                                   run_program, say)
 
 FLAGS = flags.FLAGS
 # Exit status of a preempted multi-worker run (TensorFlow's restart code on such platforms).
@@ -54,8 +54,7 @@ def define_flags():
     flags.DEFINE_enum("ldr_bits", str(t.ldr_bits), ["8", "16"], "Bits per channel the LDRs "
                       "are read with: 16 keeps them as stored; 8 reduces 16-bit files to 8 bits "
                       "(round(v/257)) as the released code's OpenCV reads did.")
-    flags.DEFINE_integer("max_pixels", t.max_pixels, "Largest image (width x height) read; "
-                         "larger ones are refused from their headers, before they are decoded.")
+    define_max_pixels_flag()  # TrainingConfig.max_pixels is image_io.MAX_PIXELS too
     flags.DEFINE_enum("cache", t.cache, list(CACHE_MODES), "Where the decoded training scenes "
                       "are kept: memory; disk (decoded once into --cache_dir, patches read from "
                       "there with bounded memory; later runs reuse it); auto: disk when the "
@@ -113,9 +112,11 @@ def resolve_config():
     return RunConfig.from_flat(values)
 
 
+@guarded
 def main(argv):
+    """Bad input and TensorFlow errors end as `guarded` ends them; what is particular to
+    training is handled here."""
     del argv
-    quiet_logs()
     from hdr_gan_tf.training import TrainingDiverged, run_training
 
     import tensorflow as tf
@@ -125,11 +126,9 @@ def main(argv):
         trainer, status = run_training(config, log=say)
     except TrainingDiverged as err:
         error(err, status=1)
-    except (ValueError, OSError) as err:
-        error(err)
     except tf.errors.OpError as err:
         if config.training.strategy != "multi_worker":
-            error(tensorflow_error(err))
+            raise
         detail = str(err).strip().splitlines()[0][:300]
         error(f"lost contact with another worker of the cluster (TF_CONFIG), or it failed; the "
               f"last checkpoint in {config.training.logdir} is intact and a restart of every "
