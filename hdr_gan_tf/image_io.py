@@ -265,10 +265,11 @@ def read_hdr(path, max_pixels=MAX_PIXELS):
 def _read_exr(path):
     with open(path, "rb") as stream, _exr_errors(path):
         channels = OpenEXR.File(stream, separate_channels=True).channels()
-        if not {"R", "G", "B"} <= set(channels):
-            raise ImageError(f"{path}: OpenEXR image without R, G and B channels (has "
-                             f"{', '.join(sorted(channels))})")
-        return np.stack([channels[c].pixels for c in "RGB"], axis=-1)
+    # Checked outside `_exr_errors`, which would wrap this ImageError (a ValueError) again.
+    if not {"R", "G", "B"} <= set(channels):
+        raise ImageError(f"{path}: OpenEXR image without R, G and B channels (has "
+                         f"{', '.join(sorted(channels))})")
+    return np.stack([channels[c].pixels for c in "RGB"], axis=-1)
 
 
 def write_hdr(path, rgb):

@@ -168,3 +168,14 @@ def test_file_names_that_are_not_utf8_are_read_and_written(tmp_path):
         read_ldr(os.path.join(folder, "missing.png"))
     from hdr_gan_tf.cli.common import printable
     assert "caf\\xe9" in printable(err.value)
+
+
+def test_an_exr_without_rgb_channels_is_named_once_in_its_message(tmp_path):
+    import OpenEXR
+
+    path = tmp_path / "luminance.exr"
+    OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
+                 {"Y": np.zeros((4, 4), np.float16)}).write(str(path))
+    with pytest.raises(ImageError) as err:
+        read_hdr(path)
+    assert str(err.value) == f"{path}: OpenEXR image without R, G and B channels (has Y)"
