@@ -8,10 +8,12 @@ them. Reading `config.json` checks every field's name and type; values are check
 record is made, so a bad flag and a bad file get the same message.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import re
 import typing
 from pathlib import Path
 
@@ -92,6 +94,7 @@ class TrainingConfig:
     collective_timeout: int = 600
     mixed_precision: str = "none"
     jit_compile: bool = False
+    restart: bool = False
 
     def __post_init__(self):
         for name in ("batch_size", "patch_size", "sphere_moments", "checkpoint_every",
@@ -172,6 +175,9 @@ class RunConfig:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{source}: not valid JSON ({err})") from None
+        except RecursionError:
+            raise ConfigError(f"{source}: not a config.json (its JSON is nested too deeply to "
+                              f"read)") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         check_spectral_norm(data.get("spectral_norm"), source)
@@ -243,7 +249,12 @@ def read_config(logdir):
     path = Path(logdir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: not found; is {logdir} a training log dir?")
-    return RunConfig.from_json(path.read_text(), source=str(path))
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); is it a config.json "
+                          f"written by hdr-gan-train?") from None
+    return RunConfig.from_json(text, source=str(path))
 
 
 def check_spectral_norm(recorded, source):
@@ -298,14 +309,45 @@ def checkpoint_problem(prefix):
     return None
 
 
+def checkpoint_prefixes(folder):
+    """Every checkpoint prefix in `folder`, newest (highest number) first: found by listing
+    its `<name>-<N>.index` files, and those the state file (`checkpoint`) names, which is only
+    a hint: a damaged or missing state file hides none of them."""
+    folder = Path(folder)
+    found = {}
+    with contextlib.suppress(OSError):
+        for index in folder.glob("*.index"):
+            number = re.fullmatch(r".+-(\d+)", index.name[:-len(".index")])
+            if number:
+                found[str(index)[:-len(".index")]] = int(number.group(1))
+    state = checkpoint_state(folder)
+    for n, prefix in enumerate(list(state.all_model_checkpoint_paths) if state else []):
+        prefix = str(folder / Path(prefix).name) if not Path(prefix).is_absolute() else prefix
+        found.setdefault(prefix, -1 - n)
+    return sorted(found, key=lambda p: found[p], reverse=True)
+
+
+def checkpoint_state(folder):
+    """The state file of a checkpoint folder as TensorFlow reads it, None if it is missing or
+    cannot be parsed (TensorFlow only logs the latter)."""
+    try:
+        return tf.train.get_checkpoint_state(str(folder))
+    except (tf.errors.OpError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def state_file_damaged(folder):
+    """Whether `folder` has a state file that TensorFlow cannot read."""
+    return (Path(folder) / "checkpoint").is_file() and checkpoint_state(folder) is None
+
+
 def readable_checkpoint(folder, log=print):
     """The newest checkpoint in `folder` that can be read in full, or None if there is none;
     each newer one that cannot is skipped with a line to `log` naming it and why."""
-    state = tf.train.get_checkpoint_state(str(folder))
-    candidates = list(state.all_model_checkpoint_paths) if state else []
-    if state and state.model_checkpoint_path not in candidates:
-        candidates.append(state.model_checkpoint_path)
-    for prefix in reversed(candidates):
+    if state_file_damaged(folder):
+        log(f"warning: {Path(folder) / 'checkpoint'} is damaged; checkpoints found by listing "
+            f"{folder}")
+    for prefix in checkpoint_prefixes(folder):
         problem = checkpoint_problem(prefix)
         if problem is None:
             return prefix
@@ -335,8 +377,9 @@ def resolve_checkpoint(checkpoint, log=print):
     return str(path), logdir
 
 
-def saved_variable_count(prefix, child):
-    """Number of variables reachable from the checkpoint's top-level object `child`.
+def saved_variable_count(prefix, child, missing_ok=False):
+    """Number of variables reachable from the checkpoint's top-level object `child` (None if
+    it holds no such object and `missing_ok`).
 
     Read from the checkpoint's object graph, so it counts each variable once whatever path it
     was saved under (a training checkpoint names kernels after the optimizer that tracks them).
@@ -348,6 +391,8 @@ def saved_variable_count(prefix, child):
         "_CHECKPOINTABLE_OBJECT_GRAPH"))
     roots = [c.node_id for c in graph.nodes[0].children if c.local_name == child]
     if not roots:
+        if missing_ok:
+            return None
         raise AssertionError(f"the checkpoint holds no {child}")
     seen, stack = set(), roots
     while stack:

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import OpenEXR
 
-from hdr_gan_tf.outputs import temp_name, user_permissions
+from hdr_gan_tf.outputs import DiskFull, is_disk_full, temp_name, user_permissions
 
 LDR_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".hdr", ".exr")
@@ -34,19 +34,28 @@ class ImageError(ValueError):
 
 @contextlib.contextmanager
 def atomic_output(path):
-    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success."""
+    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success.
+
+    A full disk is reported as `DiskFull` naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_name(f"{path.stem}."), suffix=path.suffix,
-                               dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_name(f"{path.stem}."), suffix=path.suffix,
+                                   dir=path.parent)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFull(path) from None
+        raise
     os.close(fd)
     try:
         yield Path(tmp)
         user_permissions(tmp)  # mkstemp makes the file private
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and is_disk_full(err) and not isinstance(err, DiskFull):
+            raise DiskFull(path) from None
         raise
 
 

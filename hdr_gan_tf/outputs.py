@@ -12,11 +12,21 @@ complete first, the old one is renamed aside, the new one renamed in, the old on
 error between the two renames puts the old folder back; a killed process leaves the old folder
 aside, complete, and the next program that writes there puts it back (`clean_leftovers`).
 
+A folder that `hdr-gan-train` has written is a training log dir, whoever created it: no
+program replaces it, `--overwrite` included (`is_training_log_dir`). Programs that write into a
+log dir hold its lock (`log_dir_lock`) while they do.
+
+`check_outputs` checks every output of a command against every other and against every input
+of the command: no two outputs on one path, no output on, inside or around an input.
+
 Every temporary file and folder of the programs starts with `TEMP_PREFIX` and carries the
-process id, so that stale ones (their process is gone) can be told from live ones.
+process id and the process's start time, so that stale ones (their process is gone, or the id
+now belongs to another process) can be told from live ones.
 """
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
@@ -34,16 +44,63 @@ KINDS = {
     "log_dir": ("hdr-gan-convert-tf1", None),
     "evaluation": ("hdr-gan-evaluate", None),
 }
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)-(?P<rest>.*)")
+# What `hdr-gan-train` writes into a log dir, besides checkpoints: its lock, its marker, its
+# summaries. A folder with the summaries or the marker of this kind is a training log dir.
+TRAINING_LOG_DIR = "training_log_dir"
+LOCK_FILE = ".hdr_gan_train.lock"
+SUMMARIES = "train"
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX)
+                        + r"(?P<pid>\d+)(?:\.(?P<started>\d+))?-(?P<rest>.*)")
 
 
 class OutputError(ValueError):
     """An output that must not be written; the message names it and says why."""
 
 
+class DiskFull(OSError):
+    """The disk (or the user's quota) filled up while a program wrote `filename`."""
+
+    def __init__(self, filename, detail=""):
+        super().__init__(errno.ENOSPC, "disk full", str(filename))
+        self.detail = detail
+
+    def __str__(self):
+        return (f"disk full writing {self.filename}" + (f" ({self.detail})" if self.detail
+                                                          else "")
+                + "; free some space and run again (what was there before is intact)")
+
+
+def is_disk_full(err):
+    """Whether an exception (OSError or TensorFlow's error) reports a full disk or quota."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(err) or "Disk quota exceeded" in str(err)
+
+
+def disk_full(err, writing):
+    """`DiskFull` for an exception `is_disk_full` accepts: the file the error names, else
+    `writing`."""
+    named = getattr(err, "filename", None)
+    if not named:
+        found = re.search(r"(\S+?)(?:\.tempstate\d+)?; (?:No space left on device|Disk quota)",
+                          str(err))
+        named = found.group(1) if found else writing
+    return DiskFull(named)
+
+
+def _start_ticks(pid):
+    """Start time of process `pid` in clock ticks since boot (Linux), or None if unknown."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def temp_name(label):
-    """A name for a temporary file or folder of this process: the prefix, the pid, a label."""
-    return f"{TEMP_PREFIX}{os.getpid()}-{label}"
+    """A name for a temporary file or folder of this process: the prefix, the pid with the
+    process's start time, a label."""
+    started = _start_ticks(os.getpid())
+    return f"{TEMP_PREFIX}{os.getpid()}{'' if started is None else f'.{started}'}-{label}"
 
 
 def user_permissions(path, directory=False):
@@ -75,15 +132,7 @@ def check_output_dir(target, kind, overwrite, inputs=()):
                           f"above it")
     if resolved == Path.home().resolve():
         raise OutputError(f"{target}: refusing to write here: it is the home folder")
-    for given in inputs:
-        if not given:
-            continue
-        source = Path(given).resolve()
-        if _is_under(resolved, source) or _is_under(source, resolved):
-            relation = ("is" if resolved == source else
-                        "lies inside" if _is_under(resolved, source) else "contains")
-            raise OutputError(f"{target}: refusing to write here: it {relation} the input "
-                              f"{given}")
+    check_apart_from_inputs(target, inputs)
     if not target.exists() and not target.is_symlink():
         return
     if not target.is_dir() or target.is_symlink():
@@ -91,6 +140,10 @@ def check_output_dir(target, kind, overwrite, inputs=()):
     if not any(target.iterdir()):
         return
     program = KINDS[kind][0]
+    if is_training_log_dir(target):
+        raise OutputError(f"{target}: is a training log dir (hdr-gan-train has written it); no "
+                          f"program replaces one, --overwrite included. Choose another folder, "
+                          f"or remove this one yourself.")
     if not overwrite:
         raise OutputError(f"{target}: output exists; pass --overwrite to replace it")
     if not written_by(target, kind):
@@ -99,16 +152,28 @@ def check_output_dir(target, kind, overwrite, inputs=()):
                           f"or remove this one yourself.")
 
 
+def check_apart_from_inputs(output, inputs, around=True):
+    """Raises OutputError if the output file or folder `output` is an input (a path of
+    `inputs`, None for one not given), lies inside an input folder, or (`around`, for an
+    output folder that is replaced whole) contains an input."""
+    resolved = Path(output).resolve()
+    for given in inputs:
+        if not given:
+            continue
+        source = Path(given).resolve()
+        if _is_under(resolved, source) or (around and _is_under(source, resolved)):
+            relation = ("is" if resolved == source else
+                        "lies inside" if _is_under(resolved, source) else "contains")
+            raise OutputError(f"{output}: refusing to write here: it {relation} the input "
+                              f"{given}")
+
+
 def check_output_file(path, overwrite, inputs=()):
     """Raises OutputError if the program must not write the file `path`: it exists and
     `overwrite` is off, it is not a regular file, or it is (or lies inside) an input."""
     path = Path(path)
     clean_leftovers(path.parent)
-    resolved = path.resolve()
-    for given in inputs:
-        if given and _is_under(resolved, Path(given).resolve()):
-            relation = "is" if resolved == Path(given).resolve() else "lies inside"
-            raise OutputError(f"{path}: refusing to write here: it {relation} the input {given}")
+    check_apart_from_inputs(path, inputs)
     if os.path.lexists(path):
         if not path.is_file() or path.is_symlink():
             raise OutputError(f"{path}: exists and is not a regular file")
@@ -116,14 +181,98 @@ def check_output_file(path, overwrite, inputs=()):
             raise OutputError(f"{path}: output exists; pass --overwrite to replace it")
 
 
+def check_outputs(files=(), folders=(), inputs=(), overwrite=False):
+    """Checks all outputs of one command at once: `files` (paths, None for one not asked for)
+    with `check_output_file`, `folders` (`(path, kind)`) with `check_output_dir`, each against
+    every input, and no two outputs on one path or one inside another's folder.
+
+    Raises:
+      OutputError naming the outputs (and input) in conflict.
+    """
+    named = [(Path(p), None) for p in files if p] + [(Path(p), k) for p, k in folders if p]
+    for i, (path, _) in enumerate(named):
+        for other, _ in named[:i]:
+            a, b = path.resolve(), other.resolve()
+            if a == b or _is_under(a, b) or _is_under(b, a):
+                relation = "is the same path as" if a == b else (
+                    "lies inside" if _is_under(a, b) else "contains")
+                raise OutputError(f"{path}: refusing to write here: it {relation} the output "
+                                  f"{other} of the same command")
+    for path, kind in named:
+        if kind is None:
+            check_output_file(path, overwrite, inputs)
+        else:
+            check_output_dir(path, kind, overwrite, inputs)
+
+
+def is_training_log_dir(folder):
+    """Whether `hdr-gan-train` has written into `folder` (its marker says so, or its
+    summaries are there): such a folder holds a run that no other program may replace."""
+    folder = Path(folder)
+    return _marker_kind(folder) == TRAINING_LOG_DIR or (folder / SUMMARIES).is_dir()
+
+
+def mark_as_training_log_dir(folder):
+    """Records in `folder`'s marker that training has taken it over (see
+    `is_training_log_dir`)."""
+    if _marker_kind(folder) != TRAINING_LOG_DIR:
+        _write_marker(Path(folder), TRAINING_LOG_DIR, "hdr-gan-train")
+
+
+def _marker_kind(folder):
+    try:
+        marker = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return marker.get("kind") if isinstance(marker, dict) else None
+
+
+def _write_marker(folder, kind, program):
+    text = json.dumps({"kind": kind, "program": program,
+                       "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=temp_name("marker-"), dir=folder)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        user_permissions(tmp)
+        os.replace(tmp, folder / MARKER)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def log_dir_lock(logdir):
+    """Holds an exclusive lock on a log dir for one writer (`fcntl.flock` on `LOCK_FILE`; the
+    system releases it when the process ends, however it ends). OutputError, naming the
+    holder's process, if another program holds it."""
+    path = Path(logdir) / LOCK_FILE
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise OutputError(
+                f"{logdir}: another program (hdr-gan-train or hdr-gan-convert-tf1, process "
+                f"{holder}) is writing this log dir; wait for it to finish or use another "
+                f"folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def written_by(folder, kind):
     """Whether `folder` is an output of the program that writes `kind` folders."""
     folder = Path(folder)
-    try:
-        marker = json.loads((folder / MARKER).read_text())
-        return isinstance(marker, dict) and marker.get("kind") == kind
-    except (OSError, ValueError):
-        pass
+    if (folder / MARKER).exists():
+        return _marker_kind(folder) == kind
     legacy = KINDS[kind][1]
     names = {p.name for p in folder.iterdir()}
     return bool(legacy) and "saved_model.pb" in names and names <= legacy
@@ -141,9 +290,7 @@ def output_dir(target, kind=None):
     try:
         yield new
         if kind is not None:
-            (new / MARKER).write_text(json.dumps(
-                {"kind": kind, "program": KINDS[kind][0],
-                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+            _write_marker(new, kind, KINDS[kind][0])
         elif target.exists() and any(target.iterdir()):
             raise FileExistsError(f"{target}: exists and is not empty")
         user_permissions(new, directory=True)
@@ -167,28 +314,25 @@ def _swap_in(new, target):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _process_started(pid):
-    """Start time of process `pid` (seconds since the epoch), or None if there is none."""
+def _writer_alive(pid, started):
+    """Whether the process that made a temporary name is still running: process `pid` exists
+    and, where the name records its start time, started then (ids are reused)."""
+    now = _start_ticks(pid)
+    if now is not None:
+        return started is None or int(started) == now
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = int(fields[19])
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime"))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return 0.0  # alive, start unknown: treat as older than anything
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True  # alive (or unknown): leave its files alone
 
 
 def clean_leftovers(folder):
     """Removes this project's stale temporary files and folders in `folder`: those whose
-    process is gone or started after they were made. An old output renamed aside by a killed
-    swap goes back in place if nothing replaced it. Returns the names handled."""
+    process is gone (`_writer_alive`). An old output renamed aside by a killed swap goes back
+    in place if nothing replaced it. Returns the names handled."""
     folder = Path(folder)
     handled = []
     try:
@@ -199,13 +343,8 @@ def clean_leftovers(folder):
         match = _TEMP_NAME.fullmatch(entry.name)
         if not match:
             continue
-        started = _process_started(int(match["pid"]))
-        try:
-            made = entry.lstat().st_mtime
-        except OSError:
+        if _writer_alive(int(match["pid"]), match["started"]):
             continue
-        if started is not None and started <= made + 1:
-            continue  # its process is still running
         aside = re.fullmatch(r"(?P<name>.+)-old", match["rest"])
         if aside and entry.is_dir() and not os.path.lexists(folder / aside["name"]):
             os.rename(entry, folder / aside["name"])

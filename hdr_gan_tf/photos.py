@@ -12,9 +12,11 @@ import numpy as np
 from PIL import Image
 
 from hdr_gan_tf.data import read_exposure_file
-from hdr_gan_tf.image_io import MAX_PIXELS, SpooledImages, read_ldr_raw
+from hdr_gan_tf.image_io import MAX_PIXELS, SpooledImages, probe, read_ldr_raw
 from hdr_gan_tf.imaging import parse_exposure_bias
 
+# Smallest side the merge accepts: reflect padding needs at least two pixels to reflect.
+MIN_SIDE = 2
 _EXIF_IFD = 0x8769
 _EXPOSURE_TIME = 0x829A
 
@@ -61,6 +63,24 @@ def exposures_for(paths, given=None, exposure_file=None):
     return [math.log2(t / shortest) for t in times]
 
 
+def check_bracket_files(paths, max_pixels=MAX_PIXELS):
+    """Checks a bracket from the photos' headers alone (before a model is loaded): three
+    photos, each readable as what its name says, within `max_pixels`, all of one size, each
+    side at least `MIN_SIDE`. Returns `(width, height)`; ValueError names the file."""
+    paths = [str(p) for p in paths]
+    if len(paths) != 3:
+        raise ValueError(f"HDR-GAN merges exactly 3 photos, got {len(paths)}: {', '.join(paths)}")
+    sizes = {p: probe(p, max_pixels)[1:] for p in paths}
+    for path, (width, height) in sizes.items():
+        if min(width, height) < MIN_SIDE:
+            raise ValueError(f"{path}: {width}x{height} pixels; the merge needs photos of at "
+                             f"least {MIN_SIDE}x{MIN_SIDE}")
+    if len(set(sizes.values())) != 1:
+        raise ValueError("photos differ in size: " + ", ".join(
+            f"{p} {w}x{h}" for p, (w, h) in sizes.items()))
+    return sizes[paths[0]]
+
+
 def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=MAX_PIXELS):
     """Reads three photos, sorts them by exposure; returns `(ldrs [3, H, W, 3], ev [3])`.
 
@@ -71,8 +91,7 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
     Photos whose headers say they exceed `max_pixels` are refused before they are decoded.
     """
     paths = [str(p) for p in paths]
-    if len(paths) != 3:
-        raise ValueError(f"HDR-GAN merges exactly 3 photos, got {len(paths)}: {', '.join(paths)}")
+    check_bracket_files(paths, max_pixels)
     ev = exposures_for(paths, given, exposure_file)
     order = sorted(range(3), key=lambda i: ev[i])
     sorted_ev = parse_exposure_bias([ev[i] for i in order],

@@ -55,15 +55,14 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
     prefix exported."""
     from hdr_gan_tf.config import restore_generator
     from hdr_gan_tf.image_io import atomic_output
-    from hdr_gan_tf.outputs import check_output_dir, check_output_file, output_dir as new_dir
+    from hdr_gan_tf.outputs import check_outputs, output_dir as new_dir
 
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, "saved_model", overwrite, inputs=[checkpoint])
     for path, suffix in ((keras_file, ".keras"), (onnx_path, ".onnx")):
-        if path:
-            if not str(path).endswith(suffix):
-                raise ValueError(f"{path}: the file name must end in {suffix}")
-            check_output_file(path, overwrite, inputs=[checkpoint, output_dir])
+        if path and not str(path).endswith(suffix):
+            raise ValueError(f"{path}: the file name must end in {suffix}")
+    check_outputs(files=[keras_file, onnx_path], folders=[(output_dir, "saved_model")],
+                  inputs=[checkpoint], overwrite=overwrite)
     generator, config, prefix = restore_generator(checkpoint, precision)
     module = ServingModule(generator, config.model.mu)
     with new_dir(output_dir, "saved_model") as tmp:
@@ -143,7 +142,15 @@ def saved_model_merger(path):
     """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` from an exported SavedModel."""
     if not Path(path, "saved_model.pb").is_file():
         raise ValueError(f"{path}: not a SavedModel (no saved_model.pb)")
-    loaded = tf.saved_model.load(str(path))
+    try:
+        loaded = tf.saved_model.load(str(path))
+    # A damaged or truncated variables file ends in any of these, depending on where it breaks.
+    except (tf.errors.OpError, ValueError, IndexError, KeyError, RuntimeError, TypeError,
+            AttributeError) as err:
+        raise ValueError(f"{path}: this SavedModel cannot be loaded (is it damaged or "
+                         f"incomplete?): {type(err).__name__}: "
+                         f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}"
+                         ) from None
     if "serving_default" not in loaded.signatures:
         raise ValueError(f"{path}: this SavedModel has no serving_default signature (it has "
                          f"{', '.join(loaded.signatures) or 'none'}); export one with "

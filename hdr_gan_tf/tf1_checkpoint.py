@@ -7,6 +7,7 @@ copies every variable as it is: inference then computes what the TF1 test graph 
 training from a converted checkpoint continues the way the authors' training did.
 """
 
+import contextlib
 from pathlib import Path
 
 import tensorflow as tf
@@ -162,17 +163,28 @@ def convert_to_logdir(tf1_checkpoint, output_dir, overwrite=False):
     Returns the checkpoint prefix written.
     """
     from hdr_gan_tf import config as config_lib
-    from hdr_gan_tf.outputs import check_output_dir, output_dir as new_dir
+    from hdr_gan_tf.outputs import check_outputs, log_dir_lock, output_dir as new_dir
 
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, "log_dir", overwrite, inputs=[Path(tf1_checkpoint).parent])
+    inputs = [Path(tf1_checkpoint).parent]
+    outputs = {"folders": [(output_dir, "log_dir")], "inputs": inputs, "overwrite": overwrite}
+    check_outputs(**outputs)
     config = config_lib.RunConfig(converted_from=str(tf1_checkpoint))
     generator = config_lib.build_generator(config.model)
     discriminator = config_lib.build_discriminator(config.model)
     load_tf1_weights(tf1_checkpoint, generator, discriminator)
-    with new_dir(output_dir, "log_dir") as tmp:
-        config_lib.write_config(tmp, config)
-        step = tf.Variable(0, dtype=tf.int64, name="step")
-        ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator, step=step)
-        tf.train.CheckpointManager(ckpt, str(tmp), max_to_keep=1, checkpoint_name="ckpt").save(0)
+    with contextlib.ExitStack() as stack:
+        if output_dir.is_dir():
+            # A trainer may have taken the folder over since the check: ask its lock, and
+            # check again while holding it.
+            stack.enter_context(log_dir_lock(output_dir))
+            check_outputs(**outputs)
+        with new_dir(output_dir, "log_dir") as tmp:
+            stack.enter_context(log_dir_lock(tmp))  # held until the new folder is in place
+            config_lib.write_config(tmp, config)
+            step = tf.Variable(0, dtype=tf.int64, name="step")
+            ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator,
+                                       step=step)
+            tf.train.CheckpointManager(ckpt, str(tmp), max_to_keep=1,
+                                       checkpoint_name="ckpt").save(0)
     return tf.train.latest_checkpoint(str(output_dir))

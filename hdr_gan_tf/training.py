@@ -14,10 +14,9 @@ replica gradients are those of the global-batch mean.
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import math
-import os
+import re
 import shutil
 import signal
 import tempfile
@@ -37,7 +36,8 @@ from hdr_gan_tf.imaging import mu_law, to_unit
 from hdr_gan_tf.losses import discriminator_objective, generator_objective
 from hdr_gan_tf.merge import merge_exposures, outputs_to_linear
 from hdr_gan_tf.metrics import psnr
-from hdr_gan_tf.outputs import clean_leftovers, temp_name
+from hdr_gan_tf.outputs import (check_apart_from_inputs, clean_leftovers, disk_full, is_disk_full, log_dir_lock,
+                                mark_as_training_log_dir, temp_name)
 
 
 # Smallest input whose PatchGAN map is not empty (four 4x4 VALID convolutions, three of stride 2).
@@ -154,12 +154,8 @@ class Trainer:
         self.is_chief = is_chief(strategy)
         self.write_dir = self.logdir if self.is_chief else Path(
             tempfile.mkdtemp(prefix=temp_name("worker-")))
-        self.manager = _RestoredManager(
-            self.checkpoint, str(self.write_dir), max_to_keep=cfg.keep_checkpoints,
-            checkpoint_name="ckpt")
-        self.best_manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(**objects, best_score=self.best_score),
-            str(self.write_dir / "best"), max_to_keep=1, checkpoint_name="ckpt")
+        self._best_checkpoint = tf.train.Checkpoint(**objects, best_score=self.best_score)
+        self._open_managers()
         step_fn = self._replica_step
         if cfg.jit_compile:
             step_fn = tf.function(step_fn, jit_compile=True)
@@ -168,6 +164,16 @@ class Trainer:
         self._stop_signal = None
         # Each logged value is averaged over the steps since the last summary.
         self._window = {}
+
+    def _open_managers(self):
+        """The checkpoint managers of the write dir and its best/ (each reads its folder's
+        state file when made)."""
+        self.manager = _RestoredManager(
+            self.checkpoint, str(self.write_dir),
+            max_to_keep=self.config.training.keep_checkpoints, checkpoint_name="ckpt")
+        self.best_manager = tf.train.CheckpointManager(
+            self._best_checkpoint, str(self.write_dir / "best"), max_to_keep=1,
+            checkpoint_name="ckpt")
 
     def _optimizer(self):
         optimizer = keras.optimizers.Adam(
@@ -254,12 +260,43 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def restore(self):
         """Restores the newest readable checkpoint of the log dir (the chief's, on every
-        worker), and the best validation score so far; returns its path or None."""
+        worker), and the best validation score so far; returns its path or None.
+
+        A log dir that holds checkpoints, none of them readable, is refused (ConfigError)
+        rather than trained from step 0; with `restart` its checkpoints are first moved
+        aside (`_move_checkpoints_aside`) and the run starts from step 0, saying so.
+        """
+        if self.config.training.restart:
+            self._move_checkpoints_aside()
+            return None
+        damaged_state = config_lib.state_file_damaged(self.logdir)
         path = config_lib.readable_checkpoint(self.logdir, self.log)
+        if path is None and config_lib.checkpoint_prefixes(self.logdir):
+            raise config_lib.ConfigError(
+                f"{self.logdir}: holds checkpoints but none of them can be read; pass "
+                f"--restart to train from step 0 anyway (they are then moved aside, not "
+                f"deleted), or use another --logdir")
         if path:
-            self.checkpoint.restore(path)
+            try:
+                for name in ("generator", "discriminator"):
+                    network = getattr(self, name)
+                    saved = config_lib.saved_variable_count(path, name, missing_ok=True)
+                    if network is not None and saved not in (None, len(network.weights)):
+                        raise ValueError(f"its {name} has {saved} variables, these flags' "
+                                         f"{len(network.weights)}")
+                self.checkpoint.restore(path).expect_partial()
+            except (AssertionError, ValueError, tf.errors.OpError) as err:
+                raise config_lib.ConfigError(
+                    f"{path}: checkpoint does not fit the networks of these flags "
+                    f"({self.config.model}): {str(err).strip().splitlines()[0][:200]}"
+                ) from None
             self.log(f"Resumed from {path} at step {int(self.step.numpy())} "
                      f"(learning rate {float(self.schedule(self.step)):.3g})")
+            if damaged_state and self.is_chief:
+                # The manager keeps its list of checkpoints in the state file: rewrite it.
+                tf.compat.v1.train.update_checkpoint_state(
+                    str(self.logdir), path, config_lib.checkpoint_prefixes(self.logdir)[::-1])
+                self._open_managers()
         best = config_lib.readable_checkpoint(self.logdir / "best", self.log)
         if best:
             try:
@@ -270,11 +307,39 @@ class Trainer:
                          f"starts the best checkpoint afresh")
         return path
 
+    def _move_checkpoints_aside(self):
+        """`--restart`: the log dir's checkpoints, state file and best/ go into
+        `before_restart_<time>/`, so that nothing of the earlier run is lost or resumed."""
+        names = [p for p in (self.logdir.iterdir() if self.logdir.is_dir() else [])
+                 if p.name in ("checkpoint", "best") or re.fullmatch(r"ckpt-\d+\..+", p.name)]
+        if not names or not self.is_chief:
+            self.log("Starting from step 0 (--restart; no earlier checkpoints here)")
+            return
+        aside = self.logdir / time.strftime("before_restart_%Y%m%d-%H%M%S")
+        aside.mkdir()
+        for path in names:
+            path.rename(aside / path.name)
+        self._open_managers()
+        self.log(f"Starting from step 0 as --restart asked: the earlier checkpoints "
+                 f"({len(names)} files and folders) were moved into {aside}")
+
     def save(self):
         """Saves a checkpoint, after making sure the weights are finite (a NaN can enter in an
         update whose loss was finite): raises TrainingDiverged instead of saving bad weights."""
         self.check_weights()
-        return self.manager.save(checkpoint_number=int(self.step.numpy()))
+        return self._saving(self.manager, checkpoint_number=int(self.step.numpy()))
+
+    def _saving(self, manager, **kwargs):
+        """`manager.save`, with a full disk reported as `outputs.DiskFull` after TensorFlow's
+        half-written temporary folder is removed (the earlier checkpoints stay as they were)."""
+        try:
+            return manager.save(**kwargs)
+        except (tf.errors.OpError, OSError) as err:
+            if not is_disk_full(err):
+                raise
+            remove_checkpoint_temps(Path(manager.directory))
+            number = kwargs.get("checkpoint_number")
+            raise disk_full(err, Path(manager.directory) / f"ckpt-{number}") from None
 
     def check_weights(self):
         networks = [n for n in (self.generator, self.discriminator) if n is not None]
@@ -366,7 +431,7 @@ class Trainer:
         if scores["main"] > float(self.best_score.numpy()):
             self.check_weights()
             self.best_score.assign(scores["main"])
-            self.best_manager.save(checkpoint_number=step)
+            self._saving(self.best_manager, checkpoint_number=step)
             # For people; the checkpoint holds the score the program goes by.
             write_text(self.write_dir / "best" / "best.txt",
                        f"step {step}\npsnr_mu_main {scores['main']:.4f}\n")
@@ -484,16 +549,30 @@ def run_training(config, log=print, strategy=None):
         if chief and logdir.is_dir():  # an existing run: refuse a second writer at once
             stack.enter_context(log_dir_lock(logdir))
             locked = True
+            for folder in (logdir, logdir / "best"):
+                remove_checkpoint_temps(folder)  # a failed save's, e.g. on a full disk
         config, train_scenes, val_scenes = _prepare(config, strategy, log)
         trainer = Trainer(config, strategy, log=log)
         stack.callback(trainer.close)
-        if chief:
-            if not locked:
-                logdir.mkdir(parents=True, exist_ok=True)
-                stack.enter_context(log_dir_lock(logdir))
-            config_lib.write_config(logdir, config)
+        if chief and not locked:
+            logdir.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(log_dir_lock(logdir))
+        # Restored before config.json is written, so that a checkpoint that does not fit these
+        # flags leaves the log dir as it was.
         trainer.restore()
+        if chief:
+            mark_as_training_log_dir(logdir)
+            config_lib.write_config(logdir, config)
         return trainer, trainer.fit(train_scenes, val_scenes)
+
+
+def remove_checkpoint_temps(folder):
+    """Removes TensorFlow's temporary folders of checkpoints whose save failed
+    (`<prefix>_temp/`); only under the log dir's lock, where no save is under way."""
+    with contextlib.suppress(OSError):
+        for path in Path(folder).iterdir():
+            if path.is_dir() and re.fullmatch(r".+-\d+_temp", path.name):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _prepare(config, strategy, log):
@@ -517,6 +596,8 @@ def _prepare(config, strategy, log):
         cfg = config.training
     # Only the chief writes the log dir; another worker keeps its disk cache in the system's
     # temporary folder, where it outlives restarts (entries are keyed by the scenes' files).
+    # Training writes into its log dir (never replacing it): that must not be in the data.
+    check_apart_from_inputs(logdir, [cfg.data_dir], around=False)
     cache_dir = cfg.cache_dir or str(logdir / DATA_CACHE if is_chief(strategy) else
                                      Path(tempfile.gettempdir()) / WORKER_DATA_CACHE)
     clean_leftovers(Path(cache_dir))  # half-written scenes of a killed run
@@ -545,32 +626,6 @@ class _RestoredManager(tf.train.CheckpointManager):
         return None
 
 
-LOCK_FILE = ".hdr_gan_train.lock"
 # Default home of the decoded scenes when they are kept on disk (`--cache`), in the log dir.
 DATA_CACHE = "data_cache"
 WORKER_DATA_CACHE = "hdr_gan_tf_data_cache"
-
-
-@contextlib.contextmanager
-def log_dir_lock(logdir):
-    """Holds an exclusive lock on the log dir for one writer (`fcntl.flock` on `LOCK_FILE`;
-    the system releases it when the process ends, however it ends). A second trainer on the
-    same log dir gets a ConfigError naming the first one's process."""
-    path = Path(logdir) / LOCK_FILE
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise config_lib.ConfigError(
-                f"{logdir}: another hdr-gan-train (process {holder}) is writing this log dir; "
-                f"wait for it to finish or use another --logdir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,12 +1,19 @@
+import errno
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from hdr_gan_tf import outputs
-from hdr_gan_tf.outputs import (MARKER, TEMP_PREFIX, OutputError, check_output_dir,
-                                check_output_file, clean_leftovers, output_dir)
+from hdr_gan_tf.outputs import (MARKER, TEMP_PREFIX, DiskFull, OutputError, check_output_dir,
+                                check_output_file, check_outputs, clean_leftovers,
+                                disk_full, log_dir_lock, mark_as_training_log_dir, output_dir,
+                                temp_name)
+from tests.helpers import REPO
 
 
 def _export(folder, text="old"):
@@ -94,7 +101,8 @@ def test_output_folders_get_the_users_usual_permissions(tmp_path):
 
 def test_stale_leftovers_are_removed_and_an_old_output_put_back(tmp_path):
     dead = 2 ** 22 + 17  # above the kernel's default pid_max: no such process
-    assert outputs._process_started(dead) is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(dead, 0)
     aside = tmp_path / f"{TEMP_PREFIX}{dead}-export-old"
     aside.mkdir()
     (aside / "saved_model.pb").write_text("old")
@@ -108,3 +116,108 @@ def test_stale_leftovers_are_removed_and_an_old_output_put_back(tmp_path):
     assert len(handled) == 3
     assert (tmp_path / "export" / "saved_model.pb").read_text() == "old"
     assert not stale_new.exists() and not stale_file.exists() and live.exists()
+
+
+def _child(code):
+    """A Python process running `code` that prints one line when ready, then waits for its
+    standard input to close."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code) + "\nsys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return proc, proc.stdout.readline().strip()
+
+
+def test_a_live_writers_folder_set_aside_is_not_put_back(tmp_path):
+    """A rename keeps a folder's time, so a folder set aside long ago by a writer that still
+    runs must be told apart by the writer's identity, not by times."""
+    proc, aside = _child(f"""
+        import os, sys
+        from hdr_gan_tf.outputs import temp_name
+        aside = os.path.join({str(tmp_path)!r}, temp_name("export-old"))
+        os.mkdir(aside)
+        os.utime(aside, (1e9, 1e9))  # made in 2001, as an old output renamed aside keeps
+        print(aside, flush=True)
+    """)
+    try:
+        assert clean_leftovers(tmp_path) == []
+        assert Path(aside).is_dir() and not (tmp_path / "export").exists()
+    finally:
+        proc.communicate("")
+    assert clean_leftovers(tmp_path) == [Path(aside).name]  # its writer is gone: put back
+    assert (tmp_path / "export").is_dir()
+
+
+def test_temporary_names_record_the_process_and_its_start(tmp_path):
+    name = temp_name("x")
+    assert name.startswith(f"{TEMP_PREFIX}{os.getpid()}")
+    (tmp_path / name).write_text("mine")
+    # The same pid with another start time is another (earlier) process: stale.
+    pid, started = name[len(TEMP_PREFIX):].split("-", 1)[0].split(".")
+    reused = tmp_path / f"{TEMP_PREFIX}{pid}.{int(started) - 1}-y"
+    reused.write_text("a dead process's")
+    assert clean_leftovers(tmp_path) == [reused.name]
+
+
+def test_a_training_log_dir_is_never_replaced(tmp_path):
+    converted = tmp_path / "ft"
+    with output_dir(converted, "log_dir") as tmp:
+        (tmp / "ckpt-0.index").write_text("converted")
+    check_output_dir(converted, "log_dir", overwrite=True)  # the converter's own, untrained
+    mark_as_training_log_dir(converted)  # what hdr-gan-train does when it takes a log dir
+    for kind in ("log_dir", "saved_model", "evaluation"):
+        with pytest.raises(OutputError, match="is a training log dir"):
+            check_output_dir(converted, kind, overwrite=True)
+    older = tmp_path / "older"  # trained before trainers marked their log dirs
+    (older / "train").mkdir(parents=True)
+    (older / MARKER).write_text(json.dumps({"kind": "log_dir"}))
+    with pytest.raises(OutputError, match="is a training log dir"):
+        check_output_dir(older, "log_dir", overwrite=True)
+
+
+def test_a_log_dir_lock_held_elsewhere_is_refused_naming_the_holder(tmp_path):
+    proc, pid = _child(f"""
+        import os, sys
+        from hdr_gan_tf.outputs import log_dir_lock
+        lock = log_dir_lock({str(tmp_path)!r})
+        lock.__enter__()
+        print(os.getpid(), flush=True)
+    """)
+    try:
+        with pytest.raises(OutputError, match=f"process {pid}"):
+            with log_dir_lock(tmp_path):
+                pass
+    finally:
+        proc.communicate("")
+    with log_dir_lock(tmp_path):  # free again
+        pass
+
+
+@pytest.mark.parametrize("case", ["same file", "inside an output folder", "input photo",
+                                  "inside an input folder"])
+def test_outputs_are_checked_against_each_other_and_every_input(tmp_path, case):
+    shoot = tmp_path / "shoots" / "b"
+    shoot.mkdir(parents=True)
+    (shoot / "a.png").write_bytes(b"a photo")
+    out = tmp_path / "out.hdr"
+    files, folders, inputs = [out, out.with_suffix(".png")], [], [tmp_path / "shoots"]
+    if case == "same file":
+        files = [out, tmp_path / "." / "out.hdr"]
+    elif case == "inside an output folder":
+        folders = [(tmp_path / "export", "saved_model")]
+        files = [tmp_path / "export" / "model.onnx"]
+    elif case == "input photo":
+        files, inputs = [shoot / "a.png"], [shoot / "a.png"]
+    else:
+        files = [shoot / "a.png"]
+    with pytest.raises(OutputError, match="refusing to write here"):
+        check_outputs(files=files, folders=folders, inputs=inputs, overwrite=True)
+    assert (shoot / "a.png").read_bytes() == b"a photo"
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path):
+    err = disk_full(OSError(errno.ENOSPC, "No space left on device"), tmp_path / "a.hdr")
+    assert isinstance(err, DiskFull) and str(err).startswith(f"disk full writing {tmp_path}")
+    tf_message = ("{{function_node SaveV2}} /runs/x/ckpt-2_temp/part-00000-of-00001.data-00000"
+                  "-of-00001.tempstate1748; No space left on device [Op:SaveV2]")
+    assert disk_full(RuntimeError(tf_message), "?").filename == (
+        "/runs/x/ckpt-2_temp/part-00000-of-00001.data-00000-of-00001")

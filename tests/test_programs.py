@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -513,3 +515,182 @@ def test_sigterm_stops_infer_and_leaves_nothing_half_written(converted, photos, 
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         "error: stopped by SIGTERM; nothing half-written was left behind"]
     assert list(out.parent.iterdir()) == []
+
+
+# ------------------------------------------------------------------ nothing lost, second round
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _truncate_every_checkpoint(logdir):
+    for data in logdir.glob("ckpt-*.data-*"):
+        data.write_bytes(data.read_bytes()[:100])
+
+
+def _train(logdir, data, *extra):
+    return ("train", [f"--logdir={logdir}", f"--data_dir={data}", "--patch_size=64",
+                      "--validation=0", "--summary_every=1", "--checkpoint_every=1",
+                      "--cache=memory", *extra])
+
+
+def test_a_fine_tuned_log_dir_survives_convert_and_damaged_checkpoint_lists(
+        converted, golden_checkpoint, tiny_data, tmp_path):
+    """The README's workflow (convert, then fine-tune in place), then what must not lose it:
+    converting again over it, a trainer holding it, a damaged `checkpoint` state file, every
+    checkpoint unreadable (refused, or --restart keeps them aside), TensorFlow's temporary
+    folder of a failed save."""
+    ft = _copy(converted, tmp_path / "ft")
+    program, args = _train(ft, tiny_data, "--iterations=2")
+    first = run_program(program, *args)
+    assert first.returncode == 0, first.stderr
+    trained = sorted(p.name for p in ft.glob("ckpt-*.index"))
+    assert trained == ["ckpt-0.index", "ckpt-1.index", "ckpt-2.index"]
+    damaged_state = _copy(ft, tmp_path / "damaged_state")
+    (damaged_state / "checkpoint").write_text("model_checkpoint_path: {{{ not a state file")
+    (damaged_state / "ckpt-2_temp").mkdir()  # what a save on a full disk leaves
+    exported_from_damaged = _copy(damaged_state, tmp_path / "damaged_state_export")
+    unreadable = _copy(ft, tmp_path / "unreadable")
+    _truncate_every_checkpoint(unreadable)
+    restarted = _copy(unreadable, tmp_path / "restarted")
+    held = _copy(converted, tmp_path / "held")  # not trained yet, but a trainer holds it
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom hdr_gan_tf.outputs import log_dir_lock\n"
+         f"with log_dir_lock({str(held)!r}):\n    print('held', flush=True)\n"
+         "    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
+    assert holder.stdout.readline().strip() == "held"
+    convert = ["convert_tf1", [f"--tf1_checkpoint={golden_checkpoint}", "--overwrite"]]
+    try:
+        results = run_programs_side_by_side({
+            "convert over fine-tuned": (convert[0], [*convert[1], f"--output_dir={ft}"]),
+            "convert over held": (convert[0], [*convert[1], f"--output_dir={held}"]),
+            "resume, damaged state": _train(damaged_state, tiny_data, "--iterations=3"),
+            "export, damaged state": ("export", [f"--checkpoint={exported_from_damaged}",
+                                                 f"--output_dir={tmp_path / 'export'}"]),
+            "unreadable": _train(unreadable, tiny_data, "--iterations=3"),
+            "restart": _train(restarted, tiny_data, "--iterations=1", "--restart"),
+        })
+    finally:
+        holder.communicate("")
+    status = {name: (r.returncode, r.stdout + r.stderr) for name, r in results.items()}
+    assert status["convert over fine-tuned"][0] == 2
+    assert "is a training log dir" in status["convert over fine-tuned"][1]
+    assert sorted(p.name for p in ft.glob("ckpt-*.index")) == trained
+    assert status["convert over held"][0] == 2
+    assert f"process {holder.pid}" in status["convert over held"][1]
+    assert status["resume, damaged state"][0] == 0, status["resume, damaged state"]
+    assert f"Resumed from {damaged_state / 'ckpt-2'} at step 2" in status[
+        "resume, damaged state"][1]
+    assert not (damaged_state / "ckpt-2_temp").exists()
+    assert status["export, damaged state"][0] == 0, status["export, damaged state"]
+    assert "ckpt-2" in status["export, damaged state"][1]
+    assert status["unreadable"][0] == 2, status["unreadable"]
+    assert "none of them can be read; pass --restart" in status["unreadable"][1]
+    assert status["restart"][0] == 0, status["restart"]
+    aside = list(restarted.glob("before_restart_*"))
+    assert len(aside) == 1 and "moved into" in status["restart"][1]
+    assert sorted(p.name for p in aside[0].glob("ckpt-*.index")) == trained
+    assert json.loads(results["restart"].stdout.splitlines()[-1])["final_step"] == 1
+
+
+def _tiny_filesystem(path, free_kb):
+    """A tmpfs at `path` with about `free_kb` KB left free (needs root), or a skip."""
+    path.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs",
+                                            str(path)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    stats = os.statvfs(path)
+    filler = stats.f_bavail * stats.f_frsize - free_kb * 1024
+    (path / "filler").write_bytes(b"\0" * filler)
+    return path
+
+
+def test_a_full_disk_is_named_by_every_writing_program(converted, photos, tiny_data, tmp_path):
+    full = _tiny_filesystem(tmp_path / "full", free_kb=40)
+    try:
+        paths, ev = photos
+        results = run_programs_side_by_side({
+            "train": _train(full / "run", tiny_data, "--iterations=1"),
+            "export": ("export", [f"--checkpoint={converted}", f"--output_dir={full / 'x'}"]),
+            "infer": ("infer", [f"--checkpoint={converted}", f"--output={full / 'm.exr'}",
+                                f"--inputs={','.join(map(str, paths))}",
+                                f"--exposure_bias={','.join(map(str, ev))}"]),
+        })
+        leftovers = sorted(p.name for p in (full / "run").iterdir()) if (
+            full / "run").exists() else []
+        listing = sorted(p.name for p in full.iterdir())
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    for name, result in results.items():
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert len(errors) == 1 and "error: disk full writing " in errors[0], (name, errors)
+        assert "Traceback" not in result.stderr and "--tile" not in errors[0]
+    assert str(full / "run" / "ckpt-1") in results["train"].stderr
+    assert not [n for n in leftovers if n.endswith("_temp")]  # no half-written checkpoint
+    assert listing == ["filler", "run"]  # nothing of export or infer left
+
+
+def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, exported, photos,
+                                                                    tiny_data, tmp_path):
+    """Run side by side; each must fail before it writes anything."""
+    paths, ev = photos
+    bracket = [f"--checkpoint={converted}", f"--inputs={','.join(map(str, paths))}",
+               f"--exposure_bias={','.join(map(str, ev))}"]
+    truncated = _copy(exported, tmp_path / "truncated_model")
+    for data in (truncated / "variables").glob("variables.data-*"):
+        data.write_bytes(data.read_bytes()[:1000])
+    deep = _copy(converted, tmp_path / "deep")
+    (deep / "config.json").write_text("[" * 100000 + "]" * 100000)
+    latin = _copy(converted, tmp_path / "latin")
+    (latin / "config.json").write_bytes((latin / "config.json").read_bytes() + b"\xff\xfe")
+    other_architecture = _copy(converted, tmp_path / "other_architecture")
+    (other_architecture / "config.json").unlink()
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    for k, name in enumerate(("s.png", "m.png", "l.png")):
+        write_ldr(tiny / name, np.full((1, 1, 3), 0.2 * (k + 1)))
+    shoots = _copy(tiny_data / "Test", tmp_path / "shoots")
+    scene_photos = {p: p.read_bytes() for p in shoots.rglob("*") if p.is_file()}
+    evaluate = [f"--data_dir={tiny_data}", f"--output_dir={tmp_path / 'eval'}"]
+    cases = {
+        "truncated SavedModel": ("evaluate", [f"--saved_model={truncated}", *evaluate],
+                                 f"{truncated}: this SavedModel cannot be loaded"),
+        "config nested too deeply": ("evaluate", [f"--checkpoint={deep}", *evaluate],
+                                     f"{deep / 'config.json'}: not a config.json"),
+        "config not UTF-8": ("export", [f"--checkpoint={latin}",
+                                        f"--output_dir={tmp_path / 'e'}"],
+                             f"{latin / 'config.json'}: not UTF-8"),
+        "center_crop": ("evaluate", [f"--checkpoint={converted}", "--center_crop=abc,64",
+                                     *evaluate], "--center_crop=abc,64"),
+        "checkpoint of another architecture": (
+            "train", [f"--logdir={other_architecture}", f"--data_dir={tiny_data}",
+                      "--patch_size=64", "--scales=2", "--cache=memory"],
+            f"{other_architecture / 'ckpt-0'}: checkpoint does not fit"),
+        "1x1 photos": ("infer", [f"--checkpoint={converted}", f"--output={tmp_path / 't.hdr'}",
+                                 f"--inputs={tiny / 's.png'},{tiny / 'm.png'},{tiny / 'l.png'}",
+                                 "--exposure_bias=-2,0,2"], f"{tiny / 's.png'}: 1x1 pixels"),
+        "preview on the output": ("infer", [*bracket, f"--output={tmp_path / 'o.hdr'}",
+                                            f"--preview={tmp_path / 'o.hdr'}"],
+                                  "is the same path as the output"),
+        "preview on the .exr copy": ("infer", [*bracket, f"--output={tmp_path / 'o.hdr'}",
+                                               "--exr", f"--preview={tmp_path / 'o.exr'}"],
+                                     "is the same path as the output"),
+        "batch output in a scene folder": (
+            "infer", [f"--checkpoint={converted}", f"--input_dir={shoots}",
+                      f"--output_dir={shoots / '002'}", "--overwrite"],
+            f"lies inside the input {shoots}"),
+    }
+    results = run_programs_side_by_side({name: (program, args)
+                                         for name, (program, args, _) in cases.items()})
+    for name, result in results.items():
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert len(errors) == 1 and cases[name][2] in errors[0], (name, result.stderr)
+        assert "Traceback" not in result.stderr, (name, result.stderr)
+    assert "Merging" not in results["1x1 photos"].stdout
+    assert not (other_architecture / "config.json").exists()  # nothing written
+    assert {p: p.read_bytes() for p in shoots.rglob("*") if p.is_file()} == scene_photos
+    assert not [p for p in tmp_path.iterdir() if p.name in ("eval", "e", "o.hdr", "o.png",
+                                                            "t.hdr")]

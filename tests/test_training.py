@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from hdr_gan_tf import data
 from hdr_gan_tf.config import ConfigError, RunConfig, build_generator, resolve_checkpoint
-from hdr_gan_tf.training import (Trainer, TrainingDiverged, log_dir_lock, parse_branches,
-                                 run_training)
+from hdr_gan_tf.outputs import OutputError, log_dir_lock
+from hdr_gan_tf.training import Trainer, TrainingDiverged, parse_branches, run_training
 from tests.helpers import REPO
 
 
@@ -310,15 +310,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
                            "--cache=disk")
     _wait_for_line(proc, "step 2/")
     # One writer per log dir: the running trainer holds its lock, so a second one is refused.
-    with pytest.raises(ConfigError, match="another hdr-gan-train .* is writing this log dir"):
+    with pytest.raises(OutputError, match=f"process {proc.pid}.* is writing this log dir"):
         with log_dir_lock(logdir):
             pass
     second = _start_training(logdir, tiny_data, "--iterations=100000")
     second_out, _ = second.communicate(timeout=120)
     assert second.returncode == 2, second_out
     assert [line for line in second_out.splitlines() if line.startswith("error:")] == [
-        f"error: {logdir}: another hdr-gan-train (process {proc.pid}) is writing this log "
-        f"dir; wait for it to finish or use another --logdir"]
+        f"error: {logdir}: another program (hdr-gan-train or hdr-gan-convert-tf1, process "
+        f"{proc.pid}) is writing this log dir; wait for it to finish or use another folder"]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
@@ -429,7 +429,7 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
              for out in outputs]
     assert steps[0] == steps[1]
     assert sorted(p.name for p in logdir.iterdir()) == [
-        ".hdr_gan_train.lock", "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
+        ".hdr_gan_tf.json", ".hdr_gan_train.lock", "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
         "config.json", "train"]
 
     # Restarted, both resume from the chief's checkpoint; SIGTERM to one of them (a preemption

@@ -52,9 +52,14 @@ def tensorflow_error(err):
     """One line for a TensorFlow runtime error, with advice where there is some."""
     import tensorflow as tf
 
+    from hdr_gan_tf.outputs import disk_full, is_disk_full
+
+    if is_disk_full(err):
+        return str(disk_full(err, "an output"))
     detail = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"
     if isinstance(err, tf.errors.ResourceExhaustedError):
-        return f"out of memory ({detail}); try --tile to bound the memory a merge needs"
+        advice = "; try --tile to bound the memory a merge needs" if "tile" in FLAGS else ""
+        return f"out of memory ({detail}){advice}"
     return f"TensorFlow stopped: {detail}"
 
 
@@ -65,10 +70,14 @@ def guarded(main):
     def wrapped(argv):
         import tensorflow as tf
 
+        from hdr_gan_tf.outputs import DiskFull, disk_full, is_disk_full
+
         quiet_logs()
         try:
             return main(argv)
         except (ValueError, OSError) as err:
+            if is_disk_full(err) and not isinstance(err, DiskFull):
+                err = disk_full(err, "an output")
             error(err)
         except tf.errors.OpError as err:
             error(tensorflow_error(err))

@@ -35,6 +35,20 @@ def define_flags():
     define_overwrite_flag("Replace an earlier evaluation folder (and nothing else).")
 
 
+def _center_crop(values):
+    """`--center_crop` as `[H, W]`, or None when not given."""
+    if not values:
+        return None
+    try:
+        crop = [int(v) for v in values]
+    except ValueError:
+        crop = []
+    if len(crop) != 2 or min(crop) < 1:
+        raise ValueError(f"--center_crop={','.join(values)}: takes two whole numbers of pixels "
+                         f"H,W (e.g. 960,1440)")
+    return crop
+
+
 @guarded
 def main(argv):
     del argv
@@ -42,17 +56,15 @@ def main(argv):
     from hdr_gan_tf.config import branch_names, restore_generator
     from hdr_gan_tf.evaluation import evaluate, format_table
     from hdr_gan_tf.merge import generator_merger
-    from hdr_gan_tf.outputs import check_output_dir, output_dir
+    from hdr_gan_tf.outputs import check_outputs, output_dir
     from hdr_gan_tf.serving import saved_model_merger
     from hdr_gan_tf.synthetic import builtin_dataset
 
     if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
         raise ValueError("give exactly one of --checkpoint and --saved_model")
-    crop = [int(v) for v in FLAGS.center_crop] if FLAGS.center_crop else None
-    if crop is not None and len(crop) != 2:
-        raise ValueError("--center_crop takes two numbers: H,W")
-    check_output_dir(FLAGS.output_dir, "evaluation", FLAGS.overwrite,
-                     inputs=[FLAGS.checkpoint, FLAGS.saved_model, FLAGS.data_dir])
+    crop = _center_crop(FLAGS.center_crop)
+    check_outputs(folders=[(FLAGS.output_dir, "evaluation")], overwrite=FLAGS.overwrite,
+                  inputs=[FLAGS.checkpoint, FLAGS.saved_model, FLAGS.data_dir])
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))
     options = inference_options()  # checks --tile and --overlap before any work
     scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=int(FLAGS.ldr_bits),

@@ -94,27 +94,42 @@ def main(argv):
     del argv
     from hdr_gan_tf.config import branch_names, restore_generator
     from hdr_gan_tf.merge import generator_merger, merge_and_write, streams
-    from hdr_gan_tf.outputs import check_output_file
-    from hdr_gan_tf.photos import load_bracket
+    from hdr_gan_tf.outputs import DiskFull, check_outputs
+    from hdr_gan_tf.photos import check_bracket_files, load_bracket
 
     jobs = _jobs()
     options = inference_options()  # checks --tile and --overlap before any work
     batch = FLAGS.input_dir is not None
-    for photos, output, preview, _, _ in jobs:
-        for path in _outputs_for(output, preview, FLAGS.exr):
-            check_output_file(path, FLAGS.overwrite, inputs=[*photos, FLAGS.checkpoint])
-    # A single bracket is checked before the model is loaded, so bad photos fail fast.
+    # Every output against every other and every input of the whole command (all scenes).
+    check_outputs(files=[p for _, output, preview, _, _ in jobs
+                         for p in _outputs_for(output, preview, FLAGS.exr)],
+                  inputs=[FLAGS.checkpoint, FLAGS.input_dir, FLAGS.exposure_file,
+                          *(p for photos, *_ in jobs for p in photos)],
+                  overwrite=FLAGS.overwrite)
+    # Photos are checked from their headers before the model is loaded, so bad ones fail fast
+    # (in a batch, such a scene is reported and skipped).
+    failures, usable = [], []
+    for job in jobs:
+        try:
+            check_bracket_files(job[0], FLAGS.max_pixels)
+            usable.append(job)
+        except ValueError as err:
+            if not batch:
+                raise
+            failures.append(f"{Path(job[1]).stem}: {err}")
+            say(f"skipped {failures[-1]}")
+    if not usable:
+        error(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
     first = None
     if not batch:
-        photos, output, _, given, exposure_file = jobs[0]
+        photos, output, _, given, exposure_file = usable[0]
         first = load_bracket(photos, given, exposure_file,
                              spool=streams(FLAGS.tile),
                              max_pixels=FLAGS.max_pixels)
     generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
     merge = generator_merger(generator, branch_names(generator.scales), config.model.mu,
                              options)
-    failures = []
-    for photos, output, preview, given, exposure_file in jobs:
+    for photos, output, preview, given, exposure_file in usable:
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
                                             spool=streams(FLAGS.tile),
@@ -126,7 +141,7 @@ def main(argv):
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()
         except (ValueError, OSError) as err:
-            if not batch:
+            if not batch or isinstance(err, DiskFull):
                 raise
             failures.append(f"{Path(output).stem}: {err}")
             say(f"skipped {failures[-1]}")

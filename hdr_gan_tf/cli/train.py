@@ -96,6 +96,10 @@ def define_flags():
     flags.DEFINE_enum("mixed_precision", t.mixed_precision, list(MIXED_PRECISIONS),
                       "Mixed precision (float16 uses dynamic loss scaling).")
     flags.DEFINE_bool("jit_compile", t.jit_compile, "Compile the training step with XLA.")
+    flags.DEFINE_bool("restart", t.restart, "Train from step 0 in a log dir that holds "
+                      "checkpoints: they are moved into a before_restart_<time>/ folder of the "
+                      "log dir, not deleted. Without it a run resumes, and a log dir whose "
+                      "checkpoints are all unreadable is refused.")
 
 
 def resolve_config():
