@@ -116,9 +116,10 @@ def child(args):
     if args.what == "ops":  # ops one at a time, so that their times add up
         tf.config.threading.set_inter_op_parallelism_threads(1)
     from hdr_gan_tf.config import set_precision
-    set_precision("float32" if args.precision == "none" else args.precision)
+    precision = "float32" if args.precision == "none" else args.precision
+    set_precision(precision)
     config = RunConfig.from_flat({"logdir": tempfile.mkdtemp(), "jit_compile": args.jit,
-                                  "mixed_precision": args.precision,
+                                  "precision": precision,
                                   "patch_size": args.patch_size,
                                   "base_filters": args.base_filters})
     trainer = Trainer(config, tf.distribute.get_strategy(), log=lambda line: None)

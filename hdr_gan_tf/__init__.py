@@ -9,10 +9,10 @@ import importlib
 import os
 
 # TensorFlow's default CPU allocator hands every large tensor back to the system when it is
-# freed, so each new feature map is page-faulted in afresh: on the CPUs measured here that made
-# a full-resolution generator pass about 1.7x slower. The BFC allocator keeps freed memory for
-# reuse. It is read when TensorFlow first allocates, so it takes effect unless TensorFlow ran
-# ops before this package was imported. Set TF_CPU_ALLOCATOR_USE_BFC=false to opt out.
+# freed, so each new feature map is page-faulted in afresh, which slows a full-resolution pass
+# markedly (docs/performance.md). The BFC allocator keeps freed memory for reuse. It is read
+# when TensorFlow first allocates, so it takes effect unless TensorFlow ran ops before this
+# package was imported. Set TF_CPU_ALLOCATOR_USE_BFC=false to opt out.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 __version__ = "0.2.0"

@@ -3,26 +3,23 @@
 `RunConfig` has two parts. `ModelConfig` is what rebuilding and running the networks needs
 (architecture and μ); evaluation, inference, export and the TF1 converter read only that.
 `TrainingConfig` is everything else a training run was given. The dataclasses' defaults are
-the paper's configuration (SPEC §2-§5), and `hdr-gan-train`'s flags take their defaults from
-them. Reading `config.json` checks every field's name and type; values are checked when a
+the paper's configuration (docs/design.md §2-§5), and `hdr-gan-train`'s flags take their
+defaults from them. Reading `config.json` checks every field's name and type; values are checked when a
 record is made, so a bad flag and a bad file get the same message.
 """
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
-import re
 import typing
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
-from hdr_gan_tf.data import CACHE_MODES
-from hdr_gan_tf.discriminator import Discriminator
-from hdr_gan_tf.generator import Generator
+from hdr_gan_tf.scene_cache import CACHE_MODES
+from hdr_gan_tf.discriminator import MIN_INPUT as MIN_DISCRIMINATOR_INPUT, Discriminator
+from hdr_gan_tf.generator import Generator, parse_branches
 from hdr_gan_tf.image_io import MAX_PIXELS, write_text
 from hdr_gan_tf.losses import SPHERE_REFERENCES
 
@@ -33,77 +30,129 @@ PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mi
 # versions before 0.2.0, which stored W/σ in the kernel variables instead.
 SPECTRAL_NORM = "miyato"
 STRATEGIES = ("default", "mirrored", "multi_worker")
-MIXED_PRECISIONS = ("none", "bfloat16", "float16")
 
 
 class ConfigError(ValueError):
-    """A log dir, checkpoint or configuration that cannot be used."""
+    """A log dir, checkpoint or configuration that cannot be used.
+
+    `field` names the configuration field at fault, if one is (the programs show it as the
+    flag `--<field>`); the message then starts with it.
+    """
+
+    def __init__(self, message, field=None):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.detail = message
 
 
 def _require(condition, field, message):
     if not condition:
-        raise ConfigError(f"{field}: {message}")
+        raise ConfigError(message, field=field)
+
+
+def setting(default, help, *, choices=None, at_least=None):
+    """A configuration field, declared once: its default, its help text (the flag's), and the
+    values it takes (`choices`, or numbers `at_least` a bound; floats must be finite).
+    `check_settings` enforces them; `hdr-gan-train`'s flags are generated from them."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": tuple(choices) if choices else None, "at_least": at_least})
+
+
+def check_settings(record):
+    """Checks every field of a configuration dataclass against its `setting` metadata."""
+    for field in dataclasses.fields(record):
+        value, meta = getattr(record, field.name), field.metadata
+        if isinstance(value, float):
+            _require(math.isfinite(value), field.name, f"must be a finite number, got {value}")
+        if meta.get("choices") is not None:
+            _require(value in meta["choices"], field.name, "must be one of "
+                     f"{', '.join(map(str, meta['choices']))}, got {value!r}")
+        if meta.get("at_least") is not None:
+            _require(value >= meta["at_least"], field.name,
+                     f"must be at least {meta['at_least']:g}, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The networks: generator scales (2, 3 or 4), its channels at full resolution, merging
-    blocks or the 1x1 ablation, whether a discriminator exists, and μ of the μ-law."""
-    scales: int = 3
-    base_filters: int = 32
-    merging_blocks: bool = True
-    use_discriminator: bool = True
-    mu: float = 5000.0
+    """The networks (docs/design.md §2-§3): what rebuilding and running them needs."""
+    scales: int = setting(3, "Generator scales: 2, 3 (the paper's) or 4.", choices=(2, 3, 4))
+    base_filters: int = setting(32, "Generator channels at full resolution.", at_least=1)
+    merging_blocks: bool = setting(True, "Use the reference-based residual merging blocks "
+                                   "(False: the 1x1 ablation).")
+    use_discriminator: bool = setting(True, "Train adversarially (False: L1 only).")
+    mu: float = setting(5000.0, "μ of the μ-law tonemapper.", at_least=1e-6)
 
     def __post_init__(self):
-        _require(self.scales in (2, 3, 4), "scales", f"must be 2, 3 or 4, got {self.scales}")
-        _require(self.base_filters >= 1, "base_filters", f"must be at least 1, got "
-                 f"{self.base_filters}")
-        _require(math.isfinite(self.mu) and self.mu > 0, "mu",
-                 f"must be a positive number, got {self.mu}")
+        check_settings(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """A training run (SPEC §5; see `hdr-gan-train --help` for each field)."""
-    data_dir: typing.Optional[str] = None
-    logdir: str = "runs/hdr_gan"
-    batch_size: int = 2
-    patch_size: int = 256
-    iterations: int = 1_215_000
-    lr_boundaries: typing.Tuple[int, ...] = (114_300, 706_400)
-    lr_values: typing.Tuple[float, ...] = (1e-4, 1e-5, 1e-6)
-    gan_weight: float = 1.0
-    sphere_moments: int = 3
-    sphere_reference: str = "first_axis"
-    ldr_bits: int = 16
-    max_pixels: int = MAX_PIXELS
-    cache: str = "auto"
-    cache_dir: typing.Optional[str] = None
-    clip_value: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 5000
-    keep_checkpoints: int = 3
-    summary_every: int = 100
-    image_every: int = 5000
-    validation: str = "2"
-    validation_every: int = 10000
-    supervise: str = "all"
-    disc_branches: str = "all"
-    strategy: str = "default"
-    collective_timeout: int = 600
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    restart: bool = False
+    """A training run (docs/design.md §5); the defaults are the paper's configuration."""
+    data_dir: typing.Optional[str] = setting(
+        None, "Kalantari-layout data root. Default: the built-in procedural data set, "
+        "generated on first use in the cache folder.")
+    logdir: str = setting("runs/hdr_gan", "Log dir: config.json, checkpoints, TensorBoard.")
+    batch_size: int = setting(2, "Global batch size (split over replicas).", at_least=1)
+    patch_size: int = setting(256, "Training patch side in pixels.", at_least=1)
+    iterations: int = setting(1_215_000, "Iterations (G update + D update).", at_least=0)
+    lr_boundaries: typing.Tuple[int, ...] = setting(
+        (114_300, 706_400), "Iterations from which the next learning rate applies.")
+    lr_values: typing.Tuple[float, ...] = setting(
+        (1e-4, 1e-5, 1e-6), "Learning rates, one more than boundaries; the same for "
+        "generator and discriminator.")
+    gan_weight: float = setting(1.0, "λ, weight of the adversarial term.", at_least=0)
+    sphere_moments: int = setting(3, "Sphere-GAN moments R.", at_least=1)
+    sphere_reference: str = setting(
+        "first_axis", "Point of the sphere the Sphere-GAN distances are measured from: "
+        "first_axis (1, 0, ..., 0), as the released code did; north_pole (0, ..., 0, 1), as "
+        "the paper's text reads.", choices=SPHERE_REFERENCES)
+    ldr_bits: int = setting(
+        16, "Bits per channel the LDRs are read with: 16 keeps them as stored; 8 reduces "
+        "16-bit files to 8 bits (round(v/257)) as the released code's OpenCV reads did.",
+        choices=(8, 16))
+    max_pixels: int = setting(
+        MAX_PIXELS, "Largest image (width x height) read; larger ones are refused from their "
+        "headers, before they are decoded.", at_least=1)
+    cache: str = setting(
+        "auto", "Where the decoded training scenes are kept: memory; disk (decoded once into "
+        "--cache_dir, patches read from there with bounded memory; later runs reuse it); "
+        "auto: disk when the image headers announce more than half the available memory.",
+        choices=CACHE_MODES)
+    cache_dir: typing.Optional[str] = setting(
+        None, "Folder of the disk cache (default: data_cache/ in the log dir).")
+    clip_value: float = setting(1.0, "Element-wise gradient clipping bound (0: none).",
+                                at_least=0)
+    seed: int = setting(0, "Seed of weight initialisation and the data stream.")
+    checkpoint_every: int = setting(5000, "Iterations between checkpoints.", at_least=1)
+    keep_checkpoints: int = setting(3, "Rolling checkpoints kept (the best one is kept apart "
+                                    "in best/).", at_least=1)
+    summary_every: int = setting(100, "Iterations between scalar summaries and progress lines "
+                                 "(each value is averaged over them).", at_least=1)
+    image_every: int = setting(5000, "Iterations between image summaries.", at_least=1)
+    validation: str = setting("2", "Validation scenes held out of Training/: a count (spread "
+                              "evenly over the sorted scenes) or comma-separated scene names; "
+                              "0 for none.")
+    validation_every: int = setting(10000, "Iterations between validation runs.", at_least=1)
+    supervise: str = setting("all", "Branches with an L1 loss: all, or names (aux1,main).")
+    disc_branches: str = setting("all", "Branches the discriminator sees: all, or names.")
+    strategy: str = setting(
+        "default", "tf.distribute strategy: default (one device), mirrored (all GPUs of this "
+        "host), multi_worker (the hosts of TF_CONFIG; run the same command on each).",
+        choices=STRATEGIES)
+    collective_timeout: int = setting(
+        600, "multi_worker: seconds a worker waits for the others in a collective operation "
+        "before it gives up with an error (a lost worker stops the rest).", at_least=1)
+    precision: str = setting("float32", "Compute precision: float32, or mixed bfloat16 or "
+                             "float16 (with dynamic loss scaling).", choices=PRECISIONS)
+    jit_compile: bool = setting(False, "Compile the training step with XLA.")
+    restart: bool = setting(
+        False, "Train from step 0 in a log dir that holds checkpoints: they are moved into a "
+        "before_restart_<time>/ folder of the log dir, not deleted. Without it a run resumes, "
+        "and a log dir whose checkpoints are all unreadable is refused.")
 
     def __post_init__(self):
-        for name in ("batch_size", "patch_size", "sphere_moments", "checkpoint_every",
-                     "keep_checkpoints", "summary_every", "image_every", "validation_every",
-                     "collective_timeout", "max_pixels"):
-            _require(getattr(self, name) >= 1, name, f"must be at least 1, got "
-                     f"{getattr(self, name)}")
-        _require(self.iterations >= 0, "iterations", f"must not be negative, got "
-                 f"{self.iterations}")
+        check_settings(self)
         _require(len(self.lr_values) == len(self.lr_boundaries) + 1, "lr_values",
                  f"needs exactly one more value than lr_boundaries ({len(self.lr_values)} "
                  f"values, {len(self.lr_boundaries)} boundaries)")
@@ -112,15 +161,6 @@ class TrainingConfig:
                  f"must be increasing iterations from 1 on, got {list(self.lr_boundaries)}")
         _require(all(math.isfinite(v) and v > 0 for v in self.lr_values), "lr_values",
                  f"must be positive numbers, got {list(self.lr_values)}")
-        for name in ("gan_weight", "clip_value"):
-            value = getattr(self, name)
-            _require(math.isfinite(value) and value >= 0, name,
-                     f"must be a number >= 0, got {value}")
-        for name, allowed in (("sphere_reference", SPHERE_REFERENCES), ("strategy", STRATEGIES),
-                              ("mixed_precision", MIXED_PRECISIONS), ("cache", CACHE_MODES)):
-            _require(getattr(self, name) in allowed, name, f"must be one of "
-                     f"{', '.join(allowed)}, got {getattr(self, name)!r}")
-        _require(self.ldr_bits in (8, 16), "ldr_bits", f"must be 8 or 16, got {self.ldr_bits}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,10 +173,20 @@ class RunConfig:
     converted_from: typing.Optional[str] = None
 
     def __post_init__(self):
-        multiple = 2 ** (self.model.scales - 1)
-        _require(self.training.patch_size % multiple == 0, "patch_size",
-                 f"{self.training.patch_size} must be a multiple of {multiple} for "
-                 f"{self.model.scales} scales")
+        """The checks that need both parts: all of them run before any data is read."""
+        model, training = self.model, self.training
+        multiple = 2 ** (model.scales - 1)
+        _require(training.patch_size % multiple == 0, "patch_size",
+                 f"{training.patch_size} must be a multiple of {multiple} for "
+                 f"{model.scales} scales")
+        _require(not model.use_discriminator or training.patch_size >= MIN_DISCRIMINATOR_INPUT,
+                 "patch_size", f"{training.patch_size}: the discriminator needs patches of at "
+                 f"least {MIN_DISCRIMINATOR_INPUT} pixels")
+        for name in ("supervise", "disc_branches"):
+            try:
+                parse_branches(getattr(training, name), model.scales)
+            except ValueError as err:
+                raise ConfigError(str(err), field=name) from None
 
     @classmethod
     def from_flat(cls, values, **top):
@@ -186,7 +236,8 @@ class RunConfig:
             raise ConfigError(f"{source}: unknown fields {', '.join(unknown)}")
         try:
             model = _typed(ModelConfig, _object(data, "model", source), source)
-            training = _typed(TrainingConfig, _object(data, "training", source), source)
+            training = _typed(TrainingConfig, _legacy_training(_object(data, "training", source)),
+                              source)
             top = {k: _check_type(data[k], typing.Optional[str], f"{source}: {k}")
                    for k in ("spectral_norm", "converted_from") if k in data}
             return cls(model=model, training=training, **top)
@@ -198,6 +249,16 @@ class RunConfig:
 
 _FIELDS = {part: {f.name: f for f in dataclasses.fields(part)}
            for part in (ModelConfig, TrainingConfig)}
+
+
+def _legacy_training(values):
+    """Training fields as versions before 0.3.0 named them: `mixed_precision` ("none",
+    "bfloat16", "float16") is now `precision` ("float32", ...), the programs' vocabulary."""
+    values = dict(values)
+    if "mixed_precision" in values and "precision" not in values:
+        old = values.pop("mixed_precision")
+        values["precision"] = "float32" if old == "none" else old
+    return values
 
 
 def _object(data, key, source):
@@ -232,11 +293,6 @@ def _typed(part, values, source):
     if unknown:
         raise ConfigError(f"{source}: unknown {part.__name__} fields {', '.join(unknown)}")
     return part(**{k: _check_type(v, hints[k], k) for k, v in values.items()})
-
-
-def branch_names(scales):
-    """Names of the output branches, in the generator's order: `aux1`, ..., `main`."""
-    return [f"aux{k}" for k in range(1, scales - 1)] + ["main"]
 
 
 def write_config(logdir, config):
@@ -283,7 +339,7 @@ def set_precision(precision):
 def build_generator(model=ModelConfig()):
     """A built `Generator` of the model configuration's architecture (any input size)."""
     generator = Generator(scales=model.scales, base_filters=model.base_filters,
-                          merging_blocks=model.merging_blocks)
+                          merging_blocks=model.merging_blocks, mu=model.mu)
     generator.build([(None, None, None, 6)] * 3)
     return generator
 
@@ -293,142 +349,6 @@ def build_discriminator(model=ModelConfig()):
     discriminator = Discriminator()
     discriminator.build((None, None, None, 3))
     return discriminator
-
-
-def checkpoint_problem(prefix):
-    """Why the checkpoint `prefix` cannot be read in full (a truncated or damaged file: every
-    tensor is read, and TensorFlow checks each one's checksum), or None if it can."""
-    try:
-        reader = tf.train.load_checkpoint(str(prefix))
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
-    # A short data file ends in IndexError ("Read less bytes than requested"), a damaged one in
-    # DataLossError, a missing one in NotFoundError.
-    except (tf.errors.OpError, ValueError, IndexError, RuntimeError, OSError) as err:
-        return f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
-    return None
-
-
-def checkpoint_prefixes(folder):
-    """Every checkpoint prefix in `folder`, newest (highest number) first: found by listing
-    its `<name>-<N>.index` files, and those the state file (`checkpoint`) names, which is only
-    a hint: a damaged or missing state file hides none of them."""
-    folder = Path(folder)
-    found = {}
-    with contextlib.suppress(OSError):
-        for index in folder.glob("*.index"):
-            number = re.fullmatch(r".+-(\d+)", index.name[:-len(".index")])
-            if number:
-                found[str(index)[:-len(".index")]] = int(number.group(1))
-    state = checkpoint_state(folder)
-    for n, prefix in enumerate(list(state.all_model_checkpoint_paths) if state else []):
-        prefix = str(folder / Path(prefix).name) if not Path(prefix).is_absolute() else prefix
-        found.setdefault(prefix, -1 - n)
-    return sorted(found, key=lambda p: found[p], reverse=True)
-
-
-def checkpoint_state(folder):
-    """The state file of a checkpoint folder as TensorFlow reads it, None if it is missing or
-    cannot be parsed (TensorFlow only logs the latter)."""
-    try:
-        return tf.train.get_checkpoint_state(str(folder))
-    except (tf.errors.OpError, ValueError, UnicodeDecodeError):
-        return None
-
-
-def state_file_damaged(folder):
-    """Whether `folder` has a state file that TensorFlow cannot read."""
-    return (Path(folder) / "checkpoint").is_file() and checkpoint_state(folder) is None
-
-
-def readable_checkpoint(folder, log=print):
-    """The newest checkpoint in `folder` that can be read in full, or None if there is none;
-    each newer one that cannot is skipped with a line to `log` naming it and why."""
-    if state_file_damaged(folder):
-        log(f"warning: {Path(folder) / 'checkpoint'} is damaged; checkpoints found by listing "
-            f"{folder}")
-    for prefix in checkpoint_prefixes(folder):
-        problem = checkpoint_problem(prefix)
-        if problem is None:
-            return prefix
-        log(f"warning: skipping the unreadable checkpoint {prefix} ({problem})")
-    return None
-
-
-def resolve_checkpoint(checkpoint, log=print):
-    """`(checkpoint prefix, log dir)` from a log dir (its newest readable checkpoint) or a
-    prefix.
-
-    A log dir's `best/` folder, and a prefix inside it, belong to that log dir.
-    """
-    path = Path(checkpoint)
-    if path.is_dir():
-        prefix = readable_checkpoint(path, log)
-        if prefix is None:
-            raise ConfigError(f"{path}: no readable checkpoint found in this log dir")
-        if not (path / CONFIG_FILE).is_file() and (path.parent / CONFIG_FILE).is_file():
-            return prefix, path.parent  # a log dir's best/ folder
-        return prefix, path
-    if not Path(str(path) + ".index").is_file():
-        raise ConfigError(f"{path}: neither a log dir nor a checkpoint (no {path.name}.index)")
-    logdir = path.parent
-    if not (logdir / CONFIG_FILE).is_file() and (logdir.parent / CONFIG_FILE).is_file():
-        logdir = logdir.parent
-    return str(path), logdir
-
-
-def saved_variable_count(prefix, child, missing_ok=False):
-    """Number of variables reachable from the checkpoint's top-level object `child` (None if
-    it holds no such object and `missing_ok`).
-
-    Read from the checkpoint's object graph, so it counts each variable once whatever path it
-    was saved under (a training checkpoint names kernels after the optimizer that tracks them).
-    """
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(tf.train.load_checkpoint(prefix).get_tensor(
-        "_CHECKPOINTABLE_OBJECT_GRAPH"))
-    roots = [c.node_id for c in graph.nodes[0].children if c.local_name == child]
-    if not roots:
-        if missing_ok:
-            return None
-        raise AssertionError(f"the checkpoint holds no {child}")
-    seen, stack = set(), roots
-    while stack:
-        node = stack.pop()
-        if node not in seen:
-            seen.add(node)
-            stack.extend(c.node_id for c in graph.nodes[node].children)
-    return sum(any(a.name == "VARIABLE_VALUE" for a in graph.nodes[n].attributes) for n in seen)
-
-
-def restore_generator(checkpoint, precision="float32", log=print):
-    """Rebuilds the generator of a log dir or checkpoint and loads its weights.
-
-    Returns:
-      `(generator, run_config, prefix)`.
-
-    Raises:
-      ConfigError: no checkpoint, no configuration, or a checkpoint whose variables do not fit the
-        configuration's architecture.
-    """
-    prefix, logdir = resolve_checkpoint(checkpoint, log)
-    config = read_config(logdir)
-    set_precision(precision)
-    generator = build_generator(config.model)
-    try:
-        saved = saved_variable_count(prefix, "generator")
-        if saved != len(generator.weights):
-            raise AssertionError(f"its generator has {saved} variables, this architecture "
-                                 f"{len(generator.weights)}")
-        status = tf.train.Checkpoint(generator=generator).restore(prefix)
-        status.expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
-        raise ConfigError(f"{prefix}: checkpoint does not match the configuration in "
-                          f"{logdir / CONFIG_FILE} ({config.model}): "
-                          f"{str(err).splitlines()[0][:300]}") from None
-    return generator, config, prefix
 
 
 def default_cache_dir():

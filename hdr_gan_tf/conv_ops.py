@@ -9,7 +9,7 @@ reaches into the padding, are recomputed exactly from thin reflect-padded strips
 for them with `strips_from_pixels`, the smallest map (H·W) worth them: on small maps the copy
 costs little and the strips would multiply the graph's size for nothing. The inference code
 (`hdr_gan_tf.merge`) asks for them; training does not (the strips' gradients add full-size
-maps: 7.5 against 6.7 s per iteration at 256x256).
+maps, which makes an iteration slower).
 
 A convolution over a channel concatenation takes the parts as a list and never builds the
 concatenated map. The up-sampling convolution runs on the small map (`subpixel_kernel`).

@@ -1,4 +1,4 @@
-"""Kalantari-layout data sets and the tf.data pipelines of HDR-GAN (SPEC §5, §6).
+"""Kalantari-layout data sets and the tf.data pipelines of HDR-GAN (docs/design.md §5, §6).
 
 Layout (as distributed by Kalantari & Ramamoorthi, SIGGRAPH 2017)::
 
@@ -10,7 +10,7 @@ one EV per line ("0 2 4" or "-2 0 2" style); `HDRImg.hdr` is the ground truth al
 reference. Opening a split decodes and checks every scene once, before any training starts, and
 keeps the decoded images (LDRs at their 8/16-bit size) in memory or, for data sets larger than
 the memory at hand, in a cache on disk that training patches are read from with bounded memory
-(`open_split(cache=...)`, `DiskScene`).
+(`open_split(cache=...)`, `hdr_gan_tf.scene_cache`).
 
 `ldr_bits=8` reads 16-bit LDRs as the released code did: its loaders used OpenCV's default
 flag, which reduces them to 8 bits per channel (`round(v / 257)`), in training and in testing.
@@ -18,24 +18,20 @@ flag, which reduces them to 8 bits per channel (`round(v / 257)`), in training a
 
 import concurrent.futures
 import dataclasses
-import hashlib
-import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from hdr_gan_tf.image_io import (MAX_PIXELS, ImageError, atomic_output, probe, read_hdr,
-                                 read_ldr_raw)
-from hdr_gan_tf.imaging import GAMMA, MU, mu_law, network_inputs, parse_exposure_bias, to_signed
+from hdr_gan_tf.image_io import MAX_PIXELS, read_hdr, read_ldr_raw
+from hdr_gan_tf.imaging import GAMMA, MU, mu_law, network_inputs, read_exposure_file, to_signed
 
 TRAIN_SPLIT = "Training"
 TEST_SPLIT = "Test"
 GROUND_TRUTH = "HDRImg.hdr"
 EXPOSURE_FILE = "exposure.txt"
-_LDR_PATTERN = re.compile(r".*\.tiff?$", re.IGNORECASE)
+LDR_PATTERN = re.compile(r".*\.tiff?$", re.IGNORECASE)
 
 
 class DataError(ValueError):
@@ -78,27 +74,9 @@ class Scene:
         return np.concatenate(list(ldrs), axis=-1), self.hdr[rows, cols]
 
 
-def read_exposure_file(path):
-    """Parses `exposure.txt` (any whitespace, CRLF allowed) into three increasing EVs."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text file") from None
-    values = text.split()
-    if not values:
-        raise DataError(f"{path}: empty; expected three exposure values in EV")
-    try:
-        return parse_exposure_bias(values, source=str(path))
-    except ValueError as err:
-        raise DataError(str(err)) from None
-
-
 def _is_scene_dir(path):
     return ((path / GROUND_TRUTH).exists() or (path / EXPOSURE_FILE).exists()
-            or any(_LDR_PATTERN.match(p.name) for p in path.iterdir() if p.is_file()))
+            or any(LDR_PATTERN.match(p.name) for p in path.iterdir() if p.is_file()))
 
 
 def find_scene_dirs(root, split):
@@ -151,7 +129,7 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     path = Path(path)
     name = name or path.name
     where = f"scene '{name}'"
-    ldr_paths = sorted(p for p in path.iterdir() if p.is_file() and _LDR_PATTERN.match(p.name))
+    ldr_paths = sorted(p for p in path.iterdir() if p.is_file() and LDR_PATTERN.match(p.name))
     if len(ldr_paths) != 3:
         raise DataError(f"{where}: {path} holds {len(ldr_paths)} LDR TIFF files "
                         f"({', '.join(p.name for p in ldr_paths) or 'none'}); expected 3")
@@ -159,7 +137,7 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
         exposure_bias = read_exposure_file(path / EXPOSURE_FILE)
         raws = [read_ldr_raw(p, max_pixels) for p in ldr_paths]
         hdr = read_hdr(path / GROUND_TRUTH, max_pixels)
-    except (DataError, ImageError) as err:
+    except (ValueError, OSError) as err:  # ImageError and the exposure file's ValueError
         raise DataError(f"{where}: {err}") from None
     shapes = [r.shape for r, _ in raws]
     if len(set(shapes)) != 1:
@@ -178,15 +156,9 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
                  exposure_bias=exposure_bias, hdr=hdr)
 
 
-CACHE_MODES = ("auto", "memory", "disk")
-# `cache="auto"` keeps a split in memory while its decoded size stays under this share of the
-# memory available to the process (what is left serves TensorFlow and the networks).
-AUTO_MEMORY_SHARE = 0.5
-CACHE_VERSION = 1
-
-
 def open_split(root, split, min_size=0, names=None, workers=4, ldr_bits=16,
-               max_pixels=MAX_PIXELS, cache="memory", cache_dir=None, log=None):
+               max_pixels=MAX_PIXELS, cache="memory", cache_dir=None, log=None,
+               available=None):
     """Decodes and checks every scene of a split (in parallel threads; OpenCV drops the GIL).
 
     Args:
@@ -202,10 +174,15 @@ def open_split(root, split, min_size=0, names=None, workers=4, ldr_bits=16,
         headers announce exceeds `AUTO_MEMORY_SHARE` of the available memory.
       cache_dir: folder of the disk cache (required unless `cache="memory"`).
       log: callable taking a progress line, or None.
+      available: bytes of memory `"auto"` compares with (default: what the system and the
+        container have available, `scene_cache.available_memory`).
 
     Returns:
       list of `Scene` or `DiskScene`.
     """
+    from hdr_gan_tf.scene_cache import (AUTO_MEMORY_SHARE, CACHE_MODES, DiskScene,
+                                        available_memory, decoded_size)
+
     if cache not in CACHE_MODES:
         raise DataError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
     dirs = find_scene_dirs(root, split)
@@ -217,7 +194,8 @@ def open_split(root, split, min_size=0, names=None, workers=4, ldr_bits=16,
             raise DataError(f"{split_dir}: no such scenes: {', '.join(unknown)}")
         named = {n: named[n] for n in names}
     if cache == "auto":
-        needed, available = decoded_size(named.values(), ldr_bits, max_pixels), available_memory()
+        needed = decoded_size(named.values(), ldr_bits, max_pixels)
+        available = available_memory() if available is None else available
         cache = "disk" if needed > AUTO_MEMORY_SHARE * available else "memory"
         if log and cache == "disk":
             log(f"Data: {split_dir} decodes to about {needed / 2**30:.1f} GiB, more than "
@@ -235,149 +213,6 @@ def open_split(root, split, min_size=0, names=None, workers=4, ldr_bits=16,
                                            max_pixels)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         return list(pool.map(load, named.items()))
-
-
-def decoded_size(scene_dirs, ldr_bits=16, max_pixels=MAX_PIXELS):
-    """Bytes the scenes take once decoded, from their image headers alone (16-bit LDRs unless
-    `ldr_bits=8`; 4 bytes per ground-truth sample). Damaged headers count as nothing here:
-    decoding reports them."""
-    total = 0
-    for folder in scene_dirs:
-        for path in Path(folder).iterdir():
-            try:
-                if _LDR_PATTERN.match(path.name):
-                    _, width, height = probe(path, max_pixels)
-                    total += width * height * 3 * (1 if ldr_bits == 8 else 2)
-                elif path.name == GROUND_TRUTH:
-                    _, width, height = probe(path, max_pixels)
-                    total += width * height * 3 * 4
-            except ImageError:
-                pass
-    return total
-
-
-def available_memory():
-    """Bytes this process can still use: the system's available memory, or the cgroup's limit
-    less its usage where that is smaller (containers)."""
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        usage = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max":
-            available = min(available, int(limit) - usage)
-    except (OSError, ValueError):
-        pass
-    return max(available, 0)
-
-
-class DiskScene:
-    """A scene decoded once into a cache file and read from it a window at a time.
-
-    The file holds the LDRs `[3, H, W, 3]` (uint8 or uint16) followed by the ground truth
-    `[H, W, 3]` float32, raw and row-major; a JSON file beside it records the shapes and what
-    the scene was decoded from (paths, sizes, modification times, `ldr_bits`), so that a
-    changed scene is decoded again. `window` reads one crop's rows with `os.preadv` straight
-    into its result: no mapping of the file, so the process's memory holds only the crops in
-    flight, however large the data set. `ldrs`, `hdr` and `ldr_float()` read the whole scene
-    (validation and testing), as `Scene` holds it.
-    """
-
-    def __init__(self, name, path, ldr_paths, peak, exposure_bias, shape, file):
-        self.name, self.path, self.ldr_paths = name, Path(path), list(ldr_paths)
-        self.peak, self.exposure_bias = int(peak), np.asarray(exposure_bias, np.float32)
-        self.shape, self.file = tuple(shape), Path(file)
-        self._ldr_dtype = np.dtype(np.uint8 if self.peak == 255 else np.uint16)
-        self._fd = os.open(self.file, os.O_RDONLY)
-        height, width = self.shape
-        self._hdr_offset = 3 * height * width * 3 * self._ldr_dtype.itemsize
-
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    @staticmethod
-    def cache_key(path, ldr_bits):
-        """What identifies a decoded scene: its files' paths, sizes and modification times."""
-        path = Path(path).resolve()
-        entries = [[str(p), p.stat().st_size, p.stat().st_mtime_ns]
-                   for p in sorted(path.iterdir()) if p.is_file()]
-        return {"version": CACHE_VERSION, "scene": str(path), "ldr_bits": ldr_bits,
-                "files": entries}
-
-    @classmethod
-    def open(cls, path, name, cache_dir, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
-        """The cached scene of folder `path`, decoding it (`load_scene`) into `cache_dir` first
-        unless an up-to-date copy is there."""
-        key = cls.cache_key(path, ldr_bits)
-        stem = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-        meta_path, data_path = Path(cache_dir) / f"{stem}.json", Path(cache_dir) / f"{stem}.bin"
-        meta = None
-        if meta_path.is_file() and data_path.is_file():
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, ValueError):
-                meta = None
-        if not meta or meta.get("key") != key or data_path.stat().st_size != meta.get("bytes"):
-            scene = load_scene(path, name, min_size, ldr_bits, max_pixels)
-            meta = {"key": key, "name": name, "ldr_paths": [str(p) for p in scene.ldr_paths],
-                    "peak": scene.peak, "exposure_bias": scene.exposure_bias.tolist(),
-                    "shape": list(scene.shape), "bytes": scene.ldrs.nbytes + scene.hdr.nbytes}
-            with atomic_output(data_path) as tmp, open(tmp, "wb") as f:
-                f.write(np.ascontiguousarray(scene.ldrs).data)
-                f.write(np.ascontiguousarray(scene.hdr, np.float32).data)
-            del scene
-            with atomic_output(meta_path) as tmp:
-                Path(tmp).write_text(json.dumps(meta))
-        check_patch_fits(name, meta["shape"], min_size)
-        return cls(name, path, [Path(p) for p in meta["ldr_paths"]], meta["peak"],
-                   meta["exposure_bias"], meta["shape"], data_path)
-
-    def _pread_into(self, buffer, offset):
-        """Fills the byte view `buffer` from the cache file at `offset`."""
-        if os.preadv(self._fd, [buffer], offset) != len(buffer):
-            raise DataError(f"scene '{self.name}': cache file {self.file} is truncated")
-
-    def _read(self, offset, shape, dtype):
-        out = np.empty(shape, dtype)
-        self._pread_into(memoryview(out).cast("B"), offset)
-        return out
-
-    def _read_rows(self, offset, dtype, top, left, size):
-        """`[size, size, 3]` of a row-major `[H, W, 3]` array starting at byte `offset`."""
-        width, itemsize = self.shape[1], np.dtype(dtype).itemsize
-        out = np.empty((size, size, 3), dtype)
-        rows = memoryview(out).cast("B")
-        row_bytes = size * 3 * itemsize
-        for r in range(size):
-            self._pread_into(rows[r * row_bytes:(r + 1) * row_bytes],
-                             offset + ((top + r) * width + left) * 3 * itemsize)
-        return out
-
-    def window(self, top, left, size):
-        """As `Scene.window`, read from the cache file."""
-        height, width = self.shape
-        plane = height * width * 3 * self._ldr_dtype.itemsize
-        ldrs = [self._read_rows(k * plane, self._ldr_dtype, top, left, size)
-                for k in range(3)]
-        ldrs = np.concatenate(ldrs, axis=-1).astype(np.float32) / np.float32(self.peak)
-        return ldrs, self._read_rows(self._hdr_offset, np.float32, top, left, size)
-
-    @property
-    def ldrs(self):
-        return self._read(0, (3,) + self.shape + (3,), self._ldr_dtype)
-
-    @property
-    def hdr(self):
-        return self._read(self._hdr_offset, self.shape + (3,), np.float32)
-
-    ldr_float = Scene.ldr_float
 
 
 def split_validation(scenes, validation):
@@ -406,7 +241,7 @@ def split_validation(scenes, validation):
 
 
 def _augment(stack, rotation, flip):
-    """Same rotation by `rotation`·90° and optional horizontal flip for all channels of `stack`."""
+    """The same rotation by `rotation`·90° and optional horizontal flip for all of `stack`."""
     stack = tf.image.rot90(stack, rotation)
     return tf.cond(flip > 0, lambda: tf.image.flip_left_right(stack), lambda: stack)
 
@@ -420,9 +255,10 @@ def training_dataset(scenes, patch_size=256, batch_size=2, seed=0, start=0, gamm
     therefore does not depend on parallelism or on where the stream was restarted.
 
     Yields:
-      `((x_short, x_ref, x_long), target)` batches: inputs `[B, P, P, 6]` in [-1, 1] (SPEC §1)
-      and the tonemapped ground truth on the same scale, `target = 2·T(H) - 1`, `[B, P, P, 3]`:
-      the tensors the training step compares, as the released pipeline built them.
+      `((x_short, x_ref, x_long), target)` batches: inputs `[B, P, P, 6]` in [-1, 1]
+      (docs/design.md §1) and the tonemapped ground truth on the same scale,
+      `target = 2·T(H) - 1`, `[B, P, P, 3]`: the tensors the training step compares, as the
+      released pipeline built them.
     """
     if not scenes:
         raise DataError("no training scenes")

@@ -1,8 +1,12 @@
-"""PatchGAN discriminator of HDR-GAN (SPEC §3)."""
+"""PatchGAN discriminator of HDR-GAN (docs/design.md §3)."""
 
 import keras
 
 from hdr_gan_tf.layers import ReflectConv2D, track_layers, with_dtype_policy
+
+# Smallest input whose map is not empty (four 4x4 convolutions without padding, three of
+# stride 2).
+MIN_INPUT = 54
 
 
 @keras.saving.register_keras_serializable(package="hdr_gan_tf")

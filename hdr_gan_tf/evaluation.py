@@ -1,5 +1,5 @@
-"""Scoring a model on a data split (SPEC §7): per-scene and mean metrics of every branch, HDR
-outputs and comparison panels, as `hdr-gan-evaluate` writes them.
+"""Scoring a model on a data split (docs/design.md §7): per-scene and mean metrics of every
+branch, HDR outputs and comparison panels, as `hdr-gan-evaluate` writes them.
 """
 
 import csv

@@ -1,4 +1,4 @@
-"""The HDR-GAN generator: per-exposure encoders, merging blocks, nested decoder (SPEC §2).
+"""The HDR-GAN generator: encoders, merging blocks, nested decoder (docs/design.md §2).
 
 Deep HDR supervision: the decoder is nested (UNet++-like). Row `k` at scale `j` sees the
 up-sampled output of row `k-1` one scale coarser, the merged features `m_j`, the reference
@@ -14,6 +14,7 @@ full-resolution maps at once; `hdr_gan_tf.merge` chooses it for large images.
 import keras
 import tensorflow as tf
 
+from hdr_gan_tf.imaging import MU
 from hdr_gan_tf.layers import (MergingBlock, ReflectConv2D, ResidualUnit, UpSample, track_layers,
                                with_dtype_policy)
 
@@ -59,6 +60,25 @@ class Encoder(keras.layers.Layer):
         return config
 
 
+def branch_names(scales):
+    """Names of the output branches, in the generator's order: `aux1`, ..., `main`."""
+    return [f"aux{k}" for k in range(1, scales - 1)] + ["main"]
+
+
+def parse_branches(spec, scales):
+    """Branch indices from `all` or comma-separated names (`aux1,main`); ValueError names
+    the unknown ones."""
+    names = branch_names(scales)
+    if spec in ("all", "", None):
+        return list(range(len(names)))
+    chosen = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+    unknown = [c for c in chosen if c not in names]
+    if unknown or not chosen:
+        raise ValueError(f"unknown branches {unknown}; a generator of {scales} scales has "
+                         f"{', '.join(names)}")
+    return sorted(names.index(c) for c in chosen)
+
+
 def _check_exposures(inputs):
     if len(inputs) != 3:
         raise ValueError(f"Generator expects [short, reference, long], got {len(inputs)}")
@@ -95,6 +115,8 @@ class Generator(keras.Model):
       base_filters: channels at full resolution; scale `s` has `base_filters * 2**s`.
       merging_blocks: use the reference-based residual `MergingBlock`s; if False (ablation) the
         concatenated encoder features go to the decoder through a `relu(conv1x1)`.
+      mu: μ of the μ-law the outputs are tonemapped with (docs/design.md §1): part of the
+        model, so that whatever runs it (merges, the SavedModel, a `.keras` file) inverts it.
 
     Call: `generator([x_short, x_ref, x_long], training=..., strips_from_pixels=None)`, each
     `[B, H, W, 6]` in [-1, 1] (see `hdr_gan_tf.imaging.network_inputs`); H and W multiples of
@@ -104,11 +126,12 @@ class Generator(keras.Model):
     branches first and the main (final) branch last.
     """
 
-    def __init__(self, scales=3, base_filters=32, merging_blocks=True, **kwargs):
+    def __init__(self, scales=3, base_filters=32, merging_blocks=True, mu=MU, **kwargs):
         super().__init__(**kwargs)
         if scales < 2:
             raise ValueError(f"scales must be at least 2, got {scales}")
         self.scales = scales
+        self.mu = float(mu)
         self.base_filters = base_filters
         self.merging_blocks = merging_blocks
         self.filters = tuple(base_filters * 2 ** s for s in range(scales))
@@ -198,10 +221,8 @@ class Generator(keras.Model):
           The up-sampled part comes last in the last node of a scale, whose other parts are
           then freed one by one before it is made; first elsewhere.
         Sums of parts are added in another order than in `call`: outputs agree to float
-        rounding. The fixed order stops TensorFlow from overlapping ops, which costs time
-        (on 2 CPU cores: 256-pixel tiles about 20%, 512-pixel tiles 4%, a whole 1500x1000
-        image 8%) and saves memory in proportion to the image (at 1500x1000 about 0.5 GB of
-        2.9 GB).
+        rounding. The fixed order stops TensorFlow from overlapping ops, which costs time, and
+        saves memory in proportion to the image (docs/performance.md).
         """
         _check_exposures(inputs)
         if not self.built:
@@ -251,7 +272,7 @@ class Generator(keras.Model):
 
     def get_config(self):
         return {"name": self.name, "scales": self.scales, "base_filters": self.base_filters,
-                "merging_blocks": self.merging_blocks,
+                "merging_blocks": self.merging_blocks, "mu": self.mu,
                 "dtype": keras.dtype_policies.serialize(self.dtype_policy)}
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Image conventions of HDR-GAN (SPEC §1).
+"""Image conventions of HDR-GAN (docs/design.md §1).
 
 LDR images are RGB float32 in [0, 1], sorted short / reference / long exposure. Linear HDR values
 are relative to the shortest exposure (`t = 1`). The networks see and produce tensors scaled to
@@ -6,6 +6,8 @@ are relative to the shortest exposure (`t = 1`). The networks see and produce te
 `inverse_mu_law` compute a float NumPy array in NumPy (keeping its dtype, for metrics on
 full-resolution images), everything else in TensorFlow, which returns tensors.
 """
+
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -109,3 +111,18 @@ def parse_exposure_bias(values, source="exposure values"):
             f"{source}: exposure values must increase strictly (short, reference, long), "
             f"got {ev.tolist()}")
     return ev
+
+
+def read_exposure_file(path):
+    """Parses `exposure.txt` (any whitespace, CRLF allowed) into three increasing EVs."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file") from None
+    values = text.split()
+    if not values:
+        raise ValueError(f"{path}: empty; expected three exposure values in EV")
+    return parse_exposure_bias(values, source=str(path))

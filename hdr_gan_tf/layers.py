@@ -1,4 +1,4 @@
-"""Building blocks of the HDR-GAN generator and discriminator (SPEC §2, §3, §5).
+"""Building blocks of the HDR-GAN generator and discriminator (docs/design.md §2, §3, §5).
 
 Every convolution pads by reflection and then convolves with VALID padding, as the released model
 did; reflection keeps the borders of bright regions free of the dark halo that zero padding gives.

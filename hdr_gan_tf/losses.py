@@ -1,5 +1,5 @@
-"""Losses of HDR-GAN (SPEC §4): μ-law L1 per output branch, the Sphere-GAN terms, and the two
-objectives the training step minimises.
+"""Losses of HDR-GAN (docs/design.md §4): μ-law L1 per output branch, the Sphere-GAN terms,
+and the two objectives the training step minimises.
 
 Everything is on the networks' [-1, 1] scale, as the released code trained: the target of a
 branch is `2·T(H_gt) - 1` (`hdr_gan_tf.data.training_dataset` yields it), and the

@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hdr_gan_tf.imaging import MU, inverse_mu_law, network_inputs
+from hdr_gan_tf.imaging import inverse_mu_law, network_inputs
 
-# The fixed order of `Generator.infer_lean` costs time (measured on 2 CPU cores: 256-pixel
-# tiles about 20% slower, 512-pixel tiles 4%, a whole 1500x1000 image 8%) and saves memory in
-# proportion to the image (at 1500x1000 about 0.5 GB of 2.9 GB): it pays from 512x512 on.
+# The fixed order of `Generator.infer_lean` costs time and saves memory in proportion to the
+# image, so it pays on large images only (docs/performance.md, `bench_infer.py`).
 LEAN_FROM_PIXELS = 512 * 512
 # Border strips pay on large maps only; below this the padded copy costs little.
 STRIPS_FROM_PIXELS = 128 * 128
@@ -96,14 +95,16 @@ def pad_reflect(x, multiple):
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def compiled_runner(generator, mu=MU, jit_compile=False, lean=False, strips_from_pixels=None):
+def compiled_runner(generator, mu=None, jit_compile=False, lean=False, strips_from_pixels=None):
     """`run_generator` for this generator as one graph per input size.
 
     Eager execution keeps every intermediate alive until Python drops it and runs each op
-    alone; as a graph the same computation is about 1.7x faster and needs a third less memory
-    on a CPU. The graph is traced for each input size (a tiled merge has one tile size), so
-    that the convolutions can use border strips. `jit_compile=True` compiles it with XLA.
+    alone; as a graph the same computation is faster and needs less memory. The graph is
+    traced for each input size (a tiled merge has one tile size), so that the convolutions can
+    use border strips. `jit_compile=True` compiles it with XLA. `mu`: the generator's μ unless
+    given.
     """
+    mu = generator.mu if mu is None else mu
     key = (float(mu), bool(jit_compile), bool(lean), strips_from_pixels)
     runners = _COMPILED.setdefault(generator, {})
     if key not in runners:
@@ -114,7 +115,7 @@ def compiled_runner(generator, mu=MU, jit_compile=False, lean=False, strips_from
     return runners[key]
 
 
-def run_generator(generator, ldrs, exposure_bias, mu=MU, lean=False, strips_from_pixels=None):
+def run_generator(generator, ldrs, exposure_bias, mu=None, lean=False, strips_from_pixels=None):
     """Generator branch outputs for LDR batches of any size.
 
     Args:
@@ -127,7 +128,7 @@ def run_generator(generator, ldrs, exposure_bias, mu=MU, lean=False, strips_from
       list of `[B, H, W, 3]` float32 tanh outputs, auxiliary branches first, main last.
     """
     multiple = 2 ** (generator.scales - 1)
-    x = network_inputs(*ldrs, exposure_bias, mu=mu)
+    x = network_inputs(*ldrs, exposure_bias, mu=generator.mu if mu is None else mu)
     stacked, (h, w) = pad_reflect(tf.concat(x, axis=-1), multiple)
     inputs = [stacked[..., 0:6], stacked[..., 6:12], stacked[..., 12:18]]
     if lean:
@@ -188,7 +189,7 @@ def _row_reader(ldrs):
     return ldrs.shape, lambda first, last: ldrs[:, first:last]
 
 
-def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=MU, progress=None,
+def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=None, progress=None,
                     branches=None, options=InferenceOptions()):
     """Merges one set of three LDRs into HDR, whole or in tiles.
 
@@ -240,7 +241,7 @@ def _window_runner(generator, exposure_bias, mu, branches, options):
     return run_window
 
 
-def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=MU, progress=None,
+def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=None, progress=None,
                 branches=None, options=InferenceOptions()):
     """Tiled merge that yields the result a band of finished rows at a time, top to bottom.
 
@@ -294,19 +295,22 @@ def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=MU, progres
         done += final
 
 
-def outputs_to_linear(outputs, mu=MU):
+def outputs_to_linear(outputs, mu):
     """Branch outputs (NumPy, tanh scale) -> linear HDR in [0, 1] (`T⁻¹((y + 1) / 2)`)."""
     return [inverse_mu_law(np.clip((y + 1) / 2, 0, 1), mu) for y in outputs]
 
 
-def generator_merger(generator, branches, mu=MU, options=InferenceOptions()):
+def generator_merger(generator, branches, mu=None, options=InferenceOptions()):
     """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` for a Keras generator
     (supports `tile` and `overlap`; `hdr_gan_tf.serving.saved_model_merger` is the same for an
     exported model).
 
     `merge(..., wanted=names)` computes only the named branches (all by default);
     `merge.bands(...)` is the tiled merge that yields the result a band of rows at a time.
+    `mu`: the generator's μ unless given.
     """
+    mu = generator.mu if mu is None else mu
+
     def merge(ldrs, exposure_bias, tile=0, overlap=32, progress=None, wanted=None):
         names = list(branches) if wanted is None else list(wanted)
         outputs = merge_exposures(generator, ldrs, exposure_bias, tile, overlap, mu, progress,

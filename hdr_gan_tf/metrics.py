@@ -1,4 +1,4 @@
-"""Evaluation metrics of the paper (SPEC §7): PSNR and SSIM in the linear and μ-law domains.
+"""The paper's metrics (docs/design.md §7): PSNR and SSIM in the linear and μ-law domains.
 
 Images are float arrays `[H, W, 3]` in [0, 1] (NumPy). SSIM follows Wang et al. (Gaussian
 window 11, σ 1.5, K1 0.01, K2 0.03, data range 1) over the window positions that fit inside the

@@ -26,7 +26,6 @@ now belongs to another process) can be told from live ones.
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import re
@@ -240,32 +239,6 @@ def _write_marker(folder, kind, program):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-@contextlib.contextmanager
-def log_dir_lock(logdir):
-    """Holds an exclusive lock on a log dir for one writer (`fcntl.flock` on `LOCK_FILE`; the
-    system releases it when the process ends, however it ends). OutputError, naming the
-    holder's process, if another program holds it."""
-    path = Path(logdir) / LOCK_FILE
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise OutputError(
-                f"{logdir}: another program (hdr-gan-train or hdr-gan-convert-tf1, process "
-                f"{holder}) is writing this log dir; wait for it to finish or use another "
-                f"folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def written_by(folder, kind):

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hdr_gan_tf.data import read_exposure_file
 from hdr_gan_tf.image_io import MAX_PIXELS, SpooledImages, probe, read_ldr_raw
-from hdr_gan_tf.imaging import parse_exposure_bias
+from hdr_gan_tf.imaging import parse_exposure_bias, read_exposure_file
 
 # Smallest side the merge accepts: reflect padding needs at least two pixels to reflect.
 MIN_SIDE = 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hdr_gan_tf.imaging import MU, output_to_hdr
+from hdr_gan_tf.imaging import output_to_hdr
 from hdr_gan_tf.merge import as_unit_float, run_generator
 
 
@@ -34,10 +34,10 @@ class ServingModule(tf.Module):
     (`Generator.infer_lean`) and pads by copying.
     """
 
-    def __init__(self, generator, mu=MU):
+    def __init__(self, generator, mu=None):
         super().__init__(name="hdr_gan")
         self.generator = generator
-        self.mu = float(mu)
+        self.mu = float(generator.mu if mu is None else mu)
 
     @tf.function(input_signature=SIGNATURE)
     def serve(self, ldr_short, ldr_mid, ldr_long, exposure_bias):
@@ -53,7 +53,7 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
     """Writes the generator of a log dir (or checkpoint) as a SavedModel, atomically, and
     optionally as a `.keras` file and an ONNX model (`export_onnx`). Returns the checkpoint
     prefix exported."""
-    from hdr_gan_tf.config import restore_generator
+    from hdr_gan_tf.checkpoints import restore_generator
     from hdr_gan_tf.image_io import atomic_output
     from hdr_gan_tf.outputs import check_outputs, output_dir as new_dir
 
@@ -64,7 +64,7 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
     check_outputs(files=[keras_file, onnx_path], folders=[(output_dir, "saved_model")],
                   inputs=[checkpoint], overwrite=overwrite)
     generator, config, prefix = restore_generator(checkpoint, precision)
-    module = ServingModule(generator, config.model.mu)
+    module = ServingModule(generator)
     with new_dir(output_dir, "saved_model") as tmp:
         save_serving_model(module, tmp)
     if keras_file:

@@ -163,7 +163,8 @@ def convert_to_logdir(tf1_checkpoint, output_dir, overwrite=False):
     Returns the checkpoint prefix written.
     """
     from hdr_gan_tf import config as config_lib
-    from hdr_gan_tf.outputs import check_outputs, log_dir_lock, output_dir as new_dir
+    from hdr_gan_tf.checkpoints import log_dir_lock
+    from hdr_gan_tf.outputs import check_outputs, output_dir as new_dir
 
     output_dir = Path(output_dir)
     inputs = [Path(tf1_checkpoint).parent]

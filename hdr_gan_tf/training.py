@@ -1,4 +1,4 @@
-"""Training HDR-GAN (SPEC §5): the step, the loop, checkpoints, summaries and validation.
+"""Training HDR-GAN (docs/design.md §5): the step, the loop, checkpoints, summaries and validation.
 
 Each iteration updates the generator on one batch (μ-law L1 of the supervised branches plus
 λ times the Sphere-GAN adversarial term, `losses.generator_objective`), then the discriminator
@@ -29,36 +29,30 @@ import tensorflow as tf
 
 from hdr_gan_tf import config as config_lib
 from hdr_gan_tf import data as data_lib
-from hdr_gan_tf.config import branch_names, build_discriminator, build_generator
+from hdr_gan_tf.config import build_discriminator, build_generator
+from hdr_gan_tf.generator import branch_names, parse_branches
 from hdr_gan_tf.display import comparison_panel
 from hdr_gan_tf.image_io import write_ldr, write_text
 from hdr_gan_tf.imaging import mu_law, to_unit
 from hdr_gan_tf.losses import discriminator_objective, generator_objective
 from hdr_gan_tf.merge import merge_exposures, outputs_to_linear
 from hdr_gan_tf.metrics import psnr
-from hdr_gan_tf.outputs import (check_apart_from_inputs, clean_leftovers, disk_full, is_disk_full, log_dir_lock,
-                                mark_as_training_log_dir, temp_name)
-
-
-# Smallest input whose PatchGAN map is not empty (four 4x4 VALID convolutions, three of stride 2).
-MIN_DISCRIMINATOR_INPUT = 54
+from hdr_gan_tf import checkpoints
+from hdr_gan_tf.checkpoints import log_dir_lock, remove_checkpoint_temps
+from hdr_gan_tf.outputs import (check_apart_from_inputs, clean_leftovers, disk_full,
+                                is_disk_full, mark_as_training_log_dir, temp_name)
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or Inf; the last good checkpoint was left as it was."""
 
 
-def parse_branches(spec, scales, what):
-    """Branch indices from `all` or comma-separated names (`aux1,main`)."""
-    names = branch_names(scales)
-    if spec in ("all", "", None):
-        return list(range(len(names)))
-    chosen = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)]
-    unknown = [c for c in chosen if c not in names]
-    if unknown or not chosen:
-        raise ValueError(f"--{what}: unknown branches {unknown}; this generator has "
-                         f"{', '.join(names)}")
-    return sorted(names.index(c) for c in chosen)
+def check_replicas(config, strategy):
+    """The global batch must split evenly over the strategy's replicas (ConfigError)."""
+    replicas = strategy.num_replicas_in_sync
+    if config.training.batch_size % replicas:
+        raise config_lib.ConfigError(f"{config.training.batch_size} is not divisible by the "
+                                     f"{replicas} replicas", field="batch_size")
 
 
 def make_strategy(name, collective_timeout=None):
@@ -117,16 +111,10 @@ class Trainer:
         self.log = log
         self.logdir = Path(cfg.logdir)
         self.branches = branch_names(model.scales)
-        self.supervised = parse_branches(cfg.supervise, model.scales, "supervise")
+        self.supervised = parse_branches(cfg.supervise, model.scales)
         self.use_disc = model.use_discriminator
-        self.disc_branches = parse_branches(cfg.disc_branches, model.scales, "disc_branches")
-        replicas = strategy.num_replicas_in_sync
-        if cfg.batch_size % replicas:
-            raise ValueError(f"--batch_size={cfg.batch_size} is not divisible by the "
-                             f"{replicas} replicas")
-        if self.use_disc and cfg.patch_size < MIN_DISCRIMINATOR_INPUT:
-            raise ValueError(f"--patch_size={cfg.patch_size}: the discriminator needs "
-                             f"patches of at least {MIN_DISCRIMINATOR_INPUT} pixels")
+        self.disc_branches = parse_branches(cfg.disc_branches, model.scales)
+        check_replicas(config, strategy)
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             # The paper's "1e-5 from iteration 114,300": PiecewiseConstantDecay switches after
@@ -179,7 +167,7 @@ class Trainer:
         optimizer = keras.optimizers.Adam(
             learning_rate=lambda: self.schedule(self.step), beta_1=0.9, beta_2=0.999,
             epsilon=1e-8, clipvalue=self.config.training.clip_value)
-        if self.config.training.mixed_precision == "float16":
+        if self.config.training.precision == "float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         return optimizer
 
@@ -269,9 +257,9 @@ class Trainer:
         if self.config.training.restart:
             self._move_checkpoints_aside()
             return None
-        damaged_state = config_lib.state_file_damaged(self.logdir)
-        path = config_lib.readable_checkpoint(self.logdir, self.log)
-        if path is None and config_lib.checkpoint_prefixes(self.logdir):
+        damaged_state = checkpoints.state_file_damaged(self.logdir)
+        path = checkpoints.readable_checkpoint(self.logdir, self.log)
+        if path is None and checkpoints.checkpoint_prefixes(self.logdir):
             raise config_lib.ConfigError(
                 f"{self.logdir}: holds checkpoints but none of them can be read; pass "
                 f"--restart to train from step 0 anyway (they are then moved aside, not "
@@ -280,7 +268,7 @@ class Trainer:
             try:
                 for name in ("generator", "discriminator"):
                     network = getattr(self, name)
-                    saved = config_lib.saved_variable_count(path, name, missing_ok=True)
+                    saved = checkpoints.saved_variable_count(path, name, missing_ok=True)
                     if network is not None and saved not in (None, len(network.weights)):
                         raise ValueError(f"its {name} has {saved} variables, these flags' "
                                          f"{len(network.weights)}")
@@ -295,9 +283,9 @@ class Trainer:
             if damaged_state and self.is_chief:
                 # The manager keeps its list of checkpoints in the state file: rewrite it.
                 tf.compat.v1.train.update_checkpoint_state(
-                    str(self.logdir), path, config_lib.checkpoint_prefixes(self.logdir)[::-1])
+                    str(self.logdir), path, checkpoints.checkpoint_prefixes(self.logdir)[::-1])
                 self._open_managers()
-        best = config_lib.readable_checkpoint(self.logdir / "best", self.log)
+        best = checkpoints.readable_checkpoint(self.logdir / "best", self.log)
         if best:
             try:
                 self.best_score.assign(tf.train.load_checkpoint(best).get_tensor(
@@ -543,6 +531,7 @@ def run_training(config, log=print, strategy=None):
     for folder in (Path(cfg.logdir), Path(cfg.logdir) / "best", Path(tempfile.gettempdir())):
         clean_leftovers(folder)  # what killed runs left: half-written files, worker folders
     strategy = strategy or make_strategy(cfg.strategy, cfg.collective_timeout)
+    check_replicas(config, strategy)  # like every check that needs no data: before any is read
     logdir = Path(cfg.logdir)
     with contextlib.ExitStack() as stack:
         chief, locked = is_chief(strategy), False
@@ -566,21 +555,11 @@ def run_training(config, log=print, strategy=None):
         return trainer, trainer.fit(train_scenes, val_scenes)
 
 
-def remove_checkpoint_temps(folder):
-    """Removes TensorFlow's temporary folders of checkpoints whose save failed
-    (`<prefix>_temp/`); only under the log dir's lock, where no save is under way."""
-    with contextlib.suppress(OSError):
-        for path in Path(folder).iterdir():
-            if path.is_dir() and re.fullmatch(r".+-\d+_temp", path.name):
-                shutil.rmtree(path, ignore_errors=True)
-
-
 def _prepare(config, strategy, log):
     """Precision, seed, the log dir's recorded configuration, the data: checked before
     anything is written. Returns `(config, training scenes, validation scenes)`."""
     cfg = config.training
-    config_lib.set_precision("float32" if cfg.mixed_precision == "none"
-                             else cfg.mixed_precision)
+    config_lib.set_precision(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)
     logdir = Path(cfg.logdir)
     if (logdir / config_lib.CONFIG_FILE).is_file():

@@ -1,7 +1,8 @@
-"""Shared test helpers: running the programs, Keras layer round trips, tiny networks."""
+"""Shared test helpers: running the programs, Keras layer round trips, child processes."""
 
 import os
 import subprocess
+import textwrap
 import sys
 from pathlib import Path
 
@@ -69,3 +70,43 @@ def assert_layer_round_trip(layer, inputs, tmp_path):
 def _assert_same(a, b):
     for x, y in zip(keras.tree.flatten(a), keras.tree.flatten(b), strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def python_child(code):
+    """A Python process running `code` that prints one line when ready, then waits for its
+    standard input to close."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code) + "\nsys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return proc, proc.stdout.readline().strip()
+
+
+def rewrite_tf1_checkpoint(source, target, drop=None, reshape=None, add=None):
+    """A copy of the TF1 checkpoint `source` at `target` with one variable dropped, one
+    reshaped (its last axis one shorter) or one added; returns the new prefix."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(source)
+    variables = {}
+    for name in reader.get_variable_to_shape_map():
+        if name == drop:
+            continue
+        value = reader.get_tensor(name)
+        if name == reshape:
+            value = value[..., :-1]
+        variables[name] = tf.Variable(value, name=name)
+    if add:
+        variables[add] = tf.Variable(np.zeros(3, np.float32))
+    # A name-based (TF1-style) checkpoint, as tf.compat.v1.train.Saver writes.
+    saver = tf.compat.v1.train.Saver(var_list=variables)
+    saver.save(sess=None, save_path=str(target), write_meta_graph=False)
+    return str(target)
+
+
+def training_batches(scenes, count=4):
+    """The first `count` batches of a fixed training stream over `scenes`, each flattened."""
+    from hdr_gan_tf import data
+
+    dataset = data.training_dataset(scenes, patch_size=64, batch_size=2, seed=5, start=3)
+    return [np.concatenate([t.numpy().ravel() for t in (*inputs, target)])
+            for inputs, target in dataset.take(count)]

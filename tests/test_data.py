@@ -4,10 +4,11 @@ import cv2
 import numpy as np
 import pytest
 
-from hdr_gan_tf import data
+from hdr_gan_tf import data, scene_cache
 from hdr_gan_tf.image_io import read_hdr, read_ldr, write_hdr
 from hdr_gan_tf.imaging import GAMMA, inverse_mu_law, to_unit
 from hdr_gan_tf.synthetic import synthesize_dataset, synthesize_scene
+from tests.helpers import training_batches
 
 
 # ------------------------------------------------------------------ generated data set
@@ -261,24 +262,18 @@ def _write_big_split(root, count, height, width):
     return root
 
 
-def _batches(scenes, count=4):
-    dataset = data.training_dataset(scenes, patch_size=64, batch_size=2, seed=5, start=3)
-    return [np.concatenate([t.numpy().ravel() for t in (*inputs, target)])
-            for inputs, target in dataset.take(count)]
-
-
 _DISK_PATH = """
 import json, resource, sys
 import numpy as np
-from hdr_gan_tf import data
-from tests.test_data import _batches
+from hdr_gan_tf import data, scene_cache
+from tests.helpers import training_batches
 def peak_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-_batches([data.Scene("warm-up", ".", [], np.zeros((3, 64, 64, 3), np.uint16), 65535,
+training_batches([data.Scene("warm-up", ".", [], np.zeros((3, 64, 64, 3), np.uint16), 65535,
                      np.array([0, 2, 4], np.float32), np.zeros((64, 64, 3), np.float32))], 1)
 before = peak_kb()
 scenes = data.open_split(sys.argv[1], "Training", cache=sys.argv[3], cache_dir=sys.argv[2])
-batches = _batches(scenes)
+batches = training_batches(scenes)
 np.save(sys.argv[2] + "/batches.npy", np.stack(batches))
 print(json.dumps({"growth_mb": (peak_kb() - before) / 1024,
                   "kinds": sorted({type(s).__name__ for s in scenes})}))
@@ -301,8 +296,9 @@ def test_a_split_larger_than_the_memory_budget_trains_from_the_disk_cache(tmp_pa
     scenes = data.open_split(root, "Training")
     decoded_mb = sum(s.ldrs.nbytes + s.hdr.nbytes for s in scenes) / 2 ** 20
     assert decoded_mb > 2 * budget_mb
-    assert data.decoded_size([s.path for s in scenes]) == pytest.approx(decoded_mb * 2 ** 20)
-    in_memory = _batches(scenes)
+    assert scene_cache.decoded_size([s.path for s in scenes]) == pytest.approx(
+        decoded_mb * 2 ** 20)
+    in_memory = training_batches(scenes)
     del scenes
 
     cache = tmp_path / "cache"
@@ -318,7 +314,7 @@ def test_a_split_larger_than_the_memory_budget_trains_from_the_disk_cache(tmp_pa
     assert len(list(cache.glob("*.bin"))) == 6
 
 
-def test_the_disk_cache_is_reused_until_a_scene_changes(tiny_data, tmp_path, monkeypatch):
+def test_the_disk_cache_is_reused_until_a_scene_changes(tiny_data, tmp_path):
     root = tmp_path / "data"
     shutil.copytree(tiny_data, root)
     cache = tmp_path / "cache"
@@ -330,16 +326,13 @@ def test_the_disk_cache_is_reused_until_a_scene_changes(tiny_data, tmp_path, mon
         np.testing.assert_array_equal(a.hdr, b.hdr)
         np.testing.assert_array_equal(a.window(3, 5, 16)[0], b.window(3, 5, 16)[0])
         np.testing.assert_array_equal(a.window(3, 5, 16)[1], b.window(3, 5, 16)[1])
-    decoded = []
-    real_load = data.load_scene
-    monkeypatch.setattr(data, "load_scene", lambda path, *a: decoded.append(path.name)
-                        or real_load(path, *a))
-    data.open_split(root, "Training", cache="disk", cache_dir=cache)
-    assert decoded == []  # every scene came from the cache
+    assert all(s.decoded for s in first)
+    reopened = data.open_split(root, "Training", cache="disk", cache_dir=cache)
+    assert not any(s.decoded for s in reopened)  # every scene came from the cache
     changed = root / "Training" / first[0].name / "exposure.txt"
     changed.write_text("0\n3\n6\n")
     again = data.open_split(root, "Training", cache="disk", cache_dir=cache)
-    assert decoded == [first[0].name]
+    assert [s.name for s in again if s.decoded] == [first[0].name]
     np.testing.assert_array_equal(again[0].exposure_bias, [0, 3, 6])
     # "auto" keeps a split in memory while the headers announce less than half the memory
     # available, and goes to disk beyond.
@@ -347,8 +340,8 @@ def test_the_disk_cache_is_reused_until_a_scene_changes(tiny_data, tmp_path, mon
     assert all(isinstance(s, data.Scene) for s in data.open_split(
         root, "Training", cache="auto", cache_dir=cache, log=lines.append))
     assert lines == []
-    needed = data.decoded_size(s.path for s in first)
-    monkeypatch.setattr(data, "available_memory", lambda: int(1.9 * needed))
-    assert all(isinstance(s, data.DiskScene) for s in data.open_split(
-        root, "Training", cache="auto", cache_dir=cache, log=lines.append))
+    needed = scene_cache.decoded_size(s.path for s in first)
+    assert all(isinstance(s, scene_cache.DiskScene) for s in data.open_split(
+        root, "Training", cache="auto", cache_dir=cache, log=lines.append,
+        available=int(1.9 * needed)))
     assert len(lines) == 1 and "training reads its patches from a disk cache" in lines[0]

@@ -147,3 +147,33 @@ def test_discriminator_patch_map_and_round_trip(tmp_path):
 def test_wrong_number_of_exposures_is_refused():
     with pytest.raises(ValueError, match="short, reference, long"):
         Generator(base_filters=8)(_inputs(16, 16)[:2])
+
+
+def test_mu_is_part_of_the_model_and_survives_a_keras_file(tmp_path):
+    """μ travels with the generator: its configuration, a `.keras` file, and every merge and
+    serving module built from it (none falls back to the paper's 5000)."""
+    from hdr_gan_tf.config import ModelConfig, build_generator
+    from hdr_gan_tf.merge import generator_merger
+    from hdr_gan_tf.serving import ServingModule
+
+    generator = build_generator(ModelConfig(scales=2, base_filters=4, mu=100.0))
+    assert generator.get_config()["mu"] == 100.0
+    path = tmp_path / "g.keras"
+    generator.save(path)
+    assert keras.saving.load_model(path).mu == 100.0
+    assert ServingModule(generator).mu == 100.0
+    ldrs = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
+    ev = np.array([-2.0, 0.0, 2.0], np.float32)
+    ours = generator_merger(generator, ["main"])(ldrs, ev)["main"]
+    paper = generator_merger(generator, ["main"], mu=5000.0)(ldrs, ev)["main"]
+    assert not np.allclose(ours, paper)
+
+
+def test_branch_selection():
+    from hdr_gan_tf.generator import parse_branches
+
+    assert parse_branches("all", 3) == [0, 1]
+    assert parse_branches("main", 3) == [1]
+    assert parse_branches("aux1,main", 4) == [0, 2]
+    with pytest.raises(ValueError, match="unknown branches"):
+        parse_branches("aux2", 3)

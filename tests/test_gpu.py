@@ -32,8 +32,7 @@ def _train(tiny_data, tmp_path, iterations=3, **settings):
     config = RunConfig.from_flat(dict(logdir=str(tmp_path / "run"), data_dir=str(tiny_data),
                                       patch_size=64, base_filters=16, validation="0",
                                       **settings))
-    set_precision("float32" if config.training.mixed_precision == "none"
-                  else config.training.mixed_precision)
+    set_precision(config.training.precision)
     try:
         trainer = Trainer(config, tf.distribute.get_strategy(), log=lambda line: None)
         scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
@@ -56,7 +55,7 @@ def test_training_steps_on_the_gpu(tiny_data, tmp_path, settings):
 def test_mixed_float16_training_scales_the_loss(tiny_data, tmp_path):
     import keras
 
-    trainer, logs = _train(tiny_data, tmp_path, mixed_precision="float16")
+    trainer, logs = _train(tiny_data, tmp_path, precision="float16")
     assert isinstance(trainer.g_optimizer, keras.optimizers.LossScaleOptimizer)
     assert all(np.isfinite(float(v)) for step in logs for v in step.values())
     assert trainer.generator.weights[0].dtype == "float32"  # float32 variables

@@ -6,7 +6,7 @@ from hdr_gan_tf import losses
 
 
 def _numpy_sphere_distance(maps, moments, reference="first_axis"):
-    """Independent computation straight from SPEC §4."""
+    """Independent computation straight from docs/design.md §4."""
     q = maps.reshape(maps.shape[0], -1).astype(np.float64)
     sq = np.sum(q * q, axis=1, keepdims=True)
     p = np.concatenate([2 * q / (sq + 1), (sq - 1) / (sq + 1)], axis=1)

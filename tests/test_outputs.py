@@ -1,9 +1,6 @@
 import errno
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,9 +8,8 @@ import pytest
 from hdr_gan_tf import outputs
 from hdr_gan_tf.outputs import (MARKER, TEMP_PREFIX, DiskFull, OutputError, check_output_dir,
                                 check_output_file, check_outputs, clean_leftovers,
-                                disk_full, log_dir_lock, mark_as_training_log_dir, output_dir,
-                                temp_name)
-from tests.helpers import REPO
+                                disk_full, mark_as_training_log_dir, output_dir, temp_name)
+from tests.helpers import python_child
 
 
 def _export(folder, text="old"):
@@ -118,19 +114,10 @@ def test_stale_leftovers_are_removed_and_an_old_output_put_back(tmp_path):
     assert not stale_new.exists() and not stale_file.exists() and live.exists()
 
 
-def _child(code):
-    """A Python process running `code` that prints one line when ready, then waits for its
-    standard input to close."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code) + "\nsys.stdin.read()"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(REPO)))
-    return proc, proc.stdout.readline().strip()
-
-
 def test_a_live_writers_folder_set_aside_is_not_put_back(tmp_path):
     """A rename keeps a folder's time, so a folder set aside long ago by a writer that still
     runs must be told apart by the writer's identity, not by times."""
-    proc, aside = _child(f"""
+    proc, aside = python_child(f"""
         import os, sys
         from hdr_gan_tf.outputs import temp_name
         aside = os.path.join({str(tmp_path)!r}, temp_name("export-old"))
@@ -172,24 +159,6 @@ def test_a_training_log_dir_is_never_replaced(tmp_path):
     (older / MARKER).write_text(json.dumps({"kind": "log_dir"}))
     with pytest.raises(OutputError, match="is a training log dir"):
         check_output_dir(older, "log_dir", overwrite=True)
-
-
-def test_a_log_dir_lock_held_elsewhere_is_refused_naming_the_holder(tmp_path):
-    proc, pid = _child(f"""
-        import os, sys
-        from hdr_gan_tf.outputs import log_dir_lock
-        lock = log_dir_lock({str(tmp_path)!r})
-        lock.__enter__()
-        print(os.getpid(), flush=True)
-    """)
-    try:
-        with pytest.raises(OutputError, match=f"process {pid}"):
-            with log_dir_lock(tmp_path):
-                pass
-    finally:
-        proc.communicate("")
-    with log_dir_lock(tmp_path):  # free again
-        pass
 
 
 @pytest.mark.parametrize("case", ["same file", "inside an output folder", "input photo",

@@ -169,9 +169,9 @@ def test_export_overwrite_cannot_destroy_its_input_or_the_working_folder(convert
 
 
 def test_converter_names_a_mis_shaped_variable(golden_checkpoint, tmp_path):
-    from tests.test_tf1_checkpoint import _rewrite_checkpoint
+    from tests.helpers import rewrite_tf1_checkpoint
     (tmp_path / "tf1").mkdir()
-    bad = _rewrite_checkpoint(golden_checkpoint, tmp_path / "tf1" / "model",
+    bad = rewrite_tf1_checkpoint(golden_checkpoint, tmp_path / "tf1" / "model",
                               reshape="UnetppGeneratorS/output_2/kernel")
     result = run_program("convert_tf1", f"--tf1_checkpoint={bad}", f"--output_dir={tmp_path}/o")
     assert result.returncode == 2
@@ -258,7 +258,7 @@ def test_infer_sorts_by_exposure_and_writes_hdr_exr_and_preview(converted, photo
 
 
 def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_path):
-    from hdr_gan_tf.config import restore_generator
+    from hdr_gan_tf.checkpoints import restore_generator
     from hdr_gan_tf.image_io import read_ldr, write_hdr
     from hdr_gan_tf.merge import generator_merger, streams
     from hdr_gan_tf.photos import load_bracket
@@ -377,15 +377,15 @@ def test_train_refuses_bad_data_before_writing_anything(tiny_data, tmp_path):
     assert not logdir.exists()
 
 
-def _readme_section(title):
-    text = (REPO_ROOT / "README.md").read_text()
+def _doc_section(document, title):
+    text = (REPO_ROOT / document).read_text()
     start = text.index(f"## {title}\n")
-    end = text.index("\n## ", start + 3)
-    return text[start:end]
+    end = text.find("\n## ", start + 3)
+    return text[start:end if end > 0 else None]
 
 
 def test_the_deploying_examples_run_as_written(converted, tmp_path):
-    """Every code block of the README's "Deploying" section, run in a folder holding
+    """Every code block of docs/deploying.md's examples, run in a folder holding
     `checkpoints/paper` and three 16-bit photos (a 250x381 crop of real ones at -3/0/+3 EV)."""
     import os
     import re
@@ -404,7 +404,8 @@ def test_the_deploying_examples_run_as_written(converted, tmp_path):
                     np.ascontiguousarray(golden[f"ldr_{name}"][0, :250, :381, ::-1]))
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    blocks = re.findall(r"```(bash|python)\n(.*?)```", _readme_section("Deploying"), re.S)
+    blocks = re.findall(r"```(bash|python)\n(.*?)```",
+                        _doc_section("docs/deploying.md", "Examples"), re.S)
     assert [kind for kind, _ in blocks] == ["bash", "bash", "python", "python"]
     for kind, code in blocks:
         command = ["bash", "-e", "-c", code] if kind == "bash" else [sys.executable, "-c", code]
@@ -461,6 +462,9 @@ def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_d
     bracket = [f"--checkpoint={converted}", f"--inputs={','.join(map(str, paths))}",
                f"--exposure_bias={','.join(map(str, ev))}", f"--output={tmp_path / 'o.hdr'}"]
     train = [f"--data_dir={tiny_data}", f"--logdir={tmp_path / 'run'}"]
+    broken_data = tmp_path / "broken_data"  # would fail when decoded: flags are checked first
+    shutil.copytree(tiny_data, broken_data)
+    (broken_data / "Training" / "003" / "exposure.txt").write_text("0\n2\n")
     no_default = _saved_model_without_serving_default(tmp_path / "other_model")
     cases = {
         "overlap negative": ("infer", [*bracket, "--tile=64", "--overlap=-1"], "--overlap"),
@@ -474,6 +478,13 @@ def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_d
         "mu nan": ("train", [*train, "--mu=nan"], "--mu"),
         "not a number": ("train", [*train, "--batch_size=two"], "batch_size"),
         "unknown flag": ("train", [*train, "--no_such_flag=1"], "no_such_flag"),
+        "branch before data": ("train", [f"--data_dir={broken_data}", "--supervise=nosuch",
+                                         f"--logdir={tmp_path / 'run'}"],
+                               "--supervise: unknown branches ['nosuch']"),
+        "patch before data": ("train", [f"--data_dir={broken_data}", "--patch_size=32",
+                                        f"--logdir={tmp_path / 'run'}"],
+                              "--patch_size: 32: the discriminator needs patches"),
+        "lr list": ("train", [*train, "--lr_values=1e-4,x,1"], "--lr_values: must be a"),
         "no serving_default": ("evaluate", [f"--saved_model={no_default}",
                                             f"--data_dir={tiny_data}",
                                             f"--output_dir={tmp_path / 'eval'}"],
@@ -555,7 +566,7 @@ def test_a_fine_tuned_log_dir_survives_convert_and_damaged_checkpoint_lists(
     restarted = _copy(unreadable, tmp_path / "restarted")
     held = _copy(converted, tmp_path / "held")  # not trained yet, but a trainer holds it
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom hdr_gan_tf.outputs import log_dir_lock\n"
+        [sys.executable, "-c", "import sys\nfrom hdr_gan_tf.checkpoints import log_dir_lock\n"
          f"with log_dir_lock({str(held)!r}):\n    print('held', flush=True)\n"
          "    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
@@ -694,3 +705,35 @@ def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, ex
     assert {p: p.read_bytes() for p in shoots.rglob("*") if p.is_file()} == scene_photos
     assert not [p for p in tmp_path.iterdir() if p.name in ("eval", "e", "o.hdr", "o.png",
                                                             "t.hdr")]
+
+
+def test_train_flags_are_the_configuration_fields_with_their_defaults_and_help():
+    """One declaration per setting: `--helpfull` lists every `RunConfig` field as a flag, with
+    the field's default and help text (and nothing else of the trainer's own)."""
+    import dataclasses
+    import re
+
+    from hdr_gan_tf.config import ModelConfig, TrainingConfig
+
+    result = run_program("train", "--helpfull")
+    assert result.returncode == 1, result.stderr  # absl's status after printing help
+    text = result.stdout
+    start = text.index("hdr_gan_tf/cli/train.py:")
+    own = text[start:text.find("\n\n", start) if "\n\n" in text[start:] else None]
+    listed = re.findall(r"^  --(?:\[no\])?(\w+):", own, re.M)
+    fields = [f for part in (ModelConfig, TrainingConfig) for f in dataclasses.fields(part)]
+    assert sorted(listed) == sorted(f.name for f in fields)
+    flat = " ".join(own.split())
+    starts = sorted(re.search(rf"--(\[no\])?{name}: ", flat).start() for name in listed)
+    entries = {re.match(r"--(?:\[no\])?(\w+):", flat[a:]).group(1): flat[a:b]
+               for a, b in zip(starts, starts[1:] + [len(flat)])}
+    for field in fields:
+        entry = entries[field.name]
+        assert " ".join(field.metadata["help"].split()) in entry, field.name
+        default = field.default
+        if default is None:  # absl shows no default then
+            assert "(default: '" not in entry, field.name
+            continue
+        shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else (
+            str(default).lower() if isinstance(default, bool) else str(default))
+        assert f"(default: '{shown}')" in entry, (field.name, entry[-120:])

@@ -9,7 +9,7 @@ from hdr_gan_tf.imaging import network_inputs
 from hdr_gan_tf.merge import merge_exposures, run_generator
 from hdr_gan_tf.tf1_checkpoint import (discriminator_layer_map, generator_layer_map,
                                        keras_variable, load_tf1_weights)
-from tests.helpers import DATA, GOLDEN_LARGE
+from tests.helpers import DATA, GOLDEN_LARGE, rewrite_tf1_checkpoint
 
 
 def _reference_rows():
@@ -87,24 +87,6 @@ def test_large_golden_through_the_whole_image_merge(golden_checkpoint):
         assert np.abs(ours - theirs).max() <= 1e-6
 
 
-def _rewrite_checkpoint(source, target, drop=None, reshape=None, add=None):
-    reader = tf.train.load_checkpoint(source)
-    variables = {}
-    for name in reader.get_variable_to_shape_map():
-        if name == drop:
-            continue
-        value = reader.get_tensor(name)
-        if name == reshape:
-            value = value[..., :-1]
-        variables[name] = tf.Variable(value, name=name)
-    if add:
-        variables[add] = tf.Variable(np.zeros(3, np.float32))
-    # A name-based (TF1-style) checkpoint, as tf.compat.v1.train.Saver writes.
-    saver = tf.compat.v1.train.Saver(var_list=variables)
-    saver.save(sess=None, save_path=str(target), write_meta_graph=False)
-    return str(target)
-
-
 @pytest.mark.parametrize("change, expected", [
     ({"drop": "UnetppGeneratorS/merge/merge_net_1/cov4/kernel"},
      "missing variables: UnetppGeneratorS/merge/merge_net_1/cov4/kernel"),
@@ -116,7 +98,7 @@ def _rewrite_checkpoint(source, target, drop=None, reshape=None, add=None):
 ])
 def test_mismatched_checkpoints_are_refused_by_name(golden_checkpoint, tmp_path, change,
                                                     expected):
-    prefix = _rewrite_checkpoint(golden_checkpoint, tmp_path / "model", **change)
+    prefix = rewrite_tf1_checkpoint(golden_checkpoint, tmp_path / "model", **change)
     generator = build_generator()
     discriminator = build_discriminator()
     before = [v.numpy().copy() for v in generator.weights]

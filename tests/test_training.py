@@ -9,9 +9,10 @@ import pytest
 import tensorflow as tf
 
 from hdr_gan_tf import data
-from hdr_gan_tf.config import ConfigError, RunConfig, build_generator, resolve_checkpoint
-from hdr_gan_tf.outputs import OutputError, log_dir_lock
-from hdr_gan_tf.training import Trainer, TrainingDiverged, parse_branches, run_training
+from hdr_gan_tf.checkpoints import log_dir_lock, resolve_checkpoint
+from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
+from hdr_gan_tf.outputs import OutputError
+from hdr_gan_tf.training import Trainer, TrainingDiverged, run_training
 from tests.helpers import REPO
 
 
@@ -157,6 +158,7 @@ def test_log_dirs_with_normalised_kernels_are_refused(tiny_data, tmp_path):
     config.json): neither training nor the programs (`restore_generator`) take it."""
     import json
 
+    from hdr_gan_tf import checkpoints
     from hdr_gan_tf import config as config_lib
 
     logdir = tmp_path / "old"
@@ -167,11 +169,11 @@ def test_log_dirs_with_normalised_kernels_are_refused(tiny_data, tmp_path):
     # What 0.1 wrote: every flag in one flat object, no "spectral_norm".
     (logdir / "config.json").write_text(json.dumps(config.flat()))
     with pytest.raises(ConfigError, match="stored W/σ in the kernel variables"):
-        config_lib.restore_generator(logdir)
+        checkpoints.restore_generator(logdir)
     with pytest.raises(ConfigError, match="stored W/σ in the kernel variables"):
         run_training(config, log=lambda line: None)
     config_lib.write_config(logdir, config)
-    restored, _, _ = config_lib.restore_generator(logdir)
+    restored, _, _ = checkpoints.restore_generator(logdir)
     np.testing.assert_array_equal(restored.weights[0].numpy(), generator.weights[0].numpy())
 
 
@@ -189,14 +191,6 @@ def test_patch_size_checks(tiny_data, tmp_path):
         Trainer(_config(tmp_path, tiny_data, patch_size=48), strategy)
     with pytest.raises(ConfigError, match="multiple of 4"):
         _config(tmp_path, tiny_data, patch_size=66)
-
-
-def test_branch_selection():
-    assert parse_branches("all", 3, "supervise") == [0, 1]
-    assert parse_branches("main", 3, "supervise") == [1]
-    assert parse_branches("aux1,main", 4, "supervise") == [0, 2]
-    with pytest.raises(ValueError, match="unknown branches"):
-        parse_branches("aux2", 3, "supervise")
 
 
 def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, tmp_path):
@@ -429,8 +423,8 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
              for out in outputs]
     assert steps[0] == steps[1]
     assert sorted(p.name for p in logdir.iterdir()) == [
-        ".hdr_gan_tf.json", ".hdr_gan_train.lock", "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index",
-        "config.json", "train"]
+        ".hdr_gan_tf.json", ".hdr_gan_train.lock", "checkpoint", "ckpt-3.data-00000-of-00001",
+        "ckpt-3.index", "config.json", "train"]
 
     # Restarted, both resume from the chief's checkpoint; SIGTERM to one of them (a preemption
     # notice) makes both save at one agreed step and exit with the restart status 42.

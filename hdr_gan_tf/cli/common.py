@@ -78,6 +78,8 @@ def guarded(main):
         except (ValueError, OSError) as err:
             if is_disk_full(err) and not isinstance(err, DiskFull):
                 err = disk_full(err, "an output")
+            if getattr(err, "field", None):  # a configuration field: the flag of its name
+                err = f"--{err.field}: {err.detail}"
             error(err)
         except tf.errors.OpError as err:
             error(tensorflow_error(err))

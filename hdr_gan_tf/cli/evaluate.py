@@ -1,4 +1,4 @@
-"""hdr-gan-evaluate: the paper's metrics (SPEC §7) for both branches over a data split.
+"""hdr-gan-evaluate: the paper's metrics (docs/design.md §7) for both branches over a data split.
 
 Example:
   hdr-gan-evaluate --checkpoint=runs/paper --data_dir=/data/kalantari --output_dir=eval/paper
@@ -53,7 +53,8 @@ def _center_crop(values):
 def main(argv):
     del argv
     from hdr_gan_tf import data as data_lib
-    from hdr_gan_tf.config import branch_names, restore_generator
+    from hdr_gan_tf.checkpoints import restore_generator
+    from hdr_gan_tf.generator import branch_names
     from hdr_gan_tf.evaluation import evaluate, format_table
     from hdr_gan_tf.merge import generator_merger
     from hdr_gan_tf.outputs import check_outputs, output_dir
@@ -72,9 +73,9 @@ def main(argv):
     if FLAGS.saved_model:
         merge, branches = saved_model_merger(FLAGS.saved_model), ["aux1", "main"]
     else:
-        generator, config, prefix = restore_generator(FLAGS.checkpoint, FLAGS.precision)
+        generator, _, prefix = restore_generator(FLAGS.checkpoint, FLAGS.precision)
         branches = branch_names(generator.scales)
-        merge = generator_merger(generator, branches, config.model.mu, options)
+        merge = generator_merger(generator, branches, options=options)
         say(f"Evaluating {prefix} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
         rows = evaluate(merge, scenes, branches, folder, crop, FLAGS.tile, FLAGS.overlap,

@@ -17,8 +17,7 @@ Previews of images over 4 megapixels are reduced by a whole factor.
 Memory: `--tile` bounds the network's working set. A tiled merge is also streamed: the photos
 are read one at a time into a temporary file and read back by bands of rows, and each band of
 the result is written to the `.hdr` / `.exr` file(s) as soon as it is final, so memory does not
-grow with the image (a 24-megapixel bracket of 16-bit photos merges in about 1 GB; see the
-README).
+grow with the image (docs/performance.md).
 """
 
 from pathlib import Path
@@ -92,7 +91,8 @@ def _jobs():
 @guarded
 def main(argv):
     del argv
-    from hdr_gan_tf.config import branch_names, restore_generator
+    from hdr_gan_tf.checkpoints import restore_generator
+    from hdr_gan_tf.generator import branch_names
     from hdr_gan_tf.merge import generator_merger, merge_and_write, streams
     from hdr_gan_tf.outputs import DiskFull, check_outputs
     from hdr_gan_tf.photos import check_bracket_files, load_bracket
@@ -126,9 +126,8 @@ def main(argv):
         first = load_bracket(photos, given, exposure_file,
                              spool=streams(FLAGS.tile),
                              max_pixels=FLAGS.max_pixels)
-    generator, config, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
-    merge = generator_merger(generator, branch_names(generator.scales), config.model.mu,
-                             options)
+    generator, _, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
+    merge = generator_merger(generator, branch_names(generator.scales), options=options)
     for photos, output, preview, given, exposure_file in usable:
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
