@@ -12,7 +12,7 @@ setup(
     packages=find_packages(include=["hdr_gan_tf", "hdr_gan_tf.*"]),
     python_requires=">=3.10",
     install_requires=[r for r in requirements if not r.startswith("pytest")],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3"]},
     entry_points={"console_scripts": [
         "hdr-gan-train=hdr_gan_tf.cli.train:run",
         "hdr-gan-evaluate=hdr_gan_tf.cli.evaluate:run",

@@ -20,7 +20,8 @@ import keras
 from hdr_gan_tf.scene_cache import CACHE_MODES
 from hdr_gan_tf.discriminator import MIN_INPUT as MIN_DISCRIMINATOR_INPUT, Discriminator
 from hdr_gan_tf.generator import Generator, parse_branches
-from hdr_gan_tf.image_io import MAX_PIXELS, write_text
+from hdr_gan_tf.image_io import MAX_PIXELS
+from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.losses import SPHERE_REFERENCES
 
 CONFIG_FILE = "config.json"

@@ -1,5 +1,6 @@
-"""Scoring a model on a data split (docs/design.md §7): per-scene and mean metrics of every
-branch, HDR outputs and comparison panels, as `hdr-gan-evaluate` writes them.
+"""Scoring a model on a data split (docs/design.md §7): `score_scenes`, the one scorer that
+training's validation and `hdr-gan-evaluate` share, and `evaluate`, which also writes the
+per-scene and mean metrics of every branch, HDR outputs and comparison panels.
 """
 
 import csv
@@ -9,10 +10,9 @@ import time
 from pathlib import Path
 
 from hdr_gan_tf.display import comparison_panel
-from hdr_gan_tf.image_io import write_hdr, write_ldr, write_text
-from hdr_gan_tf.metrics import hdr_metrics
-
-METRICS = ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l")
+from hdr_gan_tf.image_io import write_hdr, write_ldr
+from hdr_gan_tf.outputs import write_text
+from hdr_gan_tf.metrics import METRICS, hdr_metrics
 
 
 def center_crop(array, size):
@@ -36,33 +36,49 @@ def format_table(rows, branches):
     return "\n".join(lines)
 
 
-def evaluate(merge, scenes, branches, output_dir, crop=None, tile=0, overlap=32, log=print):
-    """Runs `merge` on every scene, writes the outputs and returns the rows (mean row last).
+def score_scenes(merge, scenes, branches, crop=None, tile=0, overlap=32, metrics=METRICS):
+    """Merges and scores every scene; yields `(scene, ldrs, hdr_gt, outputs, row)` per scene,
+    `row` holding `{"scene": name, "<metric>_<branch>": value}`.
 
     Args:
       merge: `merge(ldrs, ev, tile=..., overlap=...) -> {branch: linear HDR}`
         (`hdr_gan_tf.merge.generator_merger` or `hdr_gan_tf.serving.saved_model_merger`).
-      scenes: `hdr_gan_tf.data.Scene`s.
+      scenes: `hdr_gan_tf.data.Scene`s (or `DiskScene`s).
       branches: the branch names to score.
-      output_dir: where `metrics.json`, `metrics.csv` and per-scene HDR files and panels go.
       crop: `(H, W)` of a centred crop to score, or None for the whole image.
-      log: receives one progress line per scene.
+      metrics: which of `metrics.METRICS`.
     """
-    output_dir = Path(output_dir)
-    rows = []
-    for n, scene in enumerate(scenes, start=1):
-        start = time.time()
+    for scene in scenes:
         ldrs = center_crop(scene.ldr_float(), crop)
-        gt = center_crop(scene.hdr, crop)
+        hdr_gt = center_crop(scene.hdr, crop)
         outputs = merge(ldrs, scene.exposure_bias, tile=tile, overlap=overlap)
         row = {"scene": scene.name}
         for b in branches:
-            row.update({f"{k}_{b}": v for k, v in hdr_metrics(outputs[b], gt).items()})
+            row.update({f"{k}_{b}": v for k, v in hdr_metrics(outputs[b], hdr_gt,
+                                                               metrics).items()})
+        yield scene, ldrs, hdr_gt, outputs, row
+
+
+def evaluate(merge, scenes, branches, output_dir, crop=None, tile=0, overlap=32, log=print):
+    """Scores every scene (`score_scenes`, every metric), writes the outputs and returns the
+    rows (mean row last).
+
+    Args:
+      output_dir: where `metrics.json`, `metrics.csv` and per-scene HDR files and panels go.
+      log: receives one progress line per scene.
+      The others: as `score_scenes`.
+    """
+    output_dir = Path(output_dir)
+    rows, start = [], time.time()
+    scored = score_scenes(merge, scenes, branches, crop, tile, overlap)
+    for n, (scene, ldrs, hdr_gt, outputs, row) in enumerate(scored, start=1):
+        for b in branches:
             write_hdr(output_dir / scene.name / f"hdr_{b}.hdr", outputs[b])
-        write_ldr(output_dir / scene.name / "panel.png", comparison_panel(ldrs, outputs, gt))
+        write_ldr(output_dir / scene.name / "panel.png", comparison_panel(ldrs, outputs, hdr_gt))
         rows.append(row)
         log(f"[{n}/{len(scenes)}] {scene.name}: PSNR-mu main {row['psnr_mu_main']:.2f} dB "
             f"({time.time() - start:.1f} s)")
+        start = time.time()
     mean = {"scene": "mean"}
     for key in rows[0]:
         if key != "scene":

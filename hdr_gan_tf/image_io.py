@@ -1,8 +1,7 @@
 """Reading and writing LDR photographs and HDR images, with atomic writes.
 
-Every writer goes through `atomic_output`: the data land in a temporary file beside the target
-and are renamed onto it only when complete, so an interrupted or failed write never leaves a
-partial file or damages an earlier one.
+Every writer goes through `outputs.atomic_output`, so an interrupted or failed write never
+leaves a partial file or damages an earlier one.
 
 Before any decoder sees a file, `probe` reads its first bytes and its header: the data must be
 of the kind its name says (an OpenEXR file renamed `.tif` or `HDRImg.hdr` is refused, never
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 import OpenEXR
 
-from hdr_gan_tf.outputs import DiskFull, is_disk_full, temp_name, user_permissions
+from hdr_gan_tf.outputs import atomic_output
 
 LDR_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".hdr", ".exr")
@@ -30,38 +29,6 @@ HDR_SUFFIXES = (".hdr", ".exr")
 
 class ImageError(ValueError):
     """An image file that cannot be used; the message names the file and the problem."""
-
-
-@contextlib.contextmanager
-def atomic_output(path):
-    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success.
-
-    A full disk is reported as `DiskFull` naming `path`."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temp_name(f"{path.stem}."), suffix=path.suffix,
-                                   dir=path.parent)
-    except OSError as err:
-        if is_disk_full(err):
-            raise DiskFull(path) from None
-        raise
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        user_permissions(tmp)  # mkstemp makes the file private
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(err, OSError) and is_disk_full(err) and not isinstance(err, DiskFull):
-            raise DiskFull(path) from None
-        raise
-
-
-def write_text(path, text):
-    with atomic_output(path) as tmp:
-        tmp.write_text(text)
 
 
 def _imwrite(path, array):

@@ -4,7 +4,7 @@ The generator needs sides that are multiples of `2 ** (scales - 1)`; images are 
 up to that and cropped back. Large images can be processed in overlapping tiles whose outputs are
 blended with linear ramps across the overlaps, so memory stays bounded by the tile size, and a
 tiled merge can be streamed: `merge_bands` yields the result a band of finished rows at a time
-and `merge_and_write` writes each band to a `.hdr` file as it comes.
+(`hdr-gan-infer` writes each band to its files as it comes).
 
 How the network runs is chosen here, by image (or tile) size (`InferenceOptions`): images of
 `lean_from_pixels` or more run in the generator's memory-lean order (`Generator.infer_lean`),
@@ -13,11 +13,8 @@ smaller ones in the graph's own order (`Generator.call`), which lets ops overlap
 (`hdr_gan_tf.conv_ops.reflect_conv2d`).
 """
 
-import contextlib
 import dataclasses
-import time
 import weakref
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -150,7 +147,7 @@ def check_tiling(tile, overlap):
                          f"(--tile={tile})")
 
 
-def _tile_starts(size, tile, overlap):
+def tile_starts(size, tile, overlap):
     if size <= tile:
         return [0]
     step = tile - overlap
@@ -262,7 +259,7 @@ def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=None, progr
     check_tiling(tile, overlap)
     tile = -(-tile // multiple) * multiple
     tile_h, tile_w = min(tile, height), min(tile, width)
-    rows, cols = _tile_starts(height, tile_h, overlap), _tile_starts(width, tile_w, overlap)
+    rows, cols = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
     # The weight of pixel (y, x) summed over the tile grid is (sum of row ramps)(y) times
     # (sum of column ramps)(x).
     row_weight, col_weight = np.zeros(height, np.float32), np.zeros(width, np.float32)
@@ -326,70 +323,3 @@ def generator_merger(generator, branches, mu=None, options=InferenceOptions()):
 
     merge.bands = bands
     return merge
-
-
-def streams(tile):
-    """Whether a merge is written band by band: whenever it is tiled (`.hdr` and `.exr` files,
-    and an `.exr` copy beside a `.hdr`, are all written a band of rows at a time)."""
-    return bool(tile)
-
-
-def hdr_outputs(output, exr=False):
-    """The HDR files a merge to `output` writes: `output`, and with `exr` an OpenEXR copy
-    beside a `.hdr` one."""
-    output = Path(output)
-    return [output] + ([output.with_suffix(".exr")]
-                       if exr and output.suffix.lower() == ".hdr" else [])
-
-
-def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", tile=0,
-                    overlap=32, log=print):
-    """Merges a loaded bracket `(ldrs, ev)` (`hdr_gan_tf.photos.load_bracket`) and writes the HDR
-    file(s) and the preview PNG.
-
-    A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
-    final, so neither the photos (pass them spooled) nor the result is ever held whole. The
-    preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`.
-    """
-    from hdr_gan_tf.display import PreviewImage, tonemap_for_display
-    from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
-
-    ldrs, ev = bracket
-    height, width = ldrs.shape[1:3]
-    log(f"Merging {width}x{height} photos at EV {ev.tolist()}"
-        + (f" in {tile}-pixel tiles" if tile else ""))
-    progress = progress_printer(log)
-    reduced = PreviewImage(height, width)
-    paths = hdr_outputs(output, exr)
-    if streams(tile):
-        with contextlib.ExitStack() as stack:
-            writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
-                                            else radiance_rows)(p, height, width))
-                       for p in paths]
-            for _, rows in merge.bands(ldrs, ev, tile, overlap, progress, wanted=["main"]):
-                for write in writers:
-                    write(rows["main"])
-                reduced.add(rows["main"])
-    else:
-        if hasattr(ldrs, "rows"):
-            ldrs = ldrs.rows(0, height)
-        hdr = merge(ldrs, ev, tile=tile, overlap=overlap, progress=progress,
-                    wanted=["main"])["main"]
-        for path in paths:
-            write_hdr(path, hdr)
-        reduced.add(hdr)
-        del hdr
-    write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
-    log(f"Wrote {', '.join(map(str, paths))} and preview {preview}")
-
-
-def progress_printer(log=print):
-    """`progress(done, total)` that logs the tile count, the rate and the time left."""
-    start = time.perf_counter()
-
-    def progress(done, total):
-        elapsed = time.perf_counter() - start
-        left = elapsed / done * (total - done)
-        log(f"  tile {done}/{total}  {elapsed / done:.2f} s/tile  {left / 60:.1f} min left")
-
-    return progress

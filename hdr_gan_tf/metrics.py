@@ -48,9 +48,21 @@ def ssim(a, b, data_range=1.0, k1=0.01, k2=0.03):
     return float(np.mean(values))
 
 
-def hdr_metrics(hdr, hdr_gt, mu=MU):
-    """PSNR-L, PSNR-μ, SSIM-L, SSIM-μ of a linear HDR estimate against the ground truth."""
-    tm = mu_law(np.asarray(hdr, np.float64), mu)
-    tm_gt = mu_law(np.asarray(hdr_gt, np.float64), mu)
-    return {"psnr_l": psnr(hdr, hdr_gt), "psnr_mu": psnr(tm, tm_gt),
-            "ssim_l": ssim(hdr, hdr_gt), "ssim_mu": ssim(tm, tm_gt)}
+METRICS = ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l")
+
+
+def hdr_metrics(hdr, hdr_gt, names=METRICS):
+    """PSNR-μ, PSNR-L, SSIM-μ, SSIM-L (or those of `names`) of a linear HDR estimate against
+    the ground truth. The μ-law of the metrics is the paper's, μ = 5000, whatever μ a model
+    was trained with, so that scores stay comparable."""
+    hdr, hdr_gt = np.asarray(hdr, np.float64), np.asarray(hdr_gt, np.float64)
+    tonemapped = {}
+
+    def domain(name):
+        if name.endswith("_l"):
+            return hdr, hdr_gt
+        if not tonemapped:
+            tonemapped.update(est=mu_law(hdr, MU), gt=mu_law(hdr_gt, MU))
+        return tonemapped["est"], tonemapped["gt"]
+
+    return {name: (psnr if name.startswith("psnr") else ssim)(*domain(name)) for name in names}

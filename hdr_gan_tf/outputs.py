@@ -7,9 +7,11 @@ Rules for an output folder (`check_output_dir`, before any work):
   (its marker file `MARKER` says so, or, for outputs written before markers existed, its
   contents do).
 
-`output_dir` builds the new folder beside the target and swaps it in: the new folder is
-complete first, the old one is renamed aside, the new one renamed in, the old one removed. An
-error between the two renames puts the old folder back; a killed process leaves the old folder
+Every file the programs write goes through `atomic_output` (the data land in a temporary file
+beside the target and are renamed onto it only when complete); `output_dir` builds a new folder
+beside the target and swaps it in: the new folder is complete first, the old one is renamed
+aside, the new one renamed in, the old one removed. An error between the two renames puts the
+old folder back; a killed process leaves the old folder
 aside, complete, and the next program that writes there puts it back (`clean_leftovers`).
 
 A folder that `hdr-gan-train` has written is a training log dir, whoever created it: no
@@ -108,6 +110,38 @@ def user_permissions(path, directory=False):
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success.
+
+    A full disk is reported as `DiskFull` naming `path`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=temp_name(f"{path.stem}."), suffix=path.suffix,
+                                   dir=path.parent)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFull(path) from None
+        raise
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        user_permissions(tmp)  # mkstemp makes the file private
+        os.replace(tmp, path)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, OSError) and is_disk_full(err) and not isinstance(err, DiskFull):
+            raise DiskFull(path) from None
+        raise
+
+
+def write_text(path, text):
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def _is_under(path, folder):

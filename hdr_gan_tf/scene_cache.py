@@ -12,7 +12,8 @@ import numpy as np
 
 from hdr_gan_tf.data import (GROUND_TRUTH, LDR_PATTERN, DataError, Scene, check_patch_fits,
                              load_scene)
-from hdr_gan_tf.image_io import MAX_PIXELS, ImageError, atomic_output, probe
+from hdr_gan_tf.image_io import MAX_PIXELS, ImageError, probe
+from hdr_gan_tf.outputs import atomic_output
 
 CACHE_MODES = ("auto", "memory", "disk")
 # `cache="auto"` keeps a split in memory while its decoded size stays under this share of the

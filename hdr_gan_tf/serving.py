@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from hdr_gan_tf.config import ConfigError
 from hdr_gan_tf.imaging import output_to_hdr
 from hdr_gan_tf.merge import as_unit_float, run_generator
 
@@ -54,7 +55,7 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
     optionally as a `.keras` file and an ONNX model (`export_onnx`). Returns the checkpoint
     prefix exported."""
     from hdr_gan_tf.checkpoints import restore_generator
-    from hdr_gan_tf.image_io import atomic_output
+    from hdr_gan_tf.outputs import atomic_output
     from hdr_gan_tf.outputs import check_outputs, output_dir as new_dir
 
     output_dir = Path(output_dir)
@@ -104,7 +105,7 @@ def export_onnx(module, path, opset=ONNX_OPSET):
     """
     import tf2onnx
 
-    from hdr_gan_tf.image_io import atomic_output
+    from hdr_gan_tf.outputs import atomic_output
 
     handlers = {"Log1p": (_onnx_log1p, []), "Expm1": (_onnx_expm1, [])}
     proto, _ = tf2onnx.convert.from_function(module.serve, input_signature=SIGNATURE,
@@ -138,8 +139,14 @@ def _onnx_expm1(ctx, node, name, args):
     ctx.replace_inputs(less_one, [node.output[0], one])
 
 
+SAVED_MODEL_TILING = ("an exported SavedModel merges whole images (one graph for any size); "
+                      "merge in tiles from the log dir (--checkpoint) instead")
+
+
 def saved_model_merger(path):
-    """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` from an exported SavedModel."""
+    """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` from an exported SavedModel,
+    as `merge.generator_merger` but for whole images only: a `tile` is refused (ConfigError),
+    never ignored."""
     if not Path(path, "saved_model.pb").is_file():
         raise ValueError(f"{path}: not a SavedModel (no saved_model.pb)")
     try:
@@ -157,7 +164,9 @@ def saved_model_merger(path):
                          f"hdr-gan-export")
     serve = loaded.signatures["serving_default"]
 
-    def merge(ldrs, exposure_bias, **_):
+    def merge(ldrs, exposure_bias, tile=0, **_):
+        if tile:
+            raise ConfigError(SAVED_MODEL_TILING, field="tile")
         ldrs = tf.constant(as_unit_float(np.asarray(ldrs)))
         out = serve(ldr_short=ldrs[0:1], ldr_mid=ldrs[1:2], ldr_long=ldrs[2:3],
                     exposure_bias=tf.constant(np.asarray(exposure_bias, np.float32)[None]))

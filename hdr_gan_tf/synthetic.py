@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from hdr_gan_tf.data import EXPOSURE_FILE, GROUND_TRUTH, TEST_SPLIT, TRAIN_SPLIT
-from hdr_gan_tf.image_io import write_hdr, write_ldr, write_text
+from hdr_gan_tf.image_io import write_hdr, write_ldr
+from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.imaging import GAMMA
 from hdr_gan_tf.outputs import output_dir as new_output_dir
 

@@ -32,15 +32,15 @@ from hdr_gan_tf import data as data_lib
 from hdr_gan_tf.config import build_discriminator, build_generator
 from hdr_gan_tf.generator import branch_names, parse_branches
 from hdr_gan_tf.display import comparison_panel
-from hdr_gan_tf.image_io import write_ldr, write_text
-from hdr_gan_tf.imaging import mu_law, to_unit
+from hdr_gan_tf.image_io import write_ldr
+from hdr_gan_tf.evaluation import score_scenes
+from hdr_gan_tf.imaging import to_unit
 from hdr_gan_tf.losses import discriminator_objective, generator_objective
-from hdr_gan_tf.merge import merge_exposures, outputs_to_linear
-from hdr_gan_tf.metrics import psnr
+from hdr_gan_tf.merge import generator_merger
 from hdr_gan_tf import checkpoints
 from hdr_gan_tf.checkpoints import log_dir_lock, remove_checkpoint_temps
 from hdr_gan_tf.outputs import (check_apart_from_inputs, clean_leftovers, disk_full,
-                                is_disk_full, mark_as_training_log_dir, temp_name)
+                                is_disk_full, mark_as_training_log_dir, temp_name, write_text)
 
 
 class TrainingDiverged(RuntimeError):
@@ -87,6 +87,30 @@ def format_duration(seconds):
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+class WindowMeans:
+    """Logged values averaged over a window of steps: `add` each step's values, `take` the
+    means (the window then starts afresh). PSNR-μ of a branch comes from the window's mean
+    squared error (`mse_mu/<branch>` in, `psnr_mu/<branch>` out), not from averaged PSNRs."""
+
+    def __init__(self):
+        self._metrics = {}
+
+    def add(self, logs):
+        for name, value in logs.items():
+            if name not in self._metrics:
+                self._metrics[name] = keras.metrics.Mean(name=name)
+            self._metrics[name].update_state(value)
+
+    def take(self):
+        means = {name: float(metric.result()) for name, metric in self._metrics.items()}
+        for metric in self._metrics.values():
+            metric.reset_state()
+        for name in [n for n in means if n.startswith("mse_mu/")]:
+            means["psnr_mu/" + name.split("/", 1)[1]] = (
+                10 * math.log10(1 / max(means.pop(name), 1e-12)))
+        return means
 
 
 class Trainer:
@@ -151,7 +175,7 @@ class Trainer:
         self.train_step = tf.function(self._distributed_step)
         self._stop_signal = None
         # Each logged value is averaged over the steps since the last summary.
-        self._window = {}
+        self.window = WindowMeans()
 
     def _open_managers(self):
         """The checkpoint managers of the write dir and its best/ (each reads its folder's
@@ -357,23 +381,6 @@ class Trainer:
         self._stop_signal = signum
 
     # ---------------------------------------------------------------- summaries
-    def _accumulate(self, logs):
-        for name, value in logs.items():
-            if name not in self._window:
-                self._window[name] = keras.metrics.Mean(name=name)
-            self._window[name].update_state(value)
-
-    def _window_means(self):
-        """Each logged value averaged over the window, which then starts afresh; PSNR-μ of
-        a branch comes from its window's mean squared error."""
-        means = {name: float(metric.result()) for name, metric in self._window.items()}
-        for metric in self._window.values():
-            metric.reset_state()
-        for name in [n for n in means if n.startswith("mse_mu/")]:
-            means["psnr_mu/" + name.split("/", 1)[1]] = (
-                10 * math.log10(1 / max(means.pop(name), 1e-12)))
-        return means
-
     def _write_scalars(self, means, rate):
         step = int(self.step.numpy())
         for name, value in means.items():
@@ -392,22 +399,23 @@ class Trainer:
 
     # ---------------------------------------------------------------- validation
     def validate(self, scenes, panel_path=None):
-        """PSNR-μ of every branch over full-resolution validation scenes.
+        """PSNR-μ of every branch over full-resolution validation scenes, scored as
+        `hdr-gan-evaluate` scores (`evaluation.score_scenes`).
 
         With `panel_path`, the first scene's comparison panel is written there as PNG.
         """
-        totals, mu = np.zeros(len(self.branches)), self.config.model.mu
-        for n, (name, ldrs, ev, hdr_gt) in enumerate(data_lib.iterate_scenes(scenes)):
-            hdrs = outputs_to_linear(merge_exposures(self.generator, ldrs, ev, mu=mu), mu)
-            gt = mu_law(hdr_gt.astype(np.float64), mu)
-            for k, hdr in enumerate(hdrs):
-                totals[k] += psnr(mu_law(hdr.astype(np.float64), mu), gt)
+        merge = generator_merger(self.generator, self.branches)
+        totals = np.zeros(len(self.branches))
+        scored = score_scenes(merge, scenes, self.branches, metrics=("psnr_mu",))
+        for n, (_, ldrs, hdr_gt, outputs, row) in enumerate(scored):
+            totals += [row[f"psnr_mu_{b}"] for b in self.branches]
             if n == 0 and panel_path is not None:
-                write_ldr(panel_path, comparison_panel(ldrs, dict(zip(self.branches, hdrs)),
-                                                       hdr_gt))
+                write_ldr(panel_path, comparison_panel(ldrs, outputs, hdr_gt))
         return {b: float(t / len(scenes)) for b, t in zip(self.branches, totals)}
 
-    def _validate_and_keep_best(self, scenes):
+    def validate_and_keep_best(self, scenes):
+        """Validates (`validate`), logs the scores and, when the main branch beats the best so
+        far, saves the best checkpoint (holding its own score) in `best/`."""
         # Every worker validates (the same weights give the same scores), so that all of them
         # take part in saving a new best checkpoint; only the chief writes the results.
         step = int(self.step.numpy())
@@ -464,19 +472,19 @@ class Trainer:
                         raise TrainingDiverged(
                             f"non-finite loss at step {step} ({', '.join(bad)}); stopped without "
                             f"saving. Last good checkpoint: {self.manager.latest_checkpoint}")
-                    self._accumulate(logs)
+                    self.window.add(logs)
                     if step % cfg.summary_every == 0 or step == total or step == 1:
                         now = time.time()
                         rate = (step - step_last) / max(now - t_last, 1e-9)
                         overall = (step - step_start) / max(now - t_start, 1e-9)
                         t_last, step_last = now, step
-                        means = self._window_means()
+                        means = self.window.take()
                         self._write_scalars(means, rate)
                         self.log(self._progress_line(step, total, means, rate, overall))
                     if self.is_chief and (step % cfg.image_every == 0 or step == total):
                         self._write_images(g_batch)
                     if val_scenes and (step % cfg.validation_every == 0 or step == total):
-                        self._validate_and_keep_best(val_scenes)
+                        self.validate_and_keep_best(val_scenes)
                     if step % cfg.checkpoint_every == 0 or step == total:
                         self.save()
                     if preemption is not None:

@@ -6,7 +6,7 @@ from hdr_gan_tf import data
 from hdr_gan_tf.config import build_generator
 from hdr_gan_tf.image_io import SpooledImages
 from hdr_gan_tf.merge import (InferenceOptions, merge_bands, merge_exposures, pad_reflect,
-                              run_generator, _tile_starts)
+                              run_generator, tile_starts)
 from hdr_gan_tf.metrics import psnr
 from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
@@ -54,9 +54,9 @@ def test_the_merge_chooses_how_the_network_runs_and_each_way_agrees(generator, g
     assert options.lean(64, 96) == (options.lean_from_pixels == 0)
 
 
-def test_tile_starts_cover_the_image():
+def testtile_starts_cover_the_image():
     for size, tile, overlap in [(1000, 256, 32), (300, 128, 64), (100, 128, 32)]:
-        starts = _tile_starts(size, tile, overlap)
+        starts = tile_starts(size, tile, overlap)
         covered = np.zeros(size, bool)
         for s in starts:
             covered[s:s + tile] = True
@@ -113,8 +113,8 @@ def test_banded_merge_blends_tiles_with_linear_ramps_and_streams_rows_in_order(g
         w[-overlap:] = 1 if start + tile == size else w[-overlap:]
         return w
 
-    for y in _tile_starts(72, tile, overlap):
-        for x in _tile_starts(100, tile, overlap):
+    for y in tile_starts(72, tile, overlap):
+        for x in tile_starts(100, tile, overlap):
             out = merge_exposures(generator, ldrs[:, y:y + tile, x:x + tile], ev, branches=[1])
             w = np.outer(ramp(y, 72), ramp(x, 100))[..., None]
             total[y:y + tile, x:x + tile] += out[0] * w

@@ -12,7 +12,7 @@ from hdr_gan_tf import data
 from hdr_gan_tf.checkpoints import log_dir_lock, resolve_checkpoint
 from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
 from hdr_gan_tf.outputs import OutputError
-from hdr_gan_tf.training import Trainer, TrainingDiverged, run_training
+from hdr_gan_tf.training import Trainer, TrainingDiverged, WindowMeans, run_training
 from tests.helpers import REPO
 
 
@@ -89,7 +89,7 @@ def test_the_best_checkpoint_holds_its_own_score(trained, tiny_data):
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)[:1]
     lines = []
     trainer.log = lines.append
-    trainer._validate_and_keep_best(scenes)
+    trainer.validate_and_keep_best(scenes)
     best = tf.train.latest_checkpoint(str(logdir / "best"))
     assert best.endswith(f"ckpt-{step}") and "new best" in lines[-1]
     score = float(tf.train.load_checkpoint(best).get_tensor(
@@ -100,7 +100,7 @@ def test_the_best_checkpoint_holds_its_own_score(trained, tiny_data):
     resumed = Trainer(trainer.config, tf.distribute.get_strategy(), log=lines.append)
     resumed.restore()
     assert float(resumed.best_score.numpy()) == score
-    resumed._validate_and_keep_best(scenes)  # the same weights score the same: not better
+    resumed.validate_and_keep_best(scenes)  # the same weights score the same: not better
     assert "new best" not in lines[-1]
     assert tf.train.latest_checkpoint(str(logdir / "best")) == best
     # The best folder names its log dir for the other programs.
@@ -138,19 +138,17 @@ def test_config_json_records_the_training_choices(trained):
     assert training["gan_weight"] == 0.01 and recorded["model"]["base_filters"] == 16
 
 
-@pytest.mark.slow
-def test_summaries_average_each_part_over_the_window(trained):
+def test_summaries_average_each_part_over_the_window():
     """Logged values are the window's means; PSNR-μ comes from the mean squared error of the
     window, not from averaging PSNRs."""
-    trainer = trained["trainer"]
-    trainer._window_means()  # start a fresh window
+    window = WindowMeans()
     for value, mse in ((0.2, 0.01), (0.4, 0.0001)):
-        trainer._accumulate({"l_g_pix/main": value, "mse_mu/main": mse})
-    means = trainer._window_means()
+        window.add({"l_g_pix/main": value, "mse_mu/main": mse})
+    means = window.take()
     assert means["l_g_pix/main"] == pytest.approx(0.3)
     assert means["psnr_mu/main"] == pytest.approx(10 * np.log10(1 / 0.00505))
     assert "mse_mu/main" not in means
-    assert trainer._window_means()["l_g_pix/main"] == 0  # the window starts afresh
+    assert window.take()["l_g_pix/main"] == 0  # the window starts afresh
 
 
 def test_log_dirs_with_normalised_kernels_are_refused(tiny_data, tmp_path):
@@ -250,15 +248,38 @@ def _wait_for(predicate, process, timeout=240):
 
 
 def _wait_for_line(process, prefix, timeout=240):
-    """Reads `process`'s output until a line starts with `prefix`; returns the lines read."""
-    lines = []
+    """Reads `process`'s output until a line starts with `prefix`; returns the lines read.
+    A reader thread takes the lines, so that a child that stalls without a word cannot block
+    the wait past `timeout`. Reading goes on only while a caller waits (no line is lost
+    between calls: the thread hands over every line it read)."""
+    import queue
+    import threading
 
-    def arrived():
-        lines.append(process.stdout.readline())
-        return lines[-1].startswith(prefix)
+    lines, found = [], threading.Event()
+    arrived = queue.Queue()
 
-    _wait_for(arrived, process, timeout)
-    return lines
+    def read():
+        for line in iter(process.stdout.readline, ""):
+            arrived.put(line)
+            if line.startswith(prefix):
+                found.set()
+                return
+        arrived.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            line = arrived.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        if line is None:
+            raise AssertionError("training exited early:\n" + "".join(lines))
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    process.kill()
+    raise AssertionError(f"timed out waiting for a line starting {prefix!r}:\n" + "".join(lines))
 
 
 @pytest.mark.slow

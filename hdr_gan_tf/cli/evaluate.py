@@ -64,6 +64,9 @@ def main(argv):
     if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
         raise ValueError("give exactly one of --checkpoint and --saved_model")
     crop = _center_crop(FLAGS.center_crop)
+    if FLAGS.saved_model and FLAGS.tile:
+        from hdr_gan_tf.serving import SAVED_MODEL_TILING
+        raise ValueError(f"--tile={FLAGS.tile}: {SAVED_MODEL_TILING}")
     check_outputs(folders=[(FLAGS.output_dir, "evaluation")], overwrite=FLAGS.overwrite,
                   inputs=[FLAGS.checkpoint, FLAGS.saved_model, FLAGS.data_dir])
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))

@@ -20,6 +20,8 @@ the result is written to the `.hdr` / `.exr` file(s) as soon as it is final, so 
 grow with the image (docs/performance.md).
 """
 
+import contextlib
+import time
 from pathlib import Path
 
 from absl import flags
@@ -31,6 +33,75 @@ from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
 FLAGS = flags.FLAGS
 
 
+# ------------------------------------------------------------------ writing a merge
+def streams(tile):
+    """Whether a merge is written band by band: whenever it is tiled (`.hdr` and `.exr` files,
+    and an `.exr` copy beside a `.hdr`, are all written a band of rows at a time)."""
+    return bool(tile)
+
+
+def hdr_outputs(output, exr=False):
+    """The HDR files a merge to `output` writes: `output`, and with `exr` an OpenEXR copy
+    beside a `.hdr` one."""
+    output = Path(output)
+    return [output] + ([output.with_suffix(".exr")]
+                       if exr and output.suffix.lower() == ".hdr" else [])
+
+
+def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", tile=0,
+                    overlap=32, log=print):
+    """Merges a loaded bracket `(ldrs, ev)` (`hdr_gan_tf.photos.load_bracket`) and writes the HDR
+    file(s) and the preview PNG.
+
+    A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
+    final, so neither the photos (pass them spooled) nor the result is ever held whole. The
+    preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`.
+    """
+    from hdr_gan_tf.display import PreviewImage, tonemap_for_display
+    from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
+
+    ldrs, ev = bracket
+    height, width = ldrs.shape[1:3]
+    log(f"Merging {width}x{height} photos at EV {ev.tolist()}"
+        + (f" in {tile}-pixel tiles" if tile else ""))
+    progress = progress_printer(log)
+    reduced = PreviewImage(height, width)
+    paths = hdr_outputs(output, exr)
+    if streams(tile):
+        with contextlib.ExitStack() as stack:
+            writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
+                                            else radiance_rows)(p, height, width))
+                       for p in paths]
+            for _, rows in merge.bands(ldrs, ev, tile, overlap, progress, wanted=["main"]):
+                for write in writers:
+                    write(rows["main"])
+                reduced.add(rows["main"])
+    else:
+        if hasattr(ldrs, "rows"):
+            ldrs = ldrs.rows(0, height)
+        hdr = merge(ldrs, ev, tile=tile, overlap=overlap, progress=progress,
+                    wanted=["main"])["main"]
+        for path in paths:
+            write_hdr(path, hdr)
+        reduced.add(hdr)
+        del hdr
+    write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
+    log(f"Wrote {', '.join(map(str, paths))} and preview {preview}")
+
+
+def progress_printer(log=print):
+    """`progress(done, total)` that logs the tile count, the rate and the time left."""
+    start = time.perf_counter()
+
+    def progress(done, total):
+        elapsed = time.perf_counter() - start
+        left = elapsed / done * (total - done)
+        log(f"  tile {done}/{total}  {elapsed / done:.2f} s/tile  {left / 60:.1f} min left")
+
+    return progress
+
+
+# ------------------------------------------------------------------ the program
 def define_flags():
     define_checkpoint_flag()
     flags.DEFINE_list("inputs", [], "Three photos (TIFF/PNG/JPEG, 8- or 16-bit), any order.")
@@ -52,8 +123,6 @@ def define_flags():
 
 def _outputs_for(output, preview, exr):
     """`[output, preview, (the .exr copy)]`."""
-    from hdr_gan_tf.merge import hdr_outputs
-
     output = Path(output)
     if output.suffix.lower() not in (".hdr", ".exr"):
         raise ValueError(f"{output}: --output must end in .hdr or .exr")
@@ -93,7 +162,7 @@ def main(argv):
     del argv
     from hdr_gan_tf.checkpoints import restore_generator
     from hdr_gan_tf.generator import branch_names
-    from hdr_gan_tf.merge import generator_merger, merge_and_write, streams
+    from hdr_gan_tf.merge import generator_merger
     from hdr_gan_tf.outputs import DiskFull, check_outputs
     from hdr_gan_tf.photos import check_bracket_files, load_bracket
 
