@@ -37,23 +37,24 @@ def _vectors_u(network):
     return [w for w in network.weights if w.path.endswith("vector_u")]
 
 
+def _keeping_u(network, update, batch):
+    """`update(batch)`, then `network`'s `u` put back as they were before it."""
+    kept = [tf.identity(u) for u in _vectors_u(network)]
+    result = update(batch)
+    for u, value in zip(_vectors_u(network), kept):
+        u.assign(value)
+    return result
+
+
 class OnePowerIterationTrainer(Trainer):
     """Each network's `u` advances once per iteration: the update that does not train a
     network puts its `u` back (as if it ran in inference mode)."""
 
     def generator_gradients(self, batch):
-        kept = [tf.identity(u) for u in _vectors_u(self.discriminator)]
-        result = super().generator_gradients(batch)
-        for u, value in zip(_vectors_u(self.discriminator), kept):
-            u.assign(value)
-        return result
+        return _keeping_u(self.discriminator, super().generator_gradients, batch)
 
     def discriminator_gradients(self, batch):
-        kept = [tf.identity(u) for u in _vectors_u(self.generator)]
-        result = super().discriminator_gradients(batch)
-        for u, value in zip(_vectors_u(self.generator), kept):
-            u.assign(value)
-        return result
+        return _keeping_u(self.generator, super().discriminator_gradients, batch)
 
 
 class KerasEpsilonTrainer(Trainer):

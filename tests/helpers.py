@@ -26,10 +26,49 @@ def _command(module, args):
     return [sys.executable, "-m", f"hdr_gan_tf.cli.{module}", *map(str, args)]
 
 
-def run_program(module, *args, timeout=600, env=None):
-    """Runs `python -m hdr_gan_tf.cli.<module> args...`; returns the CompletedProcess."""
-    return subprocess.run(_command(module, args), capture_output=True, text=True,
-                          timeout=timeout, env=_program_env(env), cwd=REPO)
+def run_program(module, *args, timeout=600, env=None, in_process=True):
+    """Runs program `hdr_gan_tf.cli.<module>` on `args`; returns a CompletedProcess.
+
+    In this process by default (its `run(argv)`, from the repository root, its standard
+    output and error captured), which spares a TensorFlow start per run; as
+    `python -m hdr_gan_tf.cli.<module>` where the process itself is the point (`env`,
+    `in_process=False`: what a fresh process prints, signals, locks)."""
+    if env is not None or not in_process:
+        return subprocess.run(_command(module, args), capture_output=True, text=True,
+                              timeout=timeout, env=_program_env(env), cwd=REPO)
+    import contextlib
+    import importlib
+    import io
+
+    program = importlib.import_module(f"hdr_gan_tf.cli.{module}")
+    out, err, cwd = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(REPO)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = program.run(list(map(str, args)))
+    finally:
+        os.chdir(cwd)
+        keras.mixed_precision.set_global_policy("float32")  # a program may have set another
+    return subprocess.CompletedProcess(_command(module, args), status, out.getvalue(),
+                                       err.getvalue())
+
+
+def run_programs(runs):
+    """Runs every `(module, args)` of the dict `runs` in this process, one after another;
+    returns `{key: CompletedProcess}`."""
+    return {key: run_program(module, *args) for key, (module, args) in runs.items()}
+
+
+def assert_each_refused(cases):
+    """Runs every case `{name: (module, args, expected)}`; each must end with exit status 2
+    and one `error:` line holding `expected`, without a traceback. Returns the results."""
+    results = run_programs({name: (module, args) for name, (module, args, _) in cases.items()})
+    for name, result in results.items():
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2, (name, result.stdout, result.stderr)
+        assert len(errors) == 1 and cases[name][2] in errors[0], (name, result.stderr)
+        assert "Traceback" not in result.stderr, (name, result.stderr)
+    return results
 
 
 def run_programs_side_by_side(runs, timeout=300):

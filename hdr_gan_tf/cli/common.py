@@ -144,13 +144,34 @@ def parse_flags(argv):
         error(f"{err} (see --help)")
 
 
-def run_program(define_flags, main):
-    """Starts TensorFlow quietly, defines a program's flags, then runs its `main` under absl
-    (SIGTERM raising `Terminated` wherever the program is)."""
+def run_program(define_flags, main, argv=None):
+    """Runs a program. From its console script (`argv` None): starts TensorFlow quietly,
+    defines the program's flags and runs its `main` under absl (SIGTERM raising `Terminated`
+    wherever the program is). With `argv` (the arguments after the program's name), runs it
+    in this process (`run_in_process`) and returns its exit status."""
+    if argv is not None:
+        return run_in_process(define_flags, main, argv)
     start_tensorflow()
     define_flags()
     signal.signal(signal.SIGTERM, _raise_terminated)
     app.run(main, flags_parser=parse_flags)
+
+
+def run_in_process(define_flags, main, argv):
+    """Runs a program's `main` on `argv` in this process, as its console script would, and
+    returns the exit status; its flags exist for the run only, so programs can run one after
+    another (or a test can run many)."""
+    before = set(FLAGS)
+    define_flags()
+    try:
+        FLAGS.unparse_flags()
+        remaining = parse_flags(["hdr_gan_tf", *map(str, argv)])
+        return main(remaining) or 0
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        for name in set(FLAGS) - before:
+            delattr(FLAGS, name)
 
 
 # ------------------------------------------------------------------ flags several programs share

@@ -31,8 +31,10 @@ def main(argv):
     say(f"Converted {FLAGS.tf1_checkpoint} -> {path}")
 
 
-def run():
-    run_program(define_flags, main)
+def run(argv=None):
+    """The program: from its console script, or (`argv`, the arguments after the program's
+    name) in this process, returning the exit status."""
+    return run_program(define_flags, main, argv)
 
 
 if __name__ == "__main__":

@@ -87,8 +87,10 @@ def main(argv):
     say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")
 
 
-def run():
-    run_program(define_flags, main)
+def run(argv=None):
+    """The program: from its console script, or (`argv`, the arguments after the program's
+    name) in this process, returning the exit status."""
+    return run_program(define_flags, main, argv)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,10 @@ def main(argv):
     say(f"Exported {prefix} -> {FLAGS.output_dir}" + "".join(f" and {p}" for p in extra))
 
 
-def run():
-    run_program(define_flags, main)
+def run(argv=None):
+    """The program: from its console script, or (`argv`, the arguments after the program's
+    name) in this process, returning the exit status."""
+    return run_program(define_flags, main, argv)
 
 
 if __name__ == "__main__":

@@ -217,8 +217,10 @@ def main(argv):
         error(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
 
 
-def run():
-    run_program(define_flags, main)
+def run(argv=None):
+    """The program: from its console script, or (`argv`, the arguments after the program's
+    name) in this process, returning the exit status."""
+    return run_program(define_flags, main, argv)
 
 
 if __name__ == "__main__":
