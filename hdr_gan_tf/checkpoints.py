@@ -7,8 +7,6 @@ tensor reads in full (TensorFlow checks each one's checksum).
 """
 
 import contextlib
-import fcntl
-import os
 import re
 import shutil
 from pathlib import Path
@@ -17,7 +15,7 @@ import tensorflow as tf
 
 from hdr_gan_tf.config import (CONFIG_FILE, ConfigError, build_generator, read_config,
                                set_precision)
-from hdr_gan_tf.outputs import LOCK_FILE, OutputError
+from hdr_gan_tf.outputs import LOCK_FILE, exclusive_lock, writer_busy
 
 
 def checkpoint_problem(prefix):
@@ -36,8 +34,8 @@ def checkpoint_problem(prefix):
 
 def checkpoint_prefixes(folder):
     """Every checkpoint prefix in `folder`, newest (highest number) first: found by listing
-    its `<name>-<N>.index` files, and those the state file (`checkpoint`) names, which is only
-    a hint: a damaged or missing state file hides none of them."""
+    its `<name>-<N>.index` files, and those the state file (`checkpoint`) names whose files
+    exist: the state file is only a hint, and a damaged or stale one hides or adds none."""
     folder = Path(folder)
     found = {}
     with contextlib.suppress(OSError):
@@ -48,7 +46,8 @@ def checkpoint_prefixes(folder):
     state = checkpoint_state(folder)
     for n, prefix in enumerate(list(state.all_model_checkpoint_paths) if state else []):
         prefix = str(folder / Path(prefix).name) if not Path(prefix).is_absolute() else prefix
-        found.setdefault(prefix, -1 - n)
+        if Path(prefix + ".index").is_file():
+            found.setdefault(prefix, -1 - n)
     return sorted(found, key=lambda p: found[p], reverse=True)
 
 
@@ -96,6 +95,9 @@ def resolve_checkpoint(checkpoint, log=print):
         return prefix, path
     if not Path(str(path) + ".index").is_file():
         raise ConfigError(f"{path}: neither a log dir nor a checkpoint (no {path.name}.index)")
+    problem = checkpoint_problem(path)
+    if problem:
+        raise ConfigError(f"{path}: this checkpoint cannot be read in full ({problem})")
     logdir = path.parent
     if not (logdir / CONFIG_FILE).is_file() and (logdir.parent / CONFIG_FILE).is_file():
         logdir = logdir.parent
@@ -149,38 +151,17 @@ def restore_generator(checkpoint, precision="float32", log=print):
                                  f"{len(generator.weights)}")
         status = tf.train.Checkpoint(generator=generator).restore(prefix)
         status.expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
+    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as err:
         raise ConfigError(f"{prefix}: checkpoint does not match the configuration in "
                           f"{logdir / CONFIG_FILE} ({config.model}): "
                           f"{str(err).splitlines()[0][:300]}") from None
     return generator, config, prefix
 
 
-@contextlib.contextmanager
 def log_dir_lock(logdir):
-    """Holds an exclusive lock on a log dir for one writer (`fcntl.flock` on `LOCK_FILE`; the
-    system releases it when the process ends, however it ends). OutputError, naming the
-    holder's process, if another program holds it."""
-    path = Path(logdir) / LOCK_FILE
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise OutputError(
-                f"{logdir}: another program (hdr-gan-train or hdr-gan-convert-tf1, process "
-                f"{holder}) is writing this log dir; wait for it to finish or use another "
-                f"folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
+    """An exclusive lock on a log dir for one writer (`outputs.exclusive_lock` on its
+    `LOCK_FILE`): OutputError naming the holder's process if another program holds it."""
+    return exclusive_lock(Path(logdir) / LOCK_FILE, writer_busy(logdir))
 
 
 def remove_checkpoint_temps(folder):
@@ -188,5 +169,5 @@ def remove_checkpoint_temps(folder):
     (`<prefix>_temp/`); only under the log dir's lock, where no save is under way."""
     with contextlib.suppress(OSError):
         for path in Path(folder).iterdir():
-            if path.is_dir() and re.fullmatch(r".+-\d+_temp", path.name):
+            if path.is_dir() and re.fullmatch(r"ckpt-\d+_temp", path.name):
                 shutil.rmtree(path, ignore_errors=True)

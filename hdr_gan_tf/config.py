@@ -229,6 +229,8 @@ class RunConfig:
         except RecursionError:
             raise ConfigError(f"{source}: not a config.json (its JSON is nested too deeply to "
                               f"read)") from None
+        except ValueError as err:  # e.g. an integer of thousands of digits
+            raise ConfigError(f"{source}: not a config.json ({err})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         check_spectral_norm(data.get("spectral_norm"), source)

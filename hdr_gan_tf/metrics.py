@@ -10,7 +10,7 @@ import numpy as np
 
 from hdr_gan_tf.imaging import MU, mu_law
 
-_SSIM_WINDOW = 11
+SSIM_WINDOW = 11
 _SSIM_SIGMA = 1.5
 
 
@@ -27,9 +27,9 @@ def ssim(a, b, data_range=1.0, k1=0.01, k2=0.03):
     if a.shape != b.shape or a.ndim != 3:
         raise ValueError(f"ssim needs two [H, W, C] images of one shape, got {a.shape}, {b.shape}")
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    g = cv2.getGaussianKernel(_SSIM_WINDOW, _SSIM_SIGMA, cv2.CV_64F)
+    g = cv2.getGaussianKernel(SSIM_WINDOW, _SSIM_SIGMA, cv2.CV_64F)
     kernel = g @ g.T
-    half = _SSIM_WINDOW // 2
+    half = SSIM_WINDOW // 2
 
     def blur(x):  # 'valid' filtering: drop the border where the window leaves the image
         out = cv2.filter2D(x, cv2.CV_64F, kernel, borderType=cv2.BORDER_REFLECT)

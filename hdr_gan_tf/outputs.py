@@ -28,6 +28,7 @@ now belongs to another process) can be told from live ones.
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -50,8 +51,8 @@ KINDS = {
 TRAINING_LOG_DIR = "training_log_dir"
 LOCK_FILE = ".hdr_gan_train.lock"
 SUMMARIES = "train"
-_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX)
-                        + r"(?P<pid>\d+)(?:\.(?P<started>\d+))?-(?P<rest>.*)")
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)(?:\.(?P<started>\d+))?"
+                        r"(?:\.(?P<namespace>\d+))?-(?P<rest>.*)")
 
 
 class OutputError(ValueError):
@@ -97,11 +98,21 @@ def _start_ticks(pid):
         return None
 
 
+def _pid_namespace():
+    """The process-id namespace of this process (Linux; None elsewhere): a pid means the same
+    process only within one namespace (a container has its own)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def temp_name(label):
     """A name for a temporary file or folder of this process: the prefix, the pid with the
-    process's start time, a label."""
-    started = _start_ticks(os.getpid())
-    return f"{TEMP_PREFIX}{os.getpid()}{'' if started is None else f'.{started}'}-{label}"
+    process's start time and its pid namespace, a label."""
+    pid, started, namespace = os.getpid(), _start_ticks(os.getpid()), _pid_namespace()
+    who = str(pid) if started is None or namespace is None else f"{pid}.{started}.{namespace}"
+    return f"{TEMP_PREFIX}{who}-{label}"
 
 
 def user_permissions(path, directory=False):
@@ -275,6 +286,44 @@ def _write_marker(folder, kind, program):
         raise
 
 
+@contextlib.contextmanager
+def exclusive_lock(path, busy):
+    """Holds an exclusive `flock` on the lock file `path` (created if missing, never through a
+    link, and only a regular file): the system releases it when the process ends, however it
+    ends. The holder writes its pid there; a second taker gets OutputError(`busy(pid)`)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OutputError(f"{path}: is a link; refusing to use it as a lock file") from None
+        raise
+    with os.fdopen(fd, "r+") as handle:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError(f"{path}: is not a regular file; refusing to use it as a lock")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise OutputError(busy(handle.read().strip() or "unknown")) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def writer_busy(folder):
+    """The message for a log dir whose lock another program holds."""
+    return lambda holder: (f"{folder}: another program (hdr-gan-train or hdr-gan-convert-tf1, "
+                           f"process {holder}) is writing this log dir; wait for it to finish "
+                           f"or use another folder")
+
+
 def written_by(folder, kind):
     """Whether `folder` is an output of the program that writes `kind` folders."""
     folder = Path(folder)
@@ -311,6 +360,18 @@ def _swap_in(new, target):
     if not os.path.lexists(target):
         os.rename(new, target)
         return
+    # The target was checked when the program started, perhaps long ago: a trainer may have
+    # taken it over since. Ask its lock (if it has one) and check again under it.
+    with contextlib.ExitStack() as stack:
+        if (target / LOCK_FILE).is_file() and not (target / LOCK_FILE).is_symlink():
+            stack.enter_context(exclusive_lock(target / LOCK_FILE, writer_busy(target)))
+        if is_training_log_dir(target):
+            raise OutputError(f"{target}: became a training log dir while this program ran "
+                              f"(hdr-gan-train has written it); left as it is, nothing written")
+        _rename_over(new, target)
+
+
+def _rename_over(new, target):
     old = target.with_name(temp_name(f"{target.name}-old"))
     os.rename(target, old)
     try:
@@ -321,9 +382,12 @@ def _swap_in(new, target):
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _writer_alive(pid, started):
-    """Whether the process that made a temporary name is still running: process `pid` exists
-    and, where the name records its start time, started then (ids are reused)."""
+def _writer_alive(pid, started, namespace=None):
+    """Whether the process that made a temporary name may still be running: process `pid`
+    exists and, where the name records its start time, started then (ids are reused). A name
+    made in another pid namespace (another container) cannot be judged from here: alive."""
+    if namespace is not None and int(namespace) != _pid_namespace():
+        return True
     now = _start_ticks(pid)
     if now is not None:
         return started is None or int(started) == now
@@ -350,7 +414,7 @@ def clean_leftovers(folder):
         match = _TEMP_NAME.fullmatch(entry.name)
         if not match:
             continue
-        if _writer_alive(int(match["pid"]), match["started"]):
+        if _writer_alive(int(match["pid"]), match["started"], match["namespace"]):
             continue
         aside = re.fullmatch(r"(?P<name>.+)-old", match["rest"])
         if aside and entry.is_dir() and not os.path.lexists(folder / aside["name"]):

@@ -174,12 +174,9 @@ def convert_to_logdir(tf1_checkpoint, output_dir, overwrite=False):
     generator = config_lib.build_generator(config.model)
     discriminator = config_lib.build_discriminator(config.model)
     load_tf1_weights(tf1_checkpoint, generator, discriminator)
+    # A trainer may take the folder over while this runs: `new_dir` asks its lock and checks
+    # again before it replaces anything.
     with contextlib.ExitStack() as stack:
-        if output_dir.is_dir():
-            # A trainer may have taken the folder over since the check: ask its lock, and
-            # check again while holding it.
-            stack.enter_context(log_dir_lock(output_dir))
-            check_outputs(**outputs)
         with new_dir(output_dir, "log_dir") as tmp:
             stack.enter_context(log_dir_lock(tmp))  # held until the new folder is in place
             config_lib.write_config(tmp, config)

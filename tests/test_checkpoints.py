@@ -2,7 +2,9 @@ import tensorflow as tf
 import pytest
 
 from hdr_gan_tf.checkpoints import (checkpoint_prefixes, log_dir_lock, readable_checkpoint,
-                                    remove_checkpoint_temps, state_file_damaged)
+                                    remove_checkpoint_temps, resolve_checkpoint,
+                                    state_file_damaged)
+from hdr_gan_tf.config import ConfigError
 from hdr_gan_tf.outputs import OutputError
 from tests.helpers import python_child
 
@@ -36,10 +38,39 @@ def test_checkpoints_are_found_by_listing_whatever_the_state_file_says(tmp_path)
 def test_only_tensorflows_temporary_checkpoint_folders_are_removed(tmp_path):
     (tmp_path / "ckpt-3_temp").mkdir()
     (tmp_path / "ckpt-3_temp" / "part").write_text("half")
-    (tmp_path / "my_temp").mkdir()
+    for kept in ("my_temp", "scans-2_temp"):
+        (tmp_path / kept).mkdir()
     (tmp_path / "ckpt-3.index").write_text("kept")
     remove_checkpoint_temps(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-3.index", "my_temp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-3.index", "my_temp",
+                                                          "scans-2_temp"]
+
+
+def test_a_state_file_naming_checkpoints_that_are_gone_adds_none(tmp_path):
+    _save(tmp_path, [4])
+    for path in tmp_path.glob("ckpt-4.*"):
+        path.unlink()
+    assert (tmp_path / "checkpoint").is_file() and checkpoint_prefixes(tmp_path) == []
+
+
+def test_a_truncated_checkpoint_named_by_its_prefix_is_refused_by_name(tmp_path):
+    _save(tmp_path, [1])
+    data = next(tmp_path.glob("ckpt-1.data-*"))
+    data.write_bytes(data.read_bytes()[:10])
+    with pytest.raises(ConfigError, match="ckpt-1: this checkpoint cannot be read in full"):
+        resolve_checkpoint(tmp_path / "ckpt-1")
+
+
+def test_the_lock_never_follows_a_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    logdir = tmp_path / "run"
+    logdir.mkdir()
+    (logdir / ".hdr_gan_train.lock").symlink_to(victim)
+    with pytest.raises(OutputError, match="is a link"):
+        with log_dir_lock(logdir):
+            pass
+    assert victim.read_text() == "precious"
 
 
 def test_a_log_dir_lock_held_elsewhere_is_refused_naming_the_holder(tmp_path):

@@ -59,6 +59,10 @@ def test_config_json_that_is_not_an_object_or_not_json(tmp_path):
     (tmp_path / "config.json").write_text("{")
     with pytest.raises(ConfigError, match="not valid JSON"):
         read_config(tmp_path)
+    # An integer of thousands of digits: Python's parser refuses it with a bare ValueError.
+    (tmp_path / "config.json").write_text('{"model": {"base_filters": ' + "9" * 5000 + "}}")
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'config.json'}: not a config.json"):
+        read_config(tmp_path)
     with pytest.raises(ConfigError, match="not found"):
         read_config(tmp_path / "nowhere")
 

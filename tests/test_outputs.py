@@ -139,10 +139,15 @@ def test_temporary_names_record_the_process_and_its_start(tmp_path):
     assert name.startswith(f"{TEMP_PREFIX}{os.getpid()}")
     (tmp_path / name).write_text("mine")
     # The same pid with another start time is another (earlier) process: stale.
-    pid, started = name[len(TEMP_PREFIX):].split("-", 1)[0].split(".")
-    reused = tmp_path / f"{TEMP_PREFIX}{pid}.{int(started) - 1}-y"
+    pid, started, namespace = name[len(TEMP_PREFIX):].split("-", 1)[0].split(".")
+    reused = tmp_path / f"{TEMP_PREFIX}{pid}.{int(started) - 1}.{namespace}-y"
     reused.write_text("a dead process's")
+    # A name from another pid namespace (another container on a shared folder) says nothing
+    # about the processes here: left alone.
+    elsewhere = tmp_path / f"{TEMP_PREFIX}{pid}.{int(started) - 1}.{int(namespace) + 1}-z"
+    elsewhere.write_text("another container's, maybe live")
     assert clean_leftovers(tmp_path) == [reused.name]
+    assert elsewhere.exists() and (tmp_path / name).exists()
 
 
 def test_a_training_log_dir_is_never_replaced(tmp_path):
@@ -190,3 +195,37 @@ def test_a_full_disk_names_the_file_being_written(tmp_path):
                   "-of-00001.tempstate1748; No space left on device [Op:SaveV2]")
     assert disk_full(RuntimeError(tf_message), "?").filename == (
         "/runs/x/ckpt-2_temp/part-00000-of-00001.data-00000-of-00001")
+
+
+@pytest.mark.parametrize("meanwhile", ["trained", "locked"])
+def test_a_folder_that_became_a_training_log_dir_meanwhile_is_not_replaced(tmp_path, meanwhile):
+    """An evaluation runs long after its output folder was checked: if a trainer took the folder
+    over in between, the swap checks again (under the trainer's lock) and replaces nothing."""
+    from hdr_gan_tf.checkpoints import log_dir_lock
+
+    target = tmp_path / "eval"
+    with output_dir(target, "evaluation") as tmp:
+        (tmp / "metrics.json").write_text("{}")
+    check_output_dir(target, "evaluation", overwrite=True)
+    holder = None
+    with pytest.raises(OutputError, match="training log dir|is writing this log dir"):
+        with output_dir(target, "evaluation") as tmp:
+            (tmp / "metrics.json").write_text("new")
+            if meanwhile == "trained":  # what hdr-gan-train does when it takes a folder
+                with log_dir_lock(target):
+                    mark_as_training_log_dir(target)
+                (target / "ckpt-1.index").write_text("a trained checkpoint")
+            else:
+                holder, _ = python_child(f"""
+                    import sys
+                    from hdr_gan_tf.checkpoints import log_dir_lock
+                    lock = log_dir_lock({str(target)!r})
+                    lock.__enter__()
+                    print("held", flush=True)
+                """)
+    if holder:
+        holder.communicate("")
+    else:
+        assert (target / "ckpt-1.index").read_text() == "a trained checkpoint"
+    assert (target / "metrics.json").read_text() == "{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # nothing left over

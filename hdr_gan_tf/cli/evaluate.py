@@ -36,16 +36,18 @@ def define_flags():
 
 
 def _center_crop(values):
-    """`--center_crop` as `[H, W]`, or None when not given."""
+    """`--center_crop` as `[H, W]` (each side at least the SSIM window), or None."""
+    from hdr_gan_tf.metrics import SSIM_WINDOW
+
     if not values:
         return None
     try:
         crop = [int(v) for v in values]
     except ValueError:
         crop = []
-    if len(crop) != 2 or min(crop) < 1:
+    if len(crop) != 2 or min(crop) < SSIM_WINDOW:
         raise ValueError(f"--center_crop={','.join(values)}: takes two whole numbers of pixels "
-                         f"H,W (e.g. 960,1440)")
+                         f"H,W of at least {SSIM_WINDOW} each, the SSIM window (e.g. 960,1440)")
     return crop
 
 
