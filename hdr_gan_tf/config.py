@@ -2,10 +2,11 @@
 
 `RunConfig` has two parts. `ModelConfig` is what rebuilding and running the networks needs
 (architecture and μ); evaluation, inference, export and the TF1 converter read only that.
-`TrainingConfig` is everything else a training run was given. The dataclasses' defaults are
-the paper's configuration (docs/design.md §2-§5), and `hdr-gan-train`'s flags take their
-defaults from them. Reading `config.json` checks every field's name and type; values are checked when a
-record is made, so a bad flag and a bad file get the same message.
+`TrainingConfig` is everything else a training run was given. Each field is declared once
+(`setting`: default, help, choices or bounds); the defaults are the paper's configuration
+(docs/design.md §2-§5), and `hdr-gan-train`'s flags are generated from the fields. Reading
+`config.json` checks every field's name and type; values are checked when a record is made
+(`check_settings`), so a bad flag and a bad file get the same message, naming the field.
 """
 
 import dataclasses

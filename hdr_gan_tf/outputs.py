@@ -199,7 +199,14 @@ def check_output_dir(target, kind, overwrite, inputs=()):
 def check_apart_from_inputs(output, inputs, around=True):
     """Raises OutputError if the output file or folder `output` is an input (a path of
     `inputs`, None for one not given), lies inside an input folder, or (`around`, for an
-    output folder that is replaced whole) contains an input."""
+    output folder that is replaced whole) contains an input; or if a folder above it is in
+    fact a file."""
+    for above in Path(output).parents:
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise OutputError(f"{output}: cannot be written: {above} is a file, not a "
+                                  f"folder")
+            break
     resolved = Path(output).resolve()
     for given in inputs:
         if not given:

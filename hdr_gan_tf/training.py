@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import math
+import os
 import re
 import shutil
 import signal
@@ -39,7 +40,7 @@ from hdr_gan_tf.losses import discriminator_objective, generator_objective
 from hdr_gan_tf.merge import generator_merger
 from hdr_gan_tf import checkpoints
 from hdr_gan_tf.checkpoints import log_dir_lock, remove_checkpoint_temps
-from hdr_gan_tf.outputs import (check_apart_from_inputs, clean_leftovers, disk_full,
+from hdr_gan_tf.outputs import (OutputError, check_apart_from_inputs, clean_leftovers, disk_full,
                                 is_disk_full, mark_as_training_log_dir, temp_name, write_text)
 
 
@@ -541,6 +542,8 @@ def run_training(config, log=print, strategy=None):
     strategy = strategy or make_strategy(cfg.strategy, cfg.collective_timeout)
     check_replicas(config, strategy)  # like every check that needs no data: before any is read
     logdir = Path(cfg.logdir)
+    if os.path.lexists(logdir) and not logdir.is_dir():
+        raise OutputError(f"{logdir}: exists and is not a folder; --logdir names a folder")
     with contextlib.ExitStack() as stack:
         chief, locked = is_chief(strategy), False
         if chief and logdir.is_dir():  # an existing run: refuse a second writer at once

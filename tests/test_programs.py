@@ -667,6 +667,8 @@ def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, ex
     for k, name in enumerate(("s.png", "m.png", "l.png")):
         write_ldr(tiny / name, np.full((1, 1, 3), 0.2 * (k + 1)))
     shoots = _copy(tiny_data / "Test", tmp_path / "shoots")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
     scene_photos = {p: p.read_bytes() for p in shoots.rglob("*") if p.is_file()}
     evaluate = [f"--data_dir={tiny_data}", f"--output_dir={tmp_path / 'eval'}"]
     cases = {
@@ -689,6 +691,11 @@ def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, ex
         "1x1 photos": ("infer", [f"--checkpoint={converted}", f"--output={tmp_path / 't.hdr'}",
                                  f"--inputs={tiny / 's.png'},{tiny / 'm.png'},{tiny / 'l.png'}",
                                  "--exposure_bias=-2,0,2"], f"{tiny / 's.png'}: 1x1 pixels"),
+        "log dir is a file": ("train", [f"--logdir={a_file}", f"--data_dir={tiny_data}",
+                                        "--patch_size=64", "--cache=memory"],
+                              f"{a_file}: exists and is not a folder"),
+        "output under a file": ("infer", [*bracket, f"--output={a_file / 'x.hdr'}"],
+                                f"cannot be written: {a_file} is a file, not a folder"),
         "preview on the output": ("infer", [*bracket, f"--output={tmp_path / 'o.hdr'}",
                                             f"--preview={tmp_path / 'o.hdr'}"],
                                   "is the same path as the output"),
