@@ -79,6 +79,19 @@ def readable_checkpoint(folder, log=print):
     return None
 
 
+def checkpoint_log_dir(checkpoint):
+    """The log dir a `--checkpoint` value belongs to, from its path alone (the folder, the
+    folder of a prefix, the log dir above a `best/`): what outputs are kept out of, however
+    the checkpoint was named."""
+    path = Path(checkpoint)
+    if path.suffix == ".index":
+        path = path.with_suffix("")
+    folder = path if path.is_dir() else path.parent
+    if folder.name == "best" and (folder.parent / CONFIG_FILE).is_file():
+        folder = folder.parent
+    return folder
+
+
 def resolve_checkpoint(checkpoint, log=print):
     """`(checkpoint prefix, log dir)` from a log dir (its newest readable checkpoint) or a
     prefix.
@@ -86,6 +99,8 @@ def resolve_checkpoint(checkpoint, log=print):
     A log dir's `best/` folder, and a prefix inside it, belong to that log dir.
     """
     path = Path(checkpoint)
+    if path.suffix == ".index" and path.is_file():  # the checkpoint's index file given
+        path = path.with_suffix("")
     if path.is_dir():
         prefix = readable_checkpoint(path, log)
         if prefix is None:

@@ -52,12 +52,13 @@ def _require(condition, field, message):
         raise ConfigError(message, field=field)
 
 
-def setting(default, help, *, choices=None, at_least=None):
+def setting(default, help, *, choices=None, at_least=None, at_most=None):
     """A configuration field, declared once: its default, its help text (the flag's), and the
-    values it takes (`choices`, or numbers `at_least` a bound; floats must be finite).
-    `check_settings` enforces them; `hdr-gan-train`'s flags are generated from them."""
+    values it takes (`choices`, or numbers between `at_least` and `at_most`; floats must be
+    finite). `check_settings` enforces them; `hdr-gan-train`'s flags are generated from them."""
     return dataclasses.field(default=default, metadata={
-        "help": help, "choices": tuple(choices) if choices else None, "at_least": at_least})
+        "help": help, "choices": tuple(choices) if choices else None, "at_least": at_least,
+        "at_most": at_most})
 
 
 def check_settings(record):
@@ -72,6 +73,9 @@ def check_settings(record):
         if meta.get("at_least") is not None:
             _require(value >= meta["at_least"], field.name,
                      f"must be at least {meta['at_least']:g}, got {value}")
+        if meta.get("at_most") is not None:
+            _require(value <= meta["at_most"], field.name,
+                     f"must be at most {meta['at_most']:g}, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,9 +99,12 @@ class TrainingConfig:
         None, "Kalantari-layout data root. Default: the built-in procedural data set, "
         "generated on first use in the cache folder.")
     logdir: str = setting("runs/hdr_gan", "Log dir: config.json, checkpoints, TensorBoard.")
-    batch_size: int = setting(2, "Global batch size (split over replicas).", at_least=1)
-    patch_size: int = setting(256, "Training patch side in pixels.", at_least=1)
-    iterations: int = setting(1_215_000, "Iterations (G update + D update).", at_least=0)
+    batch_size: int = setting(2, "Global batch size (split over replicas).", at_least=1,
+                              at_most=2 ** 16)
+    patch_size: int = setting(256, "Training patch side in pixels.", at_least=1,
+                              at_most=2 ** 16)
+    iterations: int = setting(1_215_000, "Iterations (G update + D update).", at_least=0,
+                              at_most=2 ** 62)
     lr_boundaries: typing.Tuple[int, ...] = setting(
         (114_300, 706_400), "Iterations from which the next learning rate applies.")
     lr_values: typing.Tuple[float, ...] = setting(
@@ -125,7 +132,8 @@ class TrainingConfig:
         None, "Folder of the disk cache (default: data_cache/ in the log dir).")
     clip_value: float = setting(1.0, "Element-wise gradient clipping bound (0: none).",
                                 at_least=0)
-    seed: int = setting(0, "Seed of weight initialisation and the data stream.")
+    seed: int = setting(0, "Seed of weight initialisation and the data stream.", at_least=0,
+                        at_most=2 ** 32 - 1)
     checkpoint_every: int = setting(5000, "Iterations between checkpoints.", at_least=1)
     keep_checkpoints: int = setting(3, "Rolling checkpoints kept (the best one is kept apart "
                                     "in best/).", at_least=1)

@@ -77,7 +77,7 @@ def probe(path, max_pixels=MAX_PIXELS):
                          f"it (rename it if it is what you meant)")
     try:
         width, height = _HEADER_SIZE[actual](path, head)
-    except (ValueError, IndexError, struct.error) as err:
+    except (ValueError, IndexError, KeyError, struct.error) as err:
         raise ImageError(f"{path}: damaged {actual} header ({err})") from None
     if width <= 0 or height <= 0:
         raise ImageError(f"{path}: its header gives an empty {width}x{height} image")

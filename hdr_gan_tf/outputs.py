@@ -260,7 +260,11 @@ def is_training_log_dir(folder):
     """Whether `hdr-gan-train` has written into `folder` (its marker says so, or its
     summaries are there): such a folder holds a run that no other program may replace."""
     folder = Path(folder)
-    return _marker_kind(folder) == TRAINING_LOG_DIR or (folder / SUMMARIES).is_dir()
+    kind = _marker_kind(folder)
+    # Summaries count where no marker or a converted log dir's says otherwise (trainers before
+    # 0.3.0 did not mark the folders they took over); an evaluation may hold a scene "train".
+    return kind == TRAINING_LOG_DIR or (kind in (None, "log_dir")
+                                        and (folder / SUMMARIES).is_dir())
 
 
 def mark_as_training_log_dir(folder):

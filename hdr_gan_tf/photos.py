@@ -6,6 +6,7 @@ the photos' EXIF ExposureTime (read with Pillow).
 """
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,11 @@ def check_bracket_files(paths, max_pixels=MAX_PIXELS):
     if len(paths) != 3:
         raise ValueError(f"HDR-GAN merges exactly 3 photos, got {len(paths)}: {', '.join(paths)}")
     sizes = {p: probe(p, max_pixels)[1:] for p in paths}
+    for i, path in enumerate(paths):
+        for other in paths[:i]:
+            if os.path.samefile(path, other):
+                raise ValueError(f"{path}: the same photo as {other}; a bracket needs three "
+                                 f"different exposures")
     for path, (width, height) in sizes.items():
         if min(width, height) < MIN_SIDE:
             raise ValueError(f"{path}: {width}x{height} pixels; the merge needs photos of at "

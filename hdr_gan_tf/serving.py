@@ -54,7 +54,7 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
     """Writes the generator of a log dir (or checkpoint) as a SavedModel, atomically, and
     optionally as a `.keras` file and an ONNX model (`export_onnx`). Returns the checkpoint
     prefix exported."""
-    from hdr_gan_tf.checkpoints import restore_generator
+    from hdr_gan_tf.checkpoints import checkpoint_log_dir, restore_generator
     from hdr_gan_tf.outputs import atomic_output
     from hdr_gan_tf.outputs import check_outputs, output_dir as new_dir
 
@@ -63,7 +63,7 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
         if path and not str(path).endswith(suffix):
             raise ValueError(f"{path}: the file name must end in {suffix}")
     check_outputs(files=[keras_file, onnx_path], folders=[(output_dir, "saved_model")],
-                  inputs=[checkpoint], overwrite=overwrite)
+                  inputs=[checkpoint_log_dir(checkpoint)], overwrite=overwrite)
     generator, config, prefix = restore_generator(checkpoint, precision)
     module = ServingModule(generator)
     with new_dir(output_dir, "saved_model") as tmp:

@@ -321,10 +321,12 @@ class Trainer:
         return path
 
     def _move_checkpoints_aside(self):
-        """`--restart`: the log dir's checkpoints, state file and best/ go into
-        `before_restart_<time>/`, so that nothing of the earlier run is lost or resumed."""
+        """`--restart`: the log dir's checkpoints, state file, best/, validation panels,
+        summaries and config.json go into `before_restart_<time>/`, so that nothing of the
+        earlier run is lost, resumed or mixed with the new one."""
+        kept = ("checkpoint", "best", "validation", "train", config_lib.CONFIG_FILE)
         names = [p for p in (self.logdir.iterdir() if self.logdir.is_dir() else [])
-                 if p.name in ("checkpoint", "best") or re.fullmatch(r"ckpt-\d+\..+", p.name)]
+                 if p.name in kept or re.fullmatch(r"ckpt-\d+\..+", p.name)]
         if not names or not self.is_chief:
             self.log("Starting from step 0 (--restart; no earlier checkpoints here)")
             return
@@ -484,10 +486,13 @@ class Trainer:
                         self.log(self._progress_line(step, total, means, rate, overall))
                     if self.is_chief and (step % cfg.image_every == 0 or step == total):
                         self._write_images(g_batch)
-                    if val_scenes and (step % cfg.validation_every == 0 or step == total):
-                        self.validate_and_keep_best(val_scenes)
-                    if step % cfg.checkpoint_every == 0 or step == total:
+                    validating = bool(val_scenes) and (step % cfg.validation_every == 0
+                                                       or step == total)
+                    # Saved before validating, so that a failure there loses no training.
+                    if validating or step % cfg.checkpoint_every == 0 or step == total:
                         self.save()
+                    if validating:
+                        self.validate_and_keep_best(val_scenes)
                     if preemption is not None:
                         preemption.save_checkpoint_if_preempted()
                     if self._stop_signal is not None:
@@ -542,8 +547,10 @@ def run_training(config, log=print, strategy=None):
     strategy = strategy or make_strategy(cfg.strategy, cfg.collective_timeout)
     check_replicas(config, strategy)  # like every check that needs no data: before any is read
     logdir = Path(cfg.logdir)
-    if os.path.lexists(logdir) and not logdir.is_dir():
-        raise OutputError(f"{logdir}: exists and is not a folder; --logdir names a folder")
+    for folder in (logdir, logdir / "best"):
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise OutputError(f"{folder}: exists and is not a folder; --logdir names a folder "
+                              f"of folders")
     with contextlib.ExitStack() as stack:
         chief, locked = is_chief(strategy), False
         if chief and logdir.is_dir():  # an existing run: refuse a second writer at once
@@ -588,6 +595,8 @@ def _prepare(config, strategy, log):
     # temporary folder, where it outlives restarts (entries are keyed by the scenes' files).
     # Training writes into its log dir (never replacing it): that must not be in the data.
     check_apart_from_inputs(logdir, [cfg.data_dir], around=False)
+    if cfg.cache_dir:
+        check_apart_from_inputs(cfg.cache_dir, [cfg.data_dir], around=False)
     cache_dir = cfg.cache_dir or str(logdir / DATA_CACHE if is_chief(strategy) else
                                      Path(tempfile.gettempdir()) / WORKER_DATA_CACHE)
     clean_leftovers(Path(cache_dir))  # half-written scenes of a killed run

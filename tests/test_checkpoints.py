@@ -59,6 +59,8 @@ def test_a_truncated_checkpoint_named_by_its_prefix_is_refused_by_name(tmp_path)
     data.write_bytes(data.read_bytes()[:10])
     with pytest.raises(ConfigError, match="ckpt-1: this checkpoint cannot be read in full"):
         resolve_checkpoint(tmp_path / "ckpt-1")
+    with pytest.raises(ConfigError, match="ckpt-1: this checkpoint cannot be read in full"):
+        resolve_checkpoint(tmp_path / "ckpt-1.index")  # its index file, meaning the same
 
 
 def test_the_lock_never_follows_a_link(tmp_path):

@@ -79,6 +79,8 @@ def test_config_json_that_is_not_an_object_or_not_json(tmp_path):
     ({"precision": "none"}, "precision: must be one of float32, bfloat16, float16"),
     ({"supervise": "aux2"}, "supervise: unknown branches"),
     ({"patch_size": 32}, "patch_size: 32: the discriminator needs patches of at least 54"),
+    ({"seed": -1}, "seed: must be at least 0"),
+    ({"batch_size": 10 ** 20}, "batch_size: must be at most"),
     ({"no_such": 1}, "no_such: no such setting"),
 ])
 def test_values_out_of_range_are_refused_by_name(values, message):

@@ -229,3 +229,12 @@ def test_a_folder_that_became_a_training_log_dir_meanwhile_is_not_replaced(tmp_p
         assert (target / "ckpt-1.index").read_text() == "a trained checkpoint"
     assert (target / "metrics.json").read_text() == "{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # nothing left over
+
+
+def test_an_evaluation_holding_a_scene_named_train_is_no_training_log_dir(tmp_path):
+    target = tmp_path / "eval"
+    with output_dir(target, "evaluation") as tmp:
+        (tmp / "train").mkdir()  # the scene "train" of some data set
+    check_output_dir(target, "evaluation", overwrite=True)
+    with pytest.raises(OutputError, match="not an earlier output of hdr-gan-export"):
+        check_output_dir(target, "saved_model", overwrite=True)

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -606,6 +607,7 @@ def test_a_fine_tuned_log_dir_survives_convert_and_damaged_checkpoint_lists(
     aside = list(restarted.glob("before_restart_*"))
     assert len(aside) == 1 and "moved into" in status["restart"][1]
     assert sorted(p.name for p in aside[0].glob("ckpt-*.index")) == trained
+    assert (aside[0] / "config.json").is_file() and (aside[0] / "train").is_dir()
     assert json.loads(results["restart"].stdout.splitlines()[-1])["final_step"] == 1
 
 
@@ -669,6 +671,14 @@ def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, ex
     shoots = _copy(tiny_data / "Test", tmp_path / "shoots")
     a_file = tmp_path / "a_file"
     a_file.write_text("not a folder")
+    no_tags = tmp_path / "no_tags"  # a TIFF whose one directory has no entries (no size)
+    no_tags.mkdir()
+    (no_tags / "a.tif").write_bytes(b"II*\x00\x08\x00\x00\x00\x00\x00" + bytes(8))
+    latin_flags = tmp_path / "latin.flags"
+    latin_flags.write_bytes(b"--iterations=1\n\xff\xfe\n")
+    prefix_dir = _copy(converted, tmp_path / "by_prefix")
+    cached = _copy(tiny_data, tmp_path / "data_for_cache")
+    photo = Path(bracket[1].split("=", 1)[1].split(",")[0])
     scene_photos = {p: p.read_bytes() for p in shoots.rglob("*") if p.is_file()}
     evaluate = [f"--data_dir={tiny_data}", f"--output_dir={tmp_path / 'eval'}"]
     cases = {
@@ -691,6 +701,31 @@ def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, ex
         "1x1 photos": ("infer", [f"--checkpoint={converted}", f"--output={tmp_path / 't.hdr'}",
                                  f"--inputs={tiny / 's.png'},{tiny / 'm.png'},{tiny / 'l.png'}",
                                  "--exposure_bias=-2,0,2"], f"{tiny / 's.png'}: 1x1 pixels"),
+        "the same photo twice": ("infer", [f"--checkpoint={converted}",
+                                           f"--inputs={photo},{photo.parent / '.' / photo.name},"
+                                           f"{bracket[1].split(',')[1]}",
+                                           "--exposure_bias=-2,0,2",
+                                           f"--output={tmp_path / 'twice.hdr'}"],
+                                 "the same photo as"),
+        "an output in the folder of a checkpoint prefix": (
+            "infer", [f"--checkpoint={prefix_dir / 'ckpt-0'}", *bracket[1:],
+                      f"--output={prefix_dir / 'x.hdr'}"], f"lies inside the input {prefix_dir}"),
+        "a TIFF without its size": ("infer", [f"--checkpoint={converted}",
+                                              f"--inputs={no_tags / 'a.tif'},"
+                                              f"{','.join(bracket[1][9:].split(',')[1:])}",
+                                              "--exposure_bias=-2,0,2",
+                                              f"--output={tmp_path / 'nt.hdr'}"],
+                                    "damaged TIFF header"),
+        "a flag file that is no text": ("train", [f"--flagfile={latin_flags}"],
+                                        "--flagfile: cannot be read"),
+        "a cache inside the data": ("train", [f"--logdir={tmp_path / 'cache_run'}",
+                                              f"--data_dir={cached}", "--patch_size=64",
+                                              "--cache=disk",
+                                              f"--cache_dir={cached / 'Training'}"],
+                                    f"lies inside the input {cached}"),
+        "a preview that is no picture": ("infer", [*bracket, f"--output={tmp_path / 'p.hdr'}",
+                                                   f"--preview={tmp_path / 'p.txt'}"],
+                                         "--preview must end in"),
         "log dir is a file": ("train", [f"--logdir={a_file}", f"--data_dir={tiny_data}",
                                         "--patch_size=64", "--cache=memory"],
                               f"{a_file}: exists and is not a folder"),
@@ -698,10 +733,10 @@ def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, ex
                                 f"cannot be written: {a_file} is a file, not a folder"),
         "preview on the output": ("infer", [*bracket, f"--output={tmp_path / 'o.hdr'}",
                                             f"--preview={tmp_path / 'o.hdr'}"],
-                                  "is the same path as the output"),
-        "preview on the .exr copy": ("infer", [*bracket, f"--output={tmp_path / 'o.hdr'}",
-                                               "--exr", f"--preview={tmp_path / 'o.exr'}"],
-                                     "is the same path as the output"),
+                                  "--preview must end in"),
+        "preview on an input photo": ("infer", [*bracket, f"--output={tmp_path / 'o.hdr'}",
+                                                f"--preview={photo}", "--overwrite"],
+                                      "refusing to write here: it is the input"),
         "batch output in a scene folder": (
             "infer", [f"--checkpoint={converted}", f"--input_dir={shoots}",
                       f"--output_dir={shoots / '002'}", "--overwrite"],

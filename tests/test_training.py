@@ -480,3 +480,15 @@ def test_a_killed_worker_stops_the_other_with_an_error(tiny_data, tmp_path):
     assert "error: lost contact with another worker" in out
     assert time.time() - killed_at < 90
     worker.communicate()
+
+
+@pytest.mark.slow
+def test_each_validated_step_is_saved_before_it_is_validated(tiny_data, tmp_path):
+    """Validation runs the network at full resolution and can fail (memory, a full disk):
+    the step it validates is saved first, whatever `checkpoint_every` says."""
+    config = _config(tmp_path / "run", tiny_data, base_filters=8, iterations=2, validation="1",
+                     validation_every=1, checkpoint_every=1000)
+    _, status = run_training(config, log=lambda line: None)
+    assert status == "done"
+    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*.index")) == [
+        "ckpt-1.index", "ckpt-2.index"]

@@ -142,6 +142,9 @@ def parse_flags(argv):
         return FLAGS(argv)
     except flags.Error as err:
         error(f"{err} (see --help)")
+    except (UnicodeDecodeError, OSError, MemoryError) as err:  # a flag file that is no text
+        error(f"--flagfile: cannot be read as a file of flags ({type(err).__name__}: "
+              f"{str(err)[:200]})")
 
 
 def run_program(define_flags, main, argv=None):

@@ -55,7 +55,7 @@ def _center_crop(values):
 def main(argv):
     del argv
     from hdr_gan_tf import data as data_lib
-    from hdr_gan_tf.checkpoints import restore_generator
+    from hdr_gan_tf.checkpoints import checkpoint_log_dir, restore_generator
     from hdr_gan_tf.generator import branch_names
     from hdr_gan_tf.evaluation import evaluate, format_table
     from hdr_gan_tf.merge import generator_merger
@@ -70,7 +70,8 @@ def main(argv):
         from hdr_gan_tf.serving import SAVED_MODEL_TILING
         raise ValueError(f"--tile={FLAGS.tile}: {SAVED_MODEL_TILING}")
     check_outputs(folders=[(FLAGS.output_dir, "evaluation")], overwrite=FLAGS.overwrite,
-                  inputs=[FLAGS.checkpoint, FLAGS.saved_model, FLAGS.data_dir])
+                  inputs=[FLAGS.checkpoint and checkpoint_log_dir(FLAGS.checkpoint),
+                          FLAGS.saved_model, FLAGS.data_dir])
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))
     options = inference_options()  # checks --tile and --overlap before any work
     scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=int(FLAGS.ldr_bits),

@@ -127,7 +127,10 @@ def _outputs_for(output, preview, exr):
     if output.suffix.lower() not in (".hdr", ".exr"):
         raise ValueError(f"{output}: --output must end in .hdr or .exr")
     main, *copy = hdr_outputs(output, exr)
-    return [main, Path(preview) if preview else output.with_suffix(".png"), *copy]
+    preview = Path(preview) if preview else output.with_suffix(".png")
+    if preview.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        raise ValueError(f"{preview}: --preview must end in .png, .jpg or .tif")
+    return [main, preview, *copy]
 
 
 def _jobs():
@@ -160,7 +163,7 @@ def _jobs():
 @guarded
 def main(argv):
     del argv
-    from hdr_gan_tf.checkpoints import restore_generator
+    from hdr_gan_tf.checkpoints import checkpoint_log_dir, restore_generator
     from hdr_gan_tf.generator import branch_names
     from hdr_gan_tf.merge import generator_merger
     from hdr_gan_tf.outputs import DiskFull, check_outputs
@@ -172,7 +175,8 @@ def main(argv):
     # Every output against every other and every input of the whole command (all scenes).
     check_outputs(files=[p for _, output, preview, _, _ in jobs
                          for p in _outputs_for(output, preview, FLAGS.exr)],
-                  inputs=[FLAGS.checkpoint, FLAGS.input_dir, FLAGS.exposure_file,
+                  inputs=[checkpoint_log_dir(FLAGS.checkpoint), FLAGS.input_dir,
+                          FLAGS.exposure_file,
                           *(p for photos, *_ in jobs for p in photos)],
                   overwrite=FLAGS.overwrite)
     # Photos are checked from their headers before the model is loaded, so bad ones fail fast
