@@ -86,6 +86,8 @@ def checkpoint_log_dir(checkpoint):
     path = Path(checkpoint)
     if path.suffix == ".index":
         path = path.with_suffix("")
+    if not path.is_dir() and not Path(f"{path}.index").is_file():
+        return path  # no checkpoint at all: `resolve_checkpoint` says so, naming it
     folder = path if path.is_dir() else path.parent
     if folder.name == "best" and (folder.parent / CONFIG_FILE).is_file():
         folder = folder.parent
