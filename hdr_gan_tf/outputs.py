@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -283,18 +284,9 @@ def _marker_kind(folder):
 
 
 def _write_marker(folder, kind, program):
-    text = json.dumps({"kind": kind, "program": program,
-                       "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=temp_name("marker-"), dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        user_permissions(tmp)
-        os.replace(tmp, folder / MARKER)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text(Path(folder) / MARKER, json.dumps(
+        {"kind": kind, "program": program,
+         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
 
 
 @contextlib.contextmanager
@@ -309,8 +301,6 @@ def exclusive_lock(path, busy):
             raise OutputError(f"{path}: is a link; refusing to use it as a lock file") from None
         raise
     with os.fdopen(fd, "r+") as handle:
-        import stat
-
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OutputError(f"{path}: is not a regular file; refusing to use it as a lock")
         try:
