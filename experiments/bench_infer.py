@@ -45,12 +45,11 @@ def child(args):
     ev = np.array([-2, 0, 2], np.float32)
     baseline = peak_rss_mb()
     result = {}
+    options = InferenceOptions(tile=args.tile, overlap=args.overlap, jit_compile=args.jit)
 
     def run():
         # The main branch, as hdr-gan-infer computes it.
-        result["out"] = merge_exposures(generator, ldrs, ev, tile=args.tile, overlap=args.overlap,
-                                        branches=[-1],
-                                        options=InferenceOptions(jit_compile=args.jit))
+        result["out"] = merge_exposures(generator, ldrs, ev, branches=[-1], options=options)
 
     run()  # trace (and compile) outside the peak and the timing
     reset_device_peak()
@@ -191,20 +190,20 @@ def pipeline_child(args):
     from hdr_gan_tf.config import build_generator
     from hdr_gan_tf.generator import branch_names
     from hdr_gan_tf.cli.infer import merge_and_write, streams
-    from hdr_gan_tf.merge import generator_merger
+    from hdr_gan_tf.merge import InferenceOptions, generator_merger
     from hdr_gan_tf.photos import load_bracket
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
     generator = build_generator()
     load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
-    merge = generator_merger(generator, branch_names(generator.scales))
+    merge = generator_merger(generator, branch_names(generator.scales),
+                             options=InferenceOptions(tile=args.tile, overlap=args.overlap))
     photos = [str(Path(args.photos) / f"{n}.tif") for n in ("short", "mid", "long")]
     output = Path(args.photos) / f"merged{args.suffix}"
     baseline = peak_rss_mb()
     start = time.perf_counter()
     bracket = load_bracket(photos, ["-2", "0", "2"], spool=streams(args.tile))
-    merge_and_write(merge, bracket, output, output.with_suffix(".png"), tile=args.tile,
-                    overlap=args.overlap)
+    merge_and_write(merge, bracket, output, output.with_suffix(".png"))
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "peak_mb": peak_rss_mb(), "baseline_mb": baseline,
                       "conv_rate": float("nan")}))

@@ -36,13 +36,13 @@ def format_table(rows, branches):
     return "\n".join(lines)
 
 
-def score_scenes(merge, scenes, branches, crop=None, tile=0, overlap=32, metrics=METRICS):
+def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS):
     """Merges and scores every scene; yields `(scene, ldrs, hdr_gt, outputs, row)` per scene,
     `row` holding `{"scene": name, "<metric>_<branch>": value}`.
 
     Args:
-      merge: `merge(ldrs, ev, tile=..., overlap=...) -> {branch: linear HDR}`
-        (`hdr_gan_tf.merge.generator_merger` or `hdr_gan_tf.serving.saved_model_merger`).
+      merge: `merge(ldrs, ev) -> {branch: linear HDR}` (`hdr_gan_tf.merge.load_merger`), whose
+        options say how it runs.
       scenes: `hdr_gan_tf.data.Scene`s (or `DiskScene`s).
       branches: the branch names to score.
       crop: `(H, W)` of a centred crop to score, or None for the whole image.
@@ -51,7 +51,7 @@ def score_scenes(merge, scenes, branches, crop=None, tile=0, overlap=32, metrics
     for scene in scenes:
         ldrs = center_crop(scene.ldr_float(), crop)
         hdr_gt = center_crop(scene.hdr, crop)
-        outputs = merge(ldrs, scene.exposure_bias, tile=tile, overlap=overlap)
+        outputs = merge(ldrs, scene.exposure_bias)
         row = {"scene": scene.name}
         for b in branches:
             row.update({f"{k}_{b}": v for k, v in hdr_metrics(outputs[b], hdr_gt,
@@ -59,7 +59,7 @@ def score_scenes(merge, scenes, branches, crop=None, tile=0, overlap=32, metrics
         yield scene, ldrs, hdr_gt, outputs, row
 
 
-def evaluate(merge, scenes, branches, output_dir, crop=None, tile=0, overlap=32, log=print):
+def evaluate(merge, scenes, branches, output_dir, crop=None, log=print):
     """Scores every scene (`score_scenes`, every metric), writes the outputs and returns the
     rows (mean row last).
 
@@ -70,7 +70,7 @@ def evaluate(merge, scenes, branches, output_dir, crop=None, tile=0, overlap=32,
     """
     output_dir = Path(output_dir)
     rows, start = [], time.time()
-    scored = score_scenes(merge, scenes, branches, crop, tile, overlap)
+    scored = score_scenes(merge, scenes, branches, crop)
     for n, (scene, ldrs, hdr_gt, outputs, row) in enumerate(scored, start=1):
         for b in branches:
             write_hdr(output_dir / scene.name / f"hdr_{b}.hdr", outputs[b])

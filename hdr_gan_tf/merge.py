@@ -19,6 +19,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from hdr_gan_tf.config import PRECISIONS, ConfigError
 from hdr_gan_tf.imaging import inverse_mu_law, network_inputs
 
 # The fixed order of `Generator.infer_lean` costs time and saves memory in proportion to the
@@ -30,18 +31,41 @@ STRIPS_FROM_PIXELS = 128 * 128
 
 @dataclasses.dataclass(frozen=True)
 class InferenceOptions:
-    """How the generator runs for a merge.
+    """How a merge runs: one record for the programs' flags and the library's mergers.
 
     Attributes:
+      tile: tile side in pixels (rounded up to the generator's multiple); 0 = whole image.
+      overlap: overlap between neighbouring tiles in pixels (blended); less than half a tile.
+      precision: compute precision of the restored generator (`config.PRECISIONS`).
       jit_compile: compile the network with XLA (one compilation per image or tile size).
       lean_from_pixels: images (or tiles) of at least this many pixels run in the memory-lean
         order (`Generator.infer_lean`); None: never.
       strips_from_pixels: feature maps of at least this many pixels use border strips instead
         of padded copies; None: never.
+
+    Raises:
+      ConfigError naming the field (`tile`, `overlap`, `precision`) of a value that cannot be
+      used.
     """
+    tile: int = 0
+    overlap: int = 32
+    precision: str = "float32"
     jit_compile: bool = False
     lean_from_pixels: int = LEAN_FROM_PIXELS
     strips_from_pixels: int = STRIPS_FROM_PIXELS
+
+    def __post_init__(self):
+        if self.tile < 0:
+            raise ConfigError(f"give 0 (the whole image) or a tile side in pixels, not "
+                              f"{self.tile}", field="tile")
+        if self.overlap < 0:
+            raise ConfigError(f"must not be negative, got {self.overlap}", field="overlap")
+        if self.tile and 2 * self.overlap >= self.tile:
+            raise ConfigError(f"{self.overlap} must be less than half the tile ({self.tile})",
+                              field="overlap")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"one of {', '.join(PRECISIONS)}, not {self.precision!r}",
+                              field="precision")
 
     def lean(self, height, width):
         return self.lean_from_pixels is not None and height * width >= self.lean_from_pixels
@@ -135,18 +159,6 @@ def run_generator(generator, ldrs, exposure_bias, mu=None, lean=False, strips_fr
     return [tf.cast(y[:, :h, :w, :], tf.float32) for y in outputs]
 
 
-def check_tiling(tile, overlap):
-    """ValueError unless `tile` is 0 (whole image) or positive and `overlap` is at least 0 and,
-    with tiles, less than half a tile."""
-    if tile < 0:
-        raise ValueError(f"--tile={tile}: give 0 (the whole image) or a tile side in pixels")
-    if overlap < 0:
-        raise ValueError(f"--overlap={overlap}: must not be negative")
-    if tile and 2 * overlap >= tile:
-        raise ValueError(f"--overlap={overlap}: must be less than half the tile "
-                         f"(--tile={tile})")
-
-
 def tile_starts(size, tile, overlap):
     if size <= tile:
         return [0]
@@ -186,8 +198,8 @@ def _row_reader(ldrs):
     return ldrs.shape, lambda first, last: ldrs[:, first:last]
 
 
-def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=None, progress=None,
-                    branches=None, options=InferenceOptions()):
+def merge_exposures(generator, ldrs, exposure_bias, mu=None, progress=None, branches=None,
+                    options=InferenceOptions()):
     """Merges one set of three LDRs into HDR, whole or in tiles.
 
     Memory for a tiled merge is the tile's working set plus the image-sized arrays: the inputs as
@@ -198,25 +210,24 @@ def merge_exposures(generator, ldrs, exposure_bias, tile=0, overlap=32, mu=None,
       ldrs: `[3, H, W, 3]` (short, reference, long), float in [0, 1], or uint8 / uint16; or a
         `hdr_gan_tf.image_io.SpooledImages` holding the three.
       exposure_bias: `[3]` EVs.
-      tile: tile side in pixels (rounded up to the generator's multiple); 0 = whole image.
-      overlap: overlap between neighbouring tiles in pixels.
+      mu: μ of the network's inputs and outputs; the generator's unless given.
       progress: called with (tiles done, tiles in all) after each tile.
       branches: indices of the branches to return (default: all).
-      options: how the network runs (`InferenceOptions`).
+      options: tiles and how the network runs (`InferenceOptions`).
 
     Returns:
       list over `branches` (default: auxiliary first, main last) of `[H, W, 3]` float32 tanh
       outputs.
     """
-    check_tiling(tile, overlap)
     shape, read = _row_reader(ldrs)
     height, width = shape[1:3]
+    tile = options.tile
     if not tile or (height <= tile and width <= tile):
         run_window = _window_runner(generator, exposure_bias, mu, branches, options)
         return run_window(read(0, height))
     outputs = None
-    for first, rows in merge_bands(generator, ldrs, exposure_bias, tile, overlap, mu, progress,
-                                   branches, options):
+    for first, rows in merge_bands(generator, ldrs, exposure_bias, mu, progress, branches,
+                                   options):
         if outputs is None:
             outputs = [np.empty((height, width, 3), np.float32) for _ in rows]
         for out, band in zip(outputs, rows):
@@ -238,15 +249,15 @@ def _window_runner(generator, exposure_bias, mu, branches, options):
     return run_window
 
 
-def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=None, progress=None,
-                branches=None, options=InferenceOptions()):
+def merge_bands(generator, ldrs, exposure_bias, mu=None, progress=None, branches=None,
+                options=InferenceOptions(tile=512)):
     """Tiled merge that yields the result a band of finished rows at a time, top to bottom.
 
     Tiles are run row of tiles by row of tiles; once a row of tiles is done, every output row
     above the next row of tiles is final and is yielded, so nothing image-sized is held: memory
     is the tile's working set, one row of tiles of input and two of output. Tiles overlap by
-    `overlap` pixels and are blended with linear ramps; the weights are separable (`H + W`
-    floats). Arguments as `merge_exposures` (`tile` > 0).
+    `options.overlap` pixels and are blended with linear ramps; the weights are separable
+    (`H + W` floats). Arguments as `merge_exposures`; `options.tile` must not be 0.
 
     Yields:
       `(first_row, rows)`: `rows` a list over `branches` of `[n, W, 3]` float32 tanh outputs
@@ -256,8 +267,9 @@ def merge_bands(generator, ldrs, exposure_bias, tile, overlap=32, mu=None, progr
     height, width = shape[1:3]
     run_window = _window_runner(generator, exposure_bias, mu, branches, options)
     multiple = 2 ** (generator.scales - 1)
-    check_tiling(tile, overlap)
-    tile = -(-tile // multiple) * multiple
+    if not options.tile:
+        raise ConfigError("a banded merge needs tiles (a side in pixels)", field="tile")
+    tile, overlap = -(-options.tile // multiple) * multiple, options.overlap
     tile_h, tile_w = min(tile, height), min(tile, width)
     rows, cols = tile_starts(height, tile_h, overlap), tile_starts(width, tile_w, overlap)
     # The weight of pixel (y, x) summed over the tile grid is (sum of row ramps)(y) times
@@ -298,28 +310,48 @@ def outputs_to_linear(outputs, mu):
 
 
 def generator_merger(generator, branches, mu=None, options=InferenceOptions()):
-    """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` for a Keras generator
-    (supports `tile` and `overlap`; `hdr_gan_tf.serving.saved_model_merger` is the same for an
-    exported model).
+    """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` for a Keras generator, run
+    as `options` say (`hdr_gan_tf.serving.saved_model_merger` is the same for an exported
+    model; `load_merger` picks one).
 
     `merge(..., wanted=names)` computes only the named branches (all by default);
-    `merge.bands(...)` is the tiled merge that yields the result a band of rows at a time.
+    `merge.bands(...)` is the tiled merge that yields the result a band of rows at a time;
+    `merge.options` and `merge.branches` say how it runs and what it gives.
     `mu`: the generator's μ unless given.
     """
     mu = generator.mu if mu is None else mu
 
-    def merge(ldrs, exposure_bias, tile=0, overlap=32, progress=None, wanted=None):
+    def merge(ldrs, exposure_bias, progress=None, wanted=None):
         names = list(branches) if wanted is None else list(wanted)
-        outputs = merge_exposures(generator, ldrs, exposure_bias, tile, overlap, mu, progress,
+        outputs = merge_exposures(generator, ldrs, exposure_bias, mu, progress,
                                   [branches.index(n) for n in names], options)
         return dict(zip(names, outputs_to_linear(outputs, mu)))
 
-    def bands(ldrs, exposure_bias, tile, overlap=32, progress=None, wanted=None):
+    def bands(ldrs, exposure_bias, progress=None, wanted=None):
         """Tiled merge as `merge_bands`: yields `(first_row, {branch: linear HDR rows})`."""
         names = list(branches) if wanted is None else list(wanted)
-        for first, rows in merge_bands(generator, ldrs, exposure_bias, tile, overlap, mu,
-                                       progress, [branches.index(n) for n in names], options):
+        for first, rows in merge_bands(generator, ldrs, exposure_bias, mu, progress,
+                                       [branches.index(n) for n in names], options):
             yield first, dict(zip(names, outputs_to_linear(rows, mu)))
 
-    merge.bands = bands
+    merge.bands, merge.options, merge.branches = bands, options, list(branches)
     return merge
+
+
+def load_merger(options, checkpoint=None, saved_model=None, log=print):
+    """The merge of a log dir's (or checkpoint's) generator, restored in `options.precision`,
+    or of an exported SavedModel: exactly one of `checkpoint` and `saved_model`.
+
+    Returns `(merge, description)`: the merge as `generator_merger` makes it and the checkpoint
+    prefix or SavedModel folder it runs.
+    """
+    from hdr_gan_tf.checkpoints import restore_generator
+    from hdr_gan_tf.generator import branch_names
+    from hdr_gan_tf.serving import saved_model_merger
+
+    if bool(checkpoint) == bool(saved_model):
+        raise ValueError("give exactly one of --checkpoint and --saved_model")
+    if saved_model:
+        return saved_model_merger(saved_model, options), str(saved_model)
+    generator, _, prefix = restore_generator(checkpoint, options.precision, log=log)
+    return generator_merger(generator, branch_names(generator.scales), options=options), prefix

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from hdr_gan_tf.config import ConfigError
 from hdr_gan_tf.imaging import output_to_hdr
-from hdr_gan_tf.merge import as_unit_float, run_generator
+from hdr_gan_tf.merge import InferenceOptions, as_unit_float, run_generator
 
 
 SIGNATURE = ([tf.TensorSpec([None, None, None, 3], tf.float32, name=n)
@@ -141,12 +141,29 @@ def _onnx_expm1(ctx, node, name, args):
 
 SAVED_MODEL_TILING = ("an exported SavedModel merges whole images (one graph for any size); "
                       "merge in tiles from the log dir (--checkpoint) instead")
+SAVED_MODEL_PRECISION = ("an exported SavedModel computes in the precision it was exported with "
+                         "(hdr-gan-export --precision)")
 
 
-def saved_model_merger(path):
+def check_saved_model_options(options):
+    """ConfigError naming the field of `options` (`InferenceOptions`) that an exported SavedModel
+    cannot honour: tiles, a precision other than its own, XLA."""
+    if options.tile:
+        raise ConfigError(SAVED_MODEL_TILING, field="tile")
+    if options.precision != "float32":
+        raise ConfigError(SAVED_MODEL_PRECISION, field="precision")
+    if options.jit_compile:
+        raise ConfigError("an exported SavedModel runs the graph it was exported as",
+                          field="jit_compile")
+
+
+def saved_model_merger(path, options=None):
     """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` from an exported SavedModel,
-    as `merge.generator_merger` but for whole images only: a `tile` is refused (ConfigError),
-    never ignored."""
+    as `merge.generator_merger` but for whole images only, in the precision it was exported
+    with: `options` asking for tiles, another precision or XLA are refused (ConfigError,
+    `check_saved_model_options`), never ignored."""
+    options = InferenceOptions() if options is None else options
+    check_saved_model_options(options)
     if not Path(path, "saved_model.pb").is_file():
         raise ValueError(f"{path}: not a SavedModel (no saved_model.pb)")
     try:
@@ -164,12 +181,11 @@ def saved_model_merger(path):
                          f"hdr-gan-export")
     serve = loaded.signatures["serving_default"]
 
-    def merge(ldrs, exposure_bias, tile=0, **_):
-        if tile:
-            raise ConfigError(SAVED_MODEL_TILING, field="tile")
+    def merge(ldrs, exposure_bias, progress=None, wanted=None):
         ldrs = tf.constant(as_unit_float(np.asarray(ldrs)))
         out = serve(ldr_short=ldrs[0:1], ldr_mid=ldrs[1:2], ldr_long=ldrs[2:3],
                     exposure_bias=tf.constant(np.asarray(exposure_bias, np.float32)[None]))
         return {"aux1": out["hdr_aux"][0].numpy(), "main": out["hdr"][0].numpy()}
 
+    merge.options, merge.branches = options, ["aux1", "main"]
     return merge

@@ -67,7 +67,8 @@ def test_tiled_inference_agrees_with_whole_image_inference(generator, tiny_data)
     scene = data.open_split(tiny_data, data.TEST_SPLIT)[0]
     ldrs = np.concatenate([scene.ldr_float()] * 2, axis=2)[:, :, :200]  # 96 x 200
     whole = merge_exposures(generator, ldrs, scene.exposure_bias)
-    tiled = merge_exposures(generator, ldrs, scene.exposure_bias, tile=64, overlap=24)
+    tiled = merge_exposures(generator, ldrs, scene.exposure_bias,
+                            options=InferenceOptions(tile=64, overlap=24))
     for a, b in zip(whole, tiled):
         assert a.shape == b.shape == (96, 200, 3)
         assert psnr((a + 1) / 2, (b + 1) / 2) >= 50
@@ -78,9 +79,10 @@ def test_16_bit_photos_merge_like_their_float_values_and_branches_can_be_picked(
     scene = data.open_split(tiny_data, data.TEST_SPLIT)[0]
     ldrs16 = (np.random.default_rng(0).random((3, 40, 72, 3)) * 65535).astype(np.uint16)
     as_float = ldrs16.astype(np.float32) / 65535
-    tiled16 = merge_exposures(generator, ldrs16, scene.exposure_bias, tile=32, overlap=12,
+    tiles = InferenceOptions(tile=32, overlap=12)
+    tiled16 = merge_exposures(generator, ldrs16, scene.exposure_bias, options=tiles,
                               branches=[1])
-    tiled = merge_exposures(generator, as_float, scene.exposure_bias, tile=32, overlap=12)
+    tiled = merge_exposures(generator, as_float, scene.exposure_bias, options=tiles)
     assert len(tiled16) == 1 and len(tiled) == 2
     np.testing.assert_allclose(tiled16[0], tiled[1], atol=1e-5)
     whole8 = merge_exposures(generator, (as_float * 255).round().astype(np.uint8),
@@ -96,7 +98,8 @@ def test_banded_merge_blends_tiles_with_linear_ramps_and_streams_rows_in_order(g
     ldrs = (rng.random((3, 72, 100, 3)) * 65535).astype(np.uint16)
     ev, tile, overlap = np.array([-2.0, 0.0, 2.0]), 32, 12
     firsts, bands = [], []
-    for first, rows in merge_bands(generator, ldrs, ev, tile, overlap, branches=[1]):
+    tiles = InferenceOptions(tile=tile, overlap=overlap)
+    for first, rows in merge_bands(generator, ldrs, ev, branches=[1], options=tiles):
         firsts.append(first)
         bands.append(rows[0])
     assert firsts == [0] + list(np.cumsum([len(b) for b in bands])[:-1])
@@ -124,5 +127,5 @@ def test_banded_merge_blends_tiles_with_linear_ramps_and_streams_rows_in_order(g
     with SpooledImages(tmp_path) as spooled:
         for image in ldrs:
             spooled.append(image)
-        tiled = merge_exposures(generator, spooled, ev, tile, overlap, branches=[1])[0]
+        tiled = merge_exposures(generator, spooled, ev, branches=[1], options=tiles)[0]
     np.testing.assert_array_equal(tiled, banded)

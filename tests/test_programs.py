@@ -262,7 +262,7 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     from hdr_gan_tf.checkpoints import restore_generator
     from hdr_gan_tf.image_io import read_ldr, write_hdr
     from hdr_gan_tf.cli.infer import streams
-    from hdr_gan_tf.merge import generator_merger
+    from hdr_gan_tf.merge import InferenceOptions, generator_merger
     from hdr_gan_tf.photos import load_bracket
 
     paths, ev = photos
@@ -276,9 +276,9 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     assert "tile 30/30" in result.stdout and "min left" in result.stdout
     # The same tiled merge held in memory and written by OpenCV decodes to the same values.
     generator, _, _ = restore_generator(converted)
-    merge = generator_merger(generator, ["aux1", "main"])
+    merge = generator_merger(generator, ["aux1", "main"], options=InferenceOptions(tile=32, overlap=12))
     ldrs, sorted_ev = load_bracket(paths, ev)
-    whole = merge(ldrs, sorted_ev, tile=32, overlap=12)["main"]
+    whole = merge(ldrs, sorted_ev)["main"]
     write_hdr(tmp_path / "whole.hdr", whole)
     np.testing.assert_array_equal(read_hdr(out), read_hdr(tmp_path / "whole.hdr"))
     # and the streamed .exr copy holds the half floats the whole-image .exr writer stores.
@@ -492,10 +492,10 @@ def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_d
                                         f"--logdir={tmp_path / 'run'}"],
                               "--patch_size: 32: the discriminator needs patches"),
         "lr list": ("train", [*train, "--lr_values=1e-4,x,1"], "--lr_values: must be a"),
-        "tiles of a SavedModel": ("evaluate", [f"--saved_model={no_default}", "--tile=64",
+        "tiles of a SavedModel": ("evaluate", [f"--saved_model={no_default}", "--tile=128",
                                                f"--data_dir={tiny_data}",
                                                f"--output_dir={tmp_path / 'eval'}"],
-                                  "--tile=64: an exported SavedModel merges whole images"),
+                                  "--tile: an exported SavedModel merges whole images"),
         "no serving_default": ("evaluate", [f"--saved_model={no_default}",
                                             f"--data_dir={tiny_data}",
                                             f"--output_dir={tmp_path / 'eval'}"],

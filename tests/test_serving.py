@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from hdr_gan_tf.config import ConfigError, build_generator
 from hdr_gan_tf.merge import run_generator
+from hdr_gan_tf.merge import InferenceOptions
 from hdr_gan_tf.serving import ServingModule, save_serving_model, saved_model_merger
 from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
@@ -45,13 +46,18 @@ print("MODULES", "hdr_gan_tf" in sys.modules)
     assert np.abs(served["hdr"] - hdr).max() <= 1e-5
     aux = ((1 + 5000.0) ** np.clip((outputs[0].numpy() + 1) / 2, 0, 1) - 1) / 5000.0
     assert np.abs(served["hdr_aux"] - aux).max() <= 1e-5
-    # The merger of the SavedModel gives the same, and refuses tiles rather than ignore them.
+    # The merger of the SavedModel gives the same, and refuses options it cannot honour rather
+    # than ignore them.
     merge = saved_model_merger(tmp_path / "model")
     ldrs = np.concatenate([inputs[k] for k in ("ldr_short", "ldr_mid", "ldr_long")])
     np.testing.assert_allclose(merge(ldrs, golden["exposure_bias"][0])["main"], served["hdr"][0],
                                atol=1e-6)
-    with pytest.raises(ConfigError, match="tile: an exported SavedModel merges whole images"):
-        merge(ldrs, golden["exposure_bias"][0], tile=32)
+    for field, options in [("tile", InferenceOptions(tile=32, overlap=8)),
+                           ("precision", InferenceOptions(precision="bfloat16")),
+                           ("jit_compile", InferenceOptions(jit_compile=True))]:
+        with pytest.raises(ConfigError, match=f"^{field}: an exported SavedModel") as caught:
+            saved_model_merger(tmp_path / "model", options)
+        assert caught.value.field == field
 
 
 def test_onnx_export_agrees_with_the_saved_model_on_an_odd_sized_bracket(generator, tmp_path):

@@ -192,7 +192,9 @@ def define_overwrite_flag(what="Replace existing outputs."):
 
 
 def define_merge_flags():
-    """`--tile`, `--overlap`, `--jit_compile`: how a merge runs (`inference_options`)."""
+    """`--tile`, `--overlap`, `--precision`, `--jit_compile`: how a merge runs
+    (`inference_options`); and `--max_pixels`."""
+    define_precision_flag()
     flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole "
                          "image).")
     flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels (blended).")
@@ -210,7 +212,8 @@ def define_max_pixels_flag():
 
 
 def inference_options():
-    """The merge's `InferenceOptions`, after checking `--tile` and `--overlap`."""
-    from hdr_gan_tf.merge import InferenceOptions, check_tiling
-    check_tiling(FLAGS.tile, FLAGS.overlap)
-    return InferenceOptions(jit_compile=FLAGS.jit_compile)
+    """The merge's `InferenceOptions` from `--tile`, `--overlap`, `--precision` and
+    `--jit_compile` (ConfigError naming the flag of a value that cannot be used)."""
+    from hdr_gan_tf.merge import InferenceOptions
+    return InferenceOptions(tile=FLAGS.tile, overlap=FLAGS.overlap, precision=FLAGS.precision,
+                            jit_compile=FLAGS.jit_compile)

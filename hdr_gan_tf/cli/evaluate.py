@@ -11,7 +11,7 @@ prints a table (`hdr_gan_tf.evaluation`).
 from absl import flags
 
 from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
-                                   define_overwrite_flag, define_precision_flag, guarded,
+                                   define_overwrite_flag, guarded,
                                    inference_options, run_program, say)
 
 FLAGS = flags.FLAGS
@@ -30,7 +30,6 @@ def define_flags():
                       "16 keeps them as stored; 8 reduces 16-bit files to 8 bits (round(v/257)) "
                       "as the released code's test script read them (with "
                       "--center_crop=960,1440, how the paper scored its model).")
-    define_precision_flag()
     define_merge_flags()
     define_overwrite_flag("Replace an earlier evaluation folder (and nothing else).")
 
@@ -55,37 +54,30 @@ def _center_crop(values):
 def main(argv):
     del argv
     from hdr_gan_tf import data as data_lib
-    from hdr_gan_tf.checkpoints import checkpoint_log_dir, restore_generator
-    from hdr_gan_tf.generator import branch_names
+    from hdr_gan_tf.checkpoints import checkpoint_log_dir
     from hdr_gan_tf.evaluation import evaluate, format_table
-    from hdr_gan_tf.merge import generator_merger
+    from hdr_gan_tf.merge import load_merger
     from hdr_gan_tf.outputs import check_outputs, output_dir
-    from hdr_gan_tf.serving import saved_model_merger
     from hdr_gan_tf.synthetic import builtin_dataset
 
     if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
         raise ValueError("give exactly one of --checkpoint and --saved_model")
     crop = _center_crop(FLAGS.center_crop)
-    if FLAGS.saved_model and FLAGS.tile:
-        from hdr_gan_tf.serving import SAVED_MODEL_TILING
-        raise ValueError(f"--tile={FLAGS.tile}: {SAVED_MODEL_TILING}")
+    options = inference_options()  # checks --tile, --overlap and --precision before any work
+    if FLAGS.saved_model:  # what an exported model cannot do, refused before data is read
+        from hdr_gan_tf.serving import check_saved_model_options
+        check_saved_model_options(options)
     check_outputs(folders=[(FLAGS.output_dir, "evaluation")], overwrite=FLAGS.overwrite,
                   inputs=[FLAGS.checkpoint and checkpoint_log_dir(FLAGS.checkpoint),
                           FLAGS.saved_model, FLAGS.data_dir])
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))
-    options = inference_options()  # checks --tile and --overlap before any work
     scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=int(FLAGS.ldr_bits),
                                  max_pixels=FLAGS.max_pixels)
-    if FLAGS.saved_model:
-        merge, branches = saved_model_merger(FLAGS.saved_model), ["aux1", "main"]
-    else:
-        generator, _, prefix = restore_generator(FLAGS.checkpoint, FLAGS.precision)
-        branches = branch_names(generator.scales)
-        merge = generator_merger(generator, branches, options=options)
-        say(f"Evaluating {prefix} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
+    merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, log=say)
+    say(f"Evaluating {model} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
-        rows = evaluate(merge, scenes, branches, folder, crop, FLAGS.tile, FLAGS.overlap,
-                        log=say)
+        rows = evaluate(merge, scenes, merge.branches, folder, crop, log=say)
+    branches = merge.branches
     say(format_table(rows, branches))
     say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")
 

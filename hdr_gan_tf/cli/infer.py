@@ -27,7 +27,7 @@ from pathlib import Path
 from absl import flags
 
 from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
-                                   define_overwrite_flag, define_precision_flag, error, guarded,
+                                   define_overwrite_flag, error, guarded,
                                    inference_options, run_program, say)
 
 FLAGS = flags.FLAGS
@@ -48,8 +48,7 @@ def hdr_outputs(output, exr=False):
                        if exr and output.suffix.lower() == ".hdr" else [])
 
 
-def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", tile=0,
-                    overlap=32, log=print):
+def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print):
     """Merges a loaded bracket `(ldrs, ev)` (`hdr_gan_tf.photos.load_bracket`) and writes the HDR
     file(s) and the preview PNG.
 
@@ -62,6 +61,7 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
 
     ldrs, ev = bracket
     height, width = ldrs.shape[1:3]
+    tile = merge.options.tile
     log(f"Merging {width}x{height} photos at EV {ev.tolist()}"
         + (f" in {tile}-pixel tiles" if tile else ""))
     progress = progress_printer(log)
@@ -72,15 +72,14 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
             writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
                                             else radiance_rows)(p, height, width))
                        for p in paths]
-            for _, rows in merge.bands(ldrs, ev, tile, overlap, progress, wanted=["main"]):
+            for _, rows in merge.bands(ldrs, ev, progress, wanted=["main"]):
                 for write in writers:
                     write(rows["main"])
                 reduced.add(rows["main"])
     else:
         if hasattr(ldrs, "rows"):
             ldrs = ldrs.rows(0, height)
-        hdr = merge(ldrs, ev, tile=tile, overlap=overlap, progress=progress,
-                    wanted=["main"])["main"]
+        hdr = merge(ldrs, ev, progress, wanted=["main"])["main"]
         for path in paths:
             write_hdr(path, hdr)
         reduced.add(hdr)
@@ -117,7 +116,6 @@ def define_flags():
                         "each).")
     flags.DEFINE_string("output_dir", None, "Batch mode: where <scene>.hdr and <scene>.png go.")
     define_merge_flags()
-    define_precision_flag()
     define_overwrite_flag()
 
 
@@ -163,14 +161,13 @@ def _jobs():
 @guarded
 def main(argv):
     del argv
-    from hdr_gan_tf.checkpoints import checkpoint_log_dir, restore_generator
-    from hdr_gan_tf.generator import branch_names
-    from hdr_gan_tf.merge import generator_merger
+    from hdr_gan_tf.checkpoints import checkpoint_log_dir
+    from hdr_gan_tf.merge import load_merger
     from hdr_gan_tf.outputs import DiskFull, check_outputs
     from hdr_gan_tf.photos import check_bracket_files, load_bracket
 
     jobs = _jobs()
-    options = inference_options()  # checks --tile and --overlap before any work
+    options = inference_options()  # checks --tile, --overlap and --precision first
     batch = FLAGS.input_dir is not None
     # Every output against every other and every input of the whole command (all scenes).
     check_outputs(files=[p for _, output, preview, _, _ in jobs
@@ -197,18 +194,17 @@ def main(argv):
     if not batch:
         photos, output, _, given, exposure_file = usable[0]
         first = load_bracket(photos, given, exposure_file,
-                             spool=streams(FLAGS.tile),
+                             spool=streams(options.tile),
                              max_pixels=FLAGS.max_pixels)
-    generator, _, _ = restore_generator(FLAGS.checkpoint, FLAGS.precision)
-    merge = generator_merger(generator, branch_names(generator.scales), options=options)
+    merge, _ = load_merger(options, checkpoint=FLAGS.checkpoint, log=say)
     for photos, output, preview, given, exposure_file in usable:
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
-                                            spool=streams(FLAGS.tile),
+                                            spool=streams(options.tile),
                                             max_pixels=FLAGS.max_pixels)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
-                                FLAGS.tile, FLAGS.overlap, log=say)
+                                log=say)
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()
