@@ -12,7 +12,7 @@ from pathlib import Path
 from hdr_gan_tf.display import comparison_panel
 from hdr_gan_tf.image_io import write_hdr, write_ldr
 from hdr_gan_tf.outputs import write_text
-from hdr_gan_tf.metrics import METRICS, hdr_metrics
+from hdr_gan_tf.metrics import METRICS, PU21_DISPLAY_PEAK, hdr_metrics
 
 
 def center_crop(array, size):
@@ -26,17 +26,21 @@ def center_crop(array, size):
     return array[..., top:top + h, left:left + w, :]
 
 
-def format_table(rows, branches):
+def format_table(rows, branches, display_peak=PU21_DISPLAY_PEAK):
+    """The rows as a table, under a line that says how PU21 showed the images."""
     header = ["scene"] + [f"{m}_{b}" for b in branches for m in METRICS]
-    lines = ["  ".join(f"{h:>12}" for h in header)]
+    lines = [f"PU21: each scene's ground-truth peak shown at {display_peak:g} cd/m² "
+             f"(--pu21_display_peak); mu-law metrics with mu = 5000",
+             "  ".join(f"{h:>15}" for h in header)]
     for row in rows:
-        cells = [f"{row['scene']:>12}"] + [f"{row[f'{m}_{b}']:12.4f}"
+        cells = [f"{row['scene']:>15}"] + [f"{row[f'{m}_{b}']:15.4f}"
                                            for b in branches for m in METRICS]
         lines.append("  ".join(cells))
     return "\n".join(lines)
 
 
-def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS):
+def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS,
+                 display_peak=PU21_DISPLAY_PEAK):
     """Merges and scores every scene; yields `(scene, ldrs, hdr_gt, outputs, row)` per scene,
     `row` holding `{"scene": name, "<metric>_<branch>": value}`.
 
@@ -47,6 +51,7 @@ def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS):
       branches: the branch names to score.
       crop: `(H, W)` of a centred crop to score, or None for the whole image.
       metrics: which of `metrics.METRICS`.
+      display_peak: cd/m² at which PU21 shows each ground truth's peak.
     """
     for scene in scenes:
         ldrs = center_crop(scene.ldr_float(), crop)
@@ -54,12 +59,13 @@ def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS):
         outputs = merge(ldrs, scene.exposure_bias)
         row = {"scene": scene.name}
         for b in branches:
-            row.update({f"{k}_{b}": v for k, v in hdr_metrics(outputs[b], hdr_gt,
-                                                               metrics).items()})
+            row.update({f"{k}_{b}": v for k, v in hdr_metrics(
+                outputs[b], hdr_gt, metrics, display_peak).items()})
         yield scene, ldrs, hdr_gt, outputs, row
 
 
-def evaluate(merge, scenes, branches, output_dir, crop=None, log=print):
+def evaluate(merge, scenes, branches, output_dir, crop=None, log=print,
+             display_peak=PU21_DISPLAY_PEAK):
     """Scores every scene (`score_scenes`, every metric), writes the outputs and returns the
     rows (mean row last).
 
@@ -70,7 +76,7 @@ def evaluate(merge, scenes, branches, output_dir, crop=None, log=print):
     """
     output_dir = Path(output_dir)
     rows, start = [], time.time()
-    scored = score_scenes(merge, scenes, branches, crop)
+    scored = score_scenes(merge, scenes, branches, crop, display_peak=display_peak)
     for n, (scene, ldrs, hdr_gt, outputs, row) in enumerate(scored, start=1):
         for b in branches:
             write_hdr(output_dir / scene.name / f"hdr_{b}.hdr", outputs[b])
@@ -85,7 +91,8 @@ def evaluate(merge, scenes, branches, output_dir, crop=None, log=print):
             mean[key] = sum(r[key] for r in rows) / len(rows)
     rows.append(mean)
     write_text(output_dir / "metrics.json", json.dumps(
-        {"scenes": rows[:-1], "mean": mean}, indent=2) + "\n")
+        {"scenes": rows[:-1], "mean": mean, "pu21_display_peak": display_peak}, indent=2)
+        + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -1,8 +1,9 @@
-"""The paper's metrics (docs/design.md §7): PSNR and SSIM in the linear and μ-law domains.
+"""The metrics (docs/design.md §7): the paper's PSNR and SSIM in the linear and μ-law domains,
+and PSNR and SSIM on the PU21 encoding (Mantiuk & Azimi, PCS 2021).
 
 Images are float arrays `[H, W, 3]` in [0, 1] (NumPy). SSIM follows Wang et al. (Gaussian
-window 11, σ 1.5, K1 0.01, K2 0.03, data range 1) over the window positions that fit inside the
-image, as `tf.image.ssim` does, averaged over the three channels.
+window 11, σ 1.5, K1 0.01, K2 0.03) over the window positions that fit inside the image, as
+`tf.image.ssim` does, averaged over the channels.
 """
 
 import cv2
@@ -48,13 +49,59 @@ def ssim(a, b, data_range=1.0, k1=0.01, k2=0.03):
     return float(np.mean(values))
 
 
-METRICS = ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l")
+# PU21's "banding + glare" parameters, the encoding its authors recommend (their
+# `pu21_encoder.m`, parameters of 06/02/2020), and the luminance range it is defined on (cd/m²).
+PU21_PARAMETERS = (0.353487901, 0.3734658629, 8.277049286e-05, 0.9062562627, 0.09150303166,
+                   0.9099517204, 596.3148142)
+PU21_LUMINANCE_RANGE = (0.005, 10000.0)
+# PU21 values of SDR luminances span about 0..256 (100 cd/m² encodes to about 256), so PSNR and
+# SSIM on them use 256 as their peak and data range.
+PU21_PEAK = 256.0
+# Relative HDR images are shown on a display whose peak the ground truth's brightest pixel
+# takes, as in PU21's HDR examples.
+PU21_DISPLAY_PEAK = 4000.0
+# Rec. 709 luminance weights, as PU21's code takes them for its luminance-only metrics.
+_LUMINANCE_WEIGHTS = np.array([0.212656, 0.715158, 0.072186])
 
 
-def hdr_metrics(hdr, hdr_gt, names=METRICS):
-    """PSNR-μ, PSNR-L, SSIM-μ, SSIM-L (or those of `names`) of a linear HDR estimate against
-    the ground truth. The μ-law of the metrics is the paper's, μ = 5000, whatever μ a model
-    was trained with, so that scores stay comparable."""
+def pu21_encode(luminance):
+    """PU21 values of absolute luminances (cd/m², clamped to `PU21_LUMINANCE_RANGE`), float64:
+    `V = p7 ((p1 + p2 Y^p4) / (1 + p3 Y^p4))^p5 - p6)`, at least 0."""
+    p1, p2, p3, p4, p5, p6, p7 = PU21_PARAMETERS
+    y = np.clip(np.asarray(luminance, np.float64), *PU21_LUMINANCE_RANGE) ** p4
+    return np.maximum(p7 * (((p1 + p2 * y) / (1 + p3 * y)) ** p5 - p6), 0.0)
+
+
+def on_display(hdr, hdr_gt, display_peak=PU21_DISPLAY_PEAK):
+    """Both relative images in cd/m², scaled alike so that the ground truth's largest value
+    shows at `display_peak`."""
+    scale = display_peak / max(float(np.max(hdr_gt)), np.finfo(np.float64).tiny)
+    return np.asarray(hdr, np.float64) * scale, np.asarray(hdr_gt, np.float64) * scale
+
+
+def pu21_psnr(hdr, hdr_gt, display_peak=PU21_DISPLAY_PEAK):
+    """PSNR of the PU21-encoded RGB values (peak 256) of a linear HDR estimate against the
+    ground truth, both shown on a display of `display_peak` cd/m² (`on_display`)."""
+    est, gt = on_display(hdr, hdr_gt, display_peak)
+    return psnr(pu21_encode(est), pu21_encode(gt), PU21_PEAK)
+
+
+def pu21_ssim(hdr, hdr_gt, display_peak=PU21_DISPLAY_PEAK):
+    """SSIM (data range 256) of the PU21-encoded luminance, both images shown as `pu21_psnr`
+    shows them."""
+    est, gt = on_display(hdr, hdr_gt, display_peak)
+    return ssim(pu21_encode(est @ _LUMINANCE_WEIGHTS)[..., None],
+                pu21_encode(gt @ _LUMINANCE_WEIGHTS)[..., None], PU21_PEAK)
+
+
+METRICS = ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l", "pu21_psnr", "pu21_ssim")
+
+
+def hdr_metrics(hdr, hdr_gt, names=METRICS, display_peak=PU21_DISPLAY_PEAK):
+    """PSNR-μ, PSNR-L, SSIM-μ, SSIM-L, PU21-PSNR and PU21-SSIM (or those of `names`) of a linear
+    HDR estimate against the ground truth. The μ-law of the metrics is the paper's, μ = 5000,
+    whatever μ a model was trained with, so that scores stay comparable; PU21 shows the ground
+    truth's peak at `display_peak` cd/m²."""
     hdr, hdr_gt = np.asarray(hdr, np.float64), np.asarray(hdr_gt, np.float64)
     tonemapped = {}
 
@@ -65,4 +112,9 @@ def hdr_metrics(hdr, hdr_gt, names=METRICS):
             tonemapped.update(est=mu_law(hdr, MU), gt=mu_law(hdr_gt, MU))
         return tonemapped["est"], tonemapped["gt"]
 
-    return {name: (psnr if name.startswith("psnr") else ssim)(*domain(name)) for name in names}
+    def score(name):
+        if name.startswith("pu21"):
+            return (pu21_psnr if name == "pu21_psnr" else pu21_ssim)(hdr, hdr_gt, display_peak)
+        return (psnr if name.startswith("psnr") else ssim)(*domain(name))
+
+    return {name: score(name) for name in names}

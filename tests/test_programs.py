@@ -193,9 +193,12 @@ def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_da
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["scene"] for s in metrics["scenes"]] == ["001", "002"]
-    for key in ("psnr_mu_main", "psnr_l_main", "ssim_mu_main", "ssim_l_main", "psnr_mu_aux1"):
+    for key in ("psnr_mu_main", "psnr_l_main", "ssim_mu_main", "ssim_l_main", "psnr_mu_aux1",
+                "pu21_psnr_main", "pu21_ssim_main", "pu21_psnr_aux1", "pu21_ssim_aux1"):
         assert metrics["mean"][key] == pytest.approx(
             np.mean([s[key] for s in metrics["scenes"]]))
+    assert metrics["pu21_display_peak"] == 4000
+    assert "ground-truth peak shown at 4000 cd/m²" in result.stdout
     csv_lines = (out / "metrics.csv").read_text().splitlines()
     assert csv_lines[0].startswith("scene,") and csv_lines[-1].startswith("mean,")
     assert read_hdr(out / "001" / "hdr_main.hdr").shape == (96, 128, 3)
@@ -207,14 +210,17 @@ def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_da
     assert saved.returncode == 0, saved.stderr
     sm = json.loads((tmp_path / "eval_sm" / "metrics.json").read_text())
     assert sm["mean"]["psnr_mu_main"] == pytest.approx(metrics["mean"]["psnr_mu_main"], abs=1e-3)
+    assert sm["mean"]["pu21_psnr_main"] == pytest.approx(metrics["mean"]["pu21_psnr_main"],
+                                                         abs=1e-3)
     # As the released test script scored: LDRs reduced to 8 bits, a centred crop.
     released = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
                            f"--output_dir={tmp_path / 'eval_8'}", "--ldr_bits=8",
-                           "--center_crop=64,96")
+                           "--center_crop=64,96", "--pu21_display_peak=1000")
     assert released.returncode == 0, released.stderr
     assert read_hdr(tmp_path / "eval_8" / "001" / "hdr_main.hdr").shape == (64, 96, 3)
     eight = json.loads((tmp_path / "eval_8" / "metrics.json").read_text())["mean"]
     assert eight["psnr_mu_main"] != pytest.approx(metrics["mean"]["psnr_mu_main"], abs=1e-3)
+    assert "peak shown at 1000 cd/m²" in released.stdout
     # An existing output dir is refused.
     again = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
                         f"--output_dir={out}")
@@ -492,6 +498,10 @@ def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_d
                                         f"--logdir={tmp_path / 'run'}"],
                               "--patch_size: 32: the discriminator needs patches"),
         "lr list": ("train", [*train, "--lr_values=1e-4,x,1"], "--lr_values: must be a"),
+        "display peak 0": ("evaluate", [f"--checkpoint={converted}", "--pu21_display_peak=0",
+                                        f"--data_dir={broken_data}",
+                                        f"--output_dir={tmp_path / 'eval'}"],
+                           "--pu21_display_peak=0.0: give a luminance"),
         "tiles of a SavedModel": ("evaluate", [f"--saved_model={no_default}", "--tile=128",
                                                f"--data_dir={tiny_data}",
                                                f"--output_dir={tmp_path / 'eval'}"],

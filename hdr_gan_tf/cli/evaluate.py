@@ -1,4 +1,4 @@
-"""hdr-gan-evaluate: the paper's metrics (docs/design.md §7) for both branches over a data split.
+"""hdr-gan-evaluate: PSNR, SSIM and PU21 metrics (docs/design.md §7) of both branches on a split.
 
 Example:
   hdr-gan-evaluate --checkpoint=runs/paper --data_dir=/data/kalantari --output_dir=eval/paper
@@ -18,6 +18,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+    from hdr_gan_tf.metrics import PU21_DISPLAY_PEAK
+
     define_checkpoint_flag(required=False)
     flags.DEFINE_string("saved_model", None, "An exported SavedModel, instead of --checkpoint.")
     flags.DEFINE_string("data_dir", None, "Kalantari-layout data root (default: the built-in "
@@ -30,6 +32,8 @@ def define_flags():
                       "16 keeps them as stored; 8 reduces 16-bit files to 8 bits (round(v/257)) "
                       "as the released code's test script read them (with "
                       "--center_crop=960,1440, how the paper scored its model).")
+    flags.DEFINE_float("pu21_display_peak", PU21_DISPLAY_PEAK, "PU21 metrics: the luminance "
+                       "(cd/m²) at which each scene's ground-truth peak is shown.")
     define_merge_flags()
     define_overwrite_flag("Replace an earlier evaluation folder (and nothing else).")
 
@@ -63,6 +67,9 @@ def main(argv):
     if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
         raise ValueError("give exactly one of --checkpoint and --saved_model")
     crop = _center_crop(FLAGS.center_crop)
+    if not 0 < FLAGS.pu21_display_peak <= 1e6:  # also refuses nan
+        raise ValueError(f"--pu21_display_peak={FLAGS.pu21_display_peak}: give a luminance in "
+                         f"cd/m² above 0 and at most 1e6 (e.g. 4000)")
     options = inference_options()  # checks --tile, --overlap and --precision before any work
     if FLAGS.saved_model:  # what an exported model cannot do, refused before data is read
         from hdr_gan_tf.serving import check_saved_model_options
@@ -76,9 +83,10 @@ def main(argv):
     merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, log=say)
     say(f"Evaluating {model} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
-        rows = evaluate(merge, scenes, merge.branches, folder, crop, log=say)
+        rows = evaluate(merge, scenes, merge.branches, folder, crop, log=say,
+                        display_peak=FLAGS.pu21_display_peak)
     branches = merge.branches
-    say(format_table(rows, branches))
+    say(format_table(rows, branches, FLAGS.pu21_display_peak))
     say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")
 
 
