@@ -350,7 +350,7 @@ def load_merger(options, checkpoint=None, saved_model=None, log=print):
     from hdr_gan_tf.serving import saved_model_merger
 
     if bool(checkpoint) == bool(saved_model):
-        raise ValueError("give exactly one of --checkpoint and --saved_model")
+        raise ValueError("give exactly one of a checkpoint and a SavedModel to merge with")
     if saved_model:
         return saved_model_merger(saved_model, options), str(saved_model)
     generator, _, prefix = restore_generator(checkpoint, options.precision, log=log)
