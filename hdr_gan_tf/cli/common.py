@@ -68,26 +68,39 @@ def guarded(main):
     and exit status 2: bad input (ValueError, OSError), TensorFlow runtime errors (out of
     memory, unreadable files), Ctrl-C. SIGTERM exits with 143 after the same clean-up."""
     def wrapped(argv):
-        import tensorflow as tf
-
-        from hdr_gan_tf.outputs import DiskFull, disk_full, is_disk_full
-
         quiet_logs()
         try:
             return main(argv)
-        except (ValueError, OSError) as err:
-            if is_disk_full(err) and not isinstance(err, DiskFull):
-                err = disk_full(err, "an output")
-            if getattr(err, "field", None):  # a configuration field: the flag of its name
-                err = f"--{err.field}: {err.detail}"
-            error(err)
-        except tf.errors.OpError as err:
-            error(tensorflow_error(err))
-        except KeyboardInterrupt:
-            error("interrupted; nothing half-written was left behind")
-        except Terminated:
-            error("stopped by SIGTERM; nothing half-written was left behind", 128 + 15)
+        except (Exception, KeyboardInterrupt, Terminated) as err:
+            ending = _ending(err)
+            if ending is None:  # a bug: its traceback is shown
+                raise
+            error(*ending)
     return wrapped
+
+
+def _ending(err):
+    """`(error line, exit status)` for an exception a program stops with, or None for one that
+    no input explains."""
+    import tensorflow as tf
+
+    from hdr_gan_tf.outputs import DiskFull, disk_full, is_disk_full
+
+    # SIGTERM's `Terminated` can surface wrapped in another error when it is raised inside a
+    # C extension (TensorFlow converting an array, say); the handler's record tells.
+    if isinstance(err, Terminated) or (_sigterm_received and isinstance(err, Exception)):
+        return "stopped by SIGTERM; nothing half-written was left behind", 128 + 15
+    if isinstance(err, (ValueError, OSError)):
+        if is_disk_full(err) and not isinstance(err, DiskFull):
+            err = disk_full(err, "an output")
+        if getattr(err, "field", None):  # a configuration field: the flag of its name
+            err = f"--{err.field}: {err.detail}"
+        return err, EXIT_BAD_INPUT
+    if isinstance(err, tf.errors.OpError):
+        return tensorflow_error(err), EXIT_BAD_INPUT
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted; nothing half-written was left behind", EXIT_BAD_INPUT
+    return None
 
 
 def say(line):
@@ -132,7 +145,12 @@ def start_tensorflow():
             print(line, file=sys.stderr)
 
 
+_sigterm_received = False
+
+
 def _raise_terminated(signum, frame):
+    global _sigterm_received
+    _sigterm_received = True
     raise Terminated()
 
 
