@@ -147,6 +147,15 @@ def saved_variable_count(prefix, child, missing_ok=False):
     return sum(any(a.name == "VARIABLE_VALUE" for a in graph.nodes[n].attributes) for n in seen)
 
 
+def check_variable_count(prefix, name, network, this, missing_ok=False):
+    """ValueError when the checkpoint at `prefix` holds another number of variables for `name`
+    than `network` has (`this` names where the network came from, for the message); with
+    `missing_ok`, a checkpoint without `name` passes."""
+    saved = saved_variable_count(prefix, name, missing_ok=missing_ok)
+    if saved is not None and saved != len(network.weights):
+        raise ValueError(f"its {name} has {saved} variables, {this} {len(network.weights)}")
+
+
 def restore_generator(checkpoint, precision="float32", log=print):
     """Rebuilds the generator of a log dir or checkpoint and loads its weights.
 
@@ -162,10 +171,7 @@ def restore_generator(checkpoint, precision="float32", log=print):
     set_precision(precision)
     generator = build_generator(config.model)
     try:
-        saved = saved_variable_count(prefix, "generator")
-        if saved != len(generator.weights):
-            raise AssertionError(f"its generator has {saved} variables, this architecture "
-                                 f"{len(generator.weights)}")
+        check_variable_count(prefix, "generator", generator, "this architecture")
         status = tf.train.Checkpoint(generator=generator).restore(prefix)
         status.expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, IndexError, tf.errors.OpError) as err:

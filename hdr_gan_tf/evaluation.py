@@ -12,6 +12,7 @@ from pathlib import Path
 from hdr_gan_tf.display import comparison_panel
 from hdr_gan_tf.image_io import write_hdr, write_ldr
 from hdr_gan_tf.outputs import write_text
+from hdr_gan_tf.imaging import MU
 from hdr_gan_tf.metrics import METRICS, PU21_DISPLAY_PEAK, hdr_metrics
 
 
@@ -29,8 +30,8 @@ def center_crop(array, size):
 def format_table(rows, branches, display_peak=PU21_DISPLAY_PEAK):
     """The rows as a table, under a line that says how PU21 showed the images."""
     header = ["scene"] + [f"{m}_{b}" for b in branches for m in METRICS]
-    lines = [f"PU21: each scene's ground-truth peak shown at {display_peak:g} cd/m² "
-             f"(--pu21_display_peak); mu-law metrics with mu = 5000",
+    lines = [f"PU21: each scene's ground-truth peak shown at {display_peak:g} cd/m²; mu-law "
+             f"metrics with mu = {MU:g}",
              "  ".join(f"{h:>15}" for h in header)]
     for row in rows:
         cells = [f"{row['scene']:>15}"] + [f"{row[f'{m}_{b}']:15.4f}"

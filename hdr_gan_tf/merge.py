@@ -27,6 +27,8 @@ from hdr_gan_tf.imaging import inverse_mu_law, network_inputs
 LEAN_FROM_PIXELS = 512 * 512
 # Border strips pay on large maps only; below this the padded copy costs little.
 STRIPS_FROM_PIXELS = 128 * 128
+# Reflect padding needs a pixel to reflect: the smallest side a merge takes.
+MIN_SIDE = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +84,9 @@ def pad_reflect(x, multiple):
     if x.shape[1] is not None and x.shape[2] is not None:
         # Static sizes (e.g. under XLA): plain pads, in rounds no larger than the image.
         h, w = x.shape[1], x.shape[2]
-        if min(h, w) < 2:
-            raise ValueError(f"images must be at least 2 pixels on each side, got {h}x{w}")
+        if min(h, w) < MIN_SIDE:
+            raise ValueError(f"images must be at least {MIN_SIDE} pixels on each side, got "
+                             f"{h}x{w}")
         ph, pw = max((-h) % multiple, smallest - h), max((-w) % multiple, smallest - w)
         while ph or pw:
             sh, sw = min(ph, x.shape[1] - 1), min(pw, x.shape[2] - 1)
@@ -96,8 +99,9 @@ def pad_reflect(x, multiple):
     # negative numbers, which ONNX runtimes take differently, out of an exported graph.
     ph = tf.maximum((multiple - h % multiple) % multiple, smallest - h)
     pw = tf.maximum((multiple - w % multiple) % multiple, smallest - w)
-    tf.debugging.assert_greater_equal(tf.minimum(h, w), 2,
-                                      message="images must be at least 2 pixels on each side")
+    tf.debugging.assert_greater_equal(
+        tf.minimum(h, w), MIN_SIDE,
+        message=f"images must be at least {MIN_SIDE} pixels on each side")
     # Reflection cannot reach further than the image: small inputs are padded in rounds.
 
     def body(t, rh, rw):

@@ -160,6 +160,18 @@ def _is_under(path, folder):
     return path == folder or folder in path.parents
 
 
+def _relation(path, other, around=True):
+    """How the resolved `path` stands to the resolved `other`: "is", "lies inside",
+    "contains" (only with `around`), or None when they are apart."""
+    if path == other:
+        return "is"
+    if other in path.parents:
+        return "lies inside"
+    if around and path in other.parents:
+        return "contains"
+    return None
+
+
 def check_output_dir(target, kind, overwrite, inputs=()):
     """Raises OutputError if the program must not write the output folder `target`.
 
@@ -210,12 +222,8 @@ def check_apart_from_inputs(output, inputs, around=True):
             break
     resolved = Path(output).resolve()
     for given in inputs:
-        if not given:
-            continue
-        source = Path(given).resolve()
-        if _is_under(resolved, source) or (around and _is_under(source, resolved)):
-            relation = ("is" if resolved == source else
-                        "lies inside" if _is_under(resolved, source) else "contains")
+        relation = given and _relation(resolved, Path(given).resolve(), around)
+        if relation:
             raise OutputError(f"{output}: refusing to write here: it {relation} the input "
                               f"{given}")
 
@@ -242,12 +250,12 @@ def check_outputs(files=(), folders=(), inputs=(), overwrite=False):
       OutputError naming the outputs (and input) in conflict.
     """
     named = [(Path(p), None) for p in files if p] + [(Path(p), k) for p, k in folders if p]
+    resolved = [path.resolve() for path, _ in named]
     for i, (path, _) in enumerate(named):
-        for other, _ in named[:i]:
-            a, b = path.resolve(), other.resolve()
-            if a == b or _is_under(a, b) or _is_under(b, a):
-                relation = "is the same path as" if a == b else (
-                    "lies inside" if _is_under(a, b) else "contains")
+        for (other, _), other_resolved in zip(named[:i], resolved[:i]):
+            relation = _relation(resolved[i], other_resolved)
+            if relation:
+                relation = "is the same path as" if relation == "is" else relation
                 raise OutputError(f"{path}: refusing to write here: it {relation} the output "
                                   f"{other} of the same command")
     for path, kind in named:

@@ -14,9 +14,8 @@ from PIL import Image
 
 from hdr_gan_tf.image_io import MAX_PIXELS, SpooledImages, probe, read_ldr_raw
 from hdr_gan_tf.imaging import parse_exposure_bias, read_exposure_file
+from hdr_gan_tf.merge import MIN_SIDE
 
-# Smallest side the merge accepts: reflect padding needs at least two pixels to reflect.
-MIN_SIDE = 2
 _EXIF_IFD = 0x8769
 _EXPOSURE_TIME = 0x829A
 

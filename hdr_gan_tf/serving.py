@@ -64,7 +64,7 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
             raise ValueError(f"{path}: the file name must end in {suffix}")
     check_outputs(files=[keras_file, onnx_path], folders=[(output_dir, "saved_model")],
                   inputs=[checkpoint_log_dir(checkpoint)], overwrite=overwrite)
-    generator, config, prefix = restore_generator(checkpoint, precision)
+    generator, _, prefix = restore_generator(checkpoint, precision)
     module = ServingModule(generator)
     with new_dir(output_dir, "saved_model") as tmp:
         save_serving_model(module, tmp)

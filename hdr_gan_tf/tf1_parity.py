@@ -177,12 +177,11 @@ def report_of(rows, what):
     return lines
 
 
-def loss_failures(parts, expected, names, prefix="loss/", index=None):
+def loss_failures(parts, expected, names):
     """Losses further from the reference than `LOSS_TOLERANCE` relative to max(1, |loss|)."""
     failures = []
     for theirs, ours in names.items():
-        gold = expected[f"{prefix}{theirs}"]
-        gold = float(gold if index is None else gold[index])
+        gold = float(expected[f"loss/{theirs}"])
         if not abs(float(parts[ours]) - gold) <= LOSS_TOLERANCE * max(1.0, abs(gold)):
             failures.append(f"loss {theirs}: {float(parts[ours]):.8g}, reference {gold:.8g}")
     return failures

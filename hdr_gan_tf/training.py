@@ -40,8 +40,9 @@ from hdr_gan_tf.losses import discriminator_objective, generator_objective
 from hdr_gan_tf.merge import generator_merger
 from hdr_gan_tf import checkpoints
 from hdr_gan_tf.checkpoints import log_dir_lock, remove_checkpoint_temps
-from hdr_gan_tf.outputs import (OutputError, check_apart_from_inputs, clean_leftovers, disk_full,
-                                is_disk_full, mark_as_training_log_dir, temp_name, write_text)
+from hdr_gan_tf.outputs import (SUMMARIES, OutputError, check_apart_from_inputs, clean_leftovers,
+                                disk_full, is_disk_full, mark_as_training_log_dir, temp_name,
+                                write_text)
 
 
 class TrainingDiverged(RuntimeError):
@@ -292,11 +293,9 @@ class Trainer:
         if path:
             try:
                 for name in ("generator", "discriminator"):
-                    network = getattr(self, name)
-                    saved = checkpoints.saved_variable_count(path, name, missing_ok=True)
-                    if network is not None and saved not in (None, len(network.weights)):
-                        raise ValueError(f"its {name} has {saved} variables, these flags' "
-                                         f"{len(network.weights)}")
+                    if getattr(self, name) is not None:
+                        checkpoints.check_variable_count(path, name, getattr(self, name),
+                                                         "these flags'", missing_ok=True)
                 self.checkpoint.restore(path).expect_partial()
             except (AssertionError, ValueError, tf.errors.OpError) as err:
                 raise config_lib.ConfigError(
@@ -324,7 +323,7 @@ class Trainer:
         """`--restart`: the log dir's checkpoints, state file, best/, validation panels,
         summaries and config.json go into `before_restart_<time>/`, so that nothing of the
         earlier run is lost, resumed or mixed with the new one."""
-        kept = ("checkpoint", "best", "validation", "train", config_lib.CONFIG_FILE)
+        kept = ("checkpoint", "best", "validation", SUMMARIES, config_lib.CONFIG_FILE)
         names = [p for p in (self.logdir.iterdir() if self.logdir.is_dir() else [])
                  if p.name in kept or re.fullmatch(r"ckpt-\d+\..+", p.name)]
         if not names or not self.is_chief:
@@ -458,7 +457,7 @@ class Trainer:
                 exit_fn=self._preempted, save_fn=lambda *args, **kwargs: self.save()))
             if cfg.strategy == "multi_worker" and resolver and resolver.cluster_spec().jobs
             else None)
-        writer = (tf.summary.create_file_writer(str(self.logdir / "train")) if self.is_chief
+        writer = (tf.summary.create_file_writer(str(self.logdir / SUMMARIES)) if self.is_chief
                   else tf.summary.create_noop_writer())
         iterator = iter(self.distributed_dataset(train_scenes))
         step = int(self.step.numpy())

@@ -85,8 +85,7 @@ def main(argv):
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
         rows = evaluate(merge, scenes, merge.branches, folder, crop, log=say,
                         display_peak=FLAGS.pu21_display_peak)
-    branches = merge.branches
-    say(format_table(rows, branches, FLAGS.pu21_display_peak))
+    say(format_table(rows, merge.branches, FLAGS.pu21_display_peak))
     say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")
 
 
