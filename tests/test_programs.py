@@ -199,6 +199,8 @@ def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_da
             np.mean([s[key] for s in metrics["scenes"]]))
     assert metrics["pu21_display_peak"] == 4000
     assert "ground-truth peak shown at 4000 cd/m²" in result.stdout
+    assert metrics["protocol"] == {"name": "full", "center_crop": None, "ldr_bits": 16}
+    assert "protocol full: full frame, LDRs read at 16 bits" in result.stdout
     csv_lines = (out / "metrics.csv").read_text().splitlines()
     assert csv_lines[0].startswith("scene,") and csv_lines[-1].startswith("mean,")
     assert read_hdr(out / "001" / "hdr_main.hdr").shape == (96, 128, 3)
@@ -221,6 +223,9 @@ def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_da
     eight = json.loads((tmp_path / "eval_8" / "metrics.json").read_text())["mean"]
     assert eight["psnr_mu_main"] != pytest.approx(metrics["mean"]["psnr_mu_main"], abs=1e-3)
     assert "peak shown at 1000 cd/m²" in released.stdout
+    assert json.loads((tmp_path / "eval_8" / "metrics.json").read_text())["protocol"] == {
+        "name": "custom", "center_crop": [64, 96], "ldr_bits": 8}
+    assert "protocol custom: centred 64x96 crop, LDRs read at 8 bits" in released.stdout
     # An existing output dir is refused.
     again = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
                         f"--output_dir={out}")
@@ -498,6 +503,17 @@ def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_d
                                         f"--logdir={tmp_path / 'run'}"],
                               "--patch_size: 32: the discriminator needs patches"),
         "lr list": ("train", [*train, "--lr_values=1e-4,x,1"], "--lr_values: must be a"),
+        "protocol and its own flags": ("evaluate", [f"--checkpoint={converted}",
+                                                    "--protocol=paper", "--ldr_bits=8",
+                                                    f"--data_dir={broken_data}",
+                                                    f"--output_dir={tmp_path / 'eval'}"],
+                                       "--protocol=paper: fixes the crop and the LDR bits; "
+                                       "give it or --ldr_bits, not both"),
+        "paper crop on small scenes": ("evaluate", [f"--checkpoint={converted}",
+                                                    "--protocol=paper", f"--data_dir={tiny_data}",
+                                                    f"--output_dir={tmp_path / 'eval'}"],
+                                       "scene 001: a centred 960x1440 crop is larger than the "
+                                       "96x128 image"),
         "display peak 0": ("evaluate", [f"--checkpoint={converted}", "--pu21_display_peak=0",
                                         f"--data_dir={broken_data}",
                                         f"--output_dir={tmp_path / 'eval'}"],

@@ -18,6 +18,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+    from hdr_gan_tf.evaluation import PROTOCOLS
     from hdr_gan_tf.metrics import PU21_DISPLAY_PEAK
 
     define_checkpoint_flag(required=False)
@@ -27,15 +28,32 @@ def define_flags():
     flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and panels "
                         "(written whole at the end).", required=True)
     flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
+    flags.DEFINE_enum("protocol", "full", list(PROTOCOLS), "What is scored: full = every "
+                      "pixel, LDRs as stored; paper = as the released test script scored (a "
+                      "centred 960x1440 crop, LDRs reduced to 8 bits). --center_crop and "
+                      "--ldr_bits make a custom one instead.")
     flags.DEFINE_list("center_crop", [], "Evaluate on a centre crop H,W (e.g. 960,1440).")
     flags.DEFINE_enum("ldr_bits", "16", ["8", "16"], "Bits per channel the LDRs are read with: "
                       "16 keeps them as stored; 8 reduces 16-bit files to 8 bits (round(v/257)) "
-                      "as the released code's test script read them (with "
-                      "--center_crop=960,1440, how the paper scored its model).")
+                      "as the released code's test script read them.")
     flags.DEFINE_float("pu21_display_peak", PU21_DISPLAY_PEAK, "PU21 metrics: the luminance "
                        "(cd/m²) at which each scene's ground-truth peak is shown.")
     define_merge_flags()
     define_overwrite_flag("Replace an earlier evaluation folder (and nothing else).")
+
+
+def _protocol():
+    """The `Protocol` of `--protocol`, or a custom one of `--center_crop` and `--ldr_bits`."""
+    from hdr_gan_tf.evaluation import PROTOCOLS, Protocol
+
+    custom = [f"--{name}" for name in ("center_crop", "ldr_bits") if FLAGS[name].present]
+    if not custom:
+        return PROTOCOLS[FLAGS.protocol]
+    if FLAGS["protocol"].present:
+        raise ValueError(f"--protocol={FLAGS.protocol}: fixes the crop and the LDR bits; give "
+                         f"it or {' and '.join(custom)}, not both")
+    crop = _center_crop(FLAGS.center_crop)
+    return Protocol("custom", crop and tuple(crop), int(FLAGS.ldr_bits))
 
 
 def _center_crop(values):
@@ -66,7 +84,7 @@ def main(argv):
 
     if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
         raise ValueError("give exactly one of --checkpoint and --saved_model")
-    crop = _center_crop(FLAGS.center_crop)
+    protocol = _protocol()
     if not 0 < FLAGS.pu21_display_peak <= 1e6:  # also refuses nan
         raise ValueError(f"--pu21_display_peak={FLAGS.pu21_display_peak}: give a luminance in "
                          f"cd/m² above 0 and at most 1e6 (e.g. 4000)")
@@ -78,14 +96,14 @@ def main(argv):
                   inputs=[FLAGS.checkpoint and checkpoint_log_dir(FLAGS.checkpoint),
                           FLAGS.saved_model, FLAGS.data_dir])
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))
-    scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=int(FLAGS.ldr_bits),
+    scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=protocol.ldr_bits,
                                  max_pixels=FLAGS.max_pixels)
     merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, log=say)
     say(f"Evaluating {model} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
-        rows = evaluate(merge, scenes, merge.branches, folder, crop, log=say,
+        rows = evaluate(merge, scenes, merge.branches, folder, protocol, log=say,
                         display_peak=FLAGS.pu21_display_peak)
-    say(format_table(rows, merge.branches, FLAGS.pu21_display_peak))
+    say(format_table(rows, merge.branches, protocol, FLAGS.pu21_display_peak))
     say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")
 
 
