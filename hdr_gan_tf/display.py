@@ -116,3 +116,46 @@ class PreviewImage:
         if self._filled != self.size[1]:
             raise ValueError(f"preview has {self._filled} of {self.size[1]} rows; rows missing")
         return self._image
+
+
+# Bar colours of a comparison chart (RGB), one per method in order, repeated past the last.
+_BAR_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+                (140, 86, 75), (227, 119, 194), (127, 127, 127))
+
+
+def bar_chart(methods, metric):
+    """A grouped bar chart `[H, W, 3]` in [0, 1]: one group per scene, one bar per method,
+    of `metric` from `methods` `{name: [{"scene": ..., metric: ...}, ...]}` (every method
+    over the same scenes); the axis starts a little below the lowest value so that
+    differences show. Infinite values (identical images) are drawn at the top."""
+    names = list(methods)
+    scenes = [row["scene"] for row in methods[names[0]]]
+    values = np.array([[row[metric] for row in methods[n]] for n in names], np.float64)
+    finite = values[np.isfinite(values)]
+    low = math.floor(finite.min() - 1) if finite.size else 0
+    high = math.ceil(finite.max() + 1) if finite.size else 1
+    bar, gap, left, top, plot_h = 14, 12, 60, 30 + 16 * len(names), 240
+    group = bar * len(names) + gap
+    width = max(left + group * len(scenes) + gap, 360)
+    image = np.full((top + plot_h + 60, width, 3), 255, np.uint8)
+    font, ink = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+
+    def y_of(value):
+        value = high if not np.isfinite(value) else value
+        return top + plot_h - int(round((value - low) / (high - low) * plot_h))
+
+    for tick in np.linspace(low, high, 5):
+        cv2.line(image, (left - 4, y_of(tick)), (width - 4, y_of(tick)), (220, 220, 220), 1)
+        cv2.putText(image, f"{tick:.1f}", (4, y_of(tick) + 4), font, 0.35, ink, 1, cv2.LINE_AA)
+    for m, name in enumerate(names):
+        colour = _BAR_COLOURS[m % len(_BAR_COLOURS)]
+        cv2.rectangle(image, (left, 8 + 16 * m), (left + 10, 18 + 16 * m), colour, -1)
+        cv2.putText(image, name, (left + 16, 18 + 16 * m), font, 0.4, ink, 1, cv2.LINE_AA)
+        for s in range(len(scenes)):
+            x = left + gap + s * group + m * bar
+            cv2.rectangle(image, (x, y_of(values[m, s])), (x + bar - 2, top + plot_h), colour, -1)
+    for s, scene in enumerate(scenes):
+        x = left + gap + s * group
+        cv2.putText(image, scene[:10], (x, top + plot_h + 16), font, 0.35, ink, 1, cv2.LINE_AA)
+    cv2.putText(image, metric, (4, top + plot_h + 44), font, 0.45, ink, 1, cv2.LINE_AA)
+    return image.astype(np.float32) / 255

@@ -1,6 +1,8 @@
 """Scoring a model on a data split (docs/design.md §7): `score_scenes`, the one scorer that
 training's validation and `hdr-gan-evaluate` share, and `evaluate`, which also writes the
-per-scene and mean metrics of every branch, HDR outputs and comparison panels.
+per-scene and mean metrics of every branch, HDR outputs and comparison panels; and scoring any
+method's merged images by the same protocol (`find_predictions`, `score_predictions`,
+`write_comparison`).
 """
 
 import csv
@@ -10,8 +12,8 @@ import json
 import time
 from pathlib import Path
 
-from hdr_gan_tf.display import comparison_panel
-from hdr_gan_tf.image_io import write_hdr, write_ldr
+from hdr_gan_tf.display import bar_chart, comparison_panel
+from hdr_gan_tf.image_io import MAX_PIXELS, read_hdr, write_hdr, write_ldr
 from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.imaging import MU
 from hdr_gan_tf.metrics import METRICS, PU21_DISPLAY_PEAK, hdr_metrics
@@ -108,6 +110,8 @@ def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], lo
     for n, (scene, ldrs, hdr_gt, outputs, row) in enumerate(scored, start=1):
         for b in branches:
             write_hdr(output_dir / scene.name / f"hdr_{b}.hdr", outputs[b])
+            # Exact 32-bit floats: what `--predictions` reads back to score again.
+            write_hdr(output_dir / scene.name / f"hdr_{b}.exr", outputs[b], exact=True)
         write_ldr(output_dir / scene.name / "panel.png", comparison_panel(ldrs, outputs, hdr_gt))
         rows.append(row)
         log(f"[{n}/{len(scenes)}] {scene.name}: PSNR-mu main {row['psnr_mu_main']:.2f} dB "
@@ -127,3 +131,84 @@ def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], lo
     writer.writerows(rows)
     write_text(output_dir / "metrics.csv", buffer.getvalue())
     return rows
+
+
+# ---------------------------------------------------------------- any method's results
+PREDICTION_RULE = ("one file per scene of the split: <scene>.exr or <scene>.hdr in the folder, "
+                   "or <scene>/hdr_main.exr as hdr-gan-evaluate writes it")
+
+
+def find_predictions(folder, scene_names):
+    """`{scene: path}` of a folder of merged images by `PREDICTION_RULE`; ValueError naming
+    the scenes without a file, the files of no scene of the split, and scenes with two."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder of merged images")
+    found = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_file() and entry.suffix.lower() in (".exr", ".hdr"):
+            found.setdefault(entry.stem, []).append(entry)
+        elif entry.is_dir() and (entry / "hdr_main.exr").is_file():
+            found.setdefault(entry.name, []).append(entry / "hdr_main.exr")
+    problems = []
+    for what, names in (
+            ("no file for scene", [n for n in scene_names if n not in found]),
+            ("files of no scene of the split", [n for n in found if n not in scene_names]),
+            ("more than one file for scene",
+             [n for n in scene_names if len(found.get(n, ())) > 1])):
+        if names:
+            problems.append(f"{what}(s) {', '.join(names)}")
+    if problems:
+        raise ValueError(f"{folder}: {'; '.join(problems)} (the rule: {PREDICTION_RULE})")
+    return {name: found[name][0] for name in scene_names}
+
+
+def score_predictions(paths, scenes, protocol=PROTOCOLS["full"], display_peak=PU21_DISPLAY_PEAK,
+                      max_pixels=MAX_PIXELS):
+    """Rows `{"scene": name, "<metric>": value}` of stored merged images (`find_predictions`)
+    against the scenes' ground truth, scored as `score_scenes` scores a model's main branch.
+    An image of the scene's full size is cropped as the protocol crops the ground truth; one
+    of the crop's size is taken as it is."""
+    rows = []
+    for scene in scenes:
+        hdr_gt = scene.hdr
+        hdr = read_hdr(paths[scene.name], max_pixels)
+        if hdr.shape != hdr_gt.shape:
+            if protocol.center_crop is None or hdr.shape[:2] != tuple(protocol.center_crop):
+                raise ValueError(f"{paths[scene.name]}: a {hdr.shape[1]}x{hdr.shape[0]} image "
+                                 f"for the {hdr_gt.shape[1]}x{hdr_gt.shape[0]} scene "
+                                 f"{scene.name}")
+        else:
+            hdr = center_crop(hdr, protocol.center_crop)
+        rows.append({"scene": scene.name,
+                     **hdr_metrics(hdr, center_crop(hdr_gt, protocol.center_crop), METRICS,
+                                   display_peak)})
+    return rows
+
+
+def write_comparison(methods, output_dir, protocol=PROTOCOLS["full"],
+                     display_peak=PU21_DISPLAY_PEAK):
+    """Writes `comparison.json`, `comparison.csv` (one row per method and scene, and each
+    method's mean) and `comparison_psnr_mu.png` (a bar chart of PSNR-μ per scene and method)
+    for `methods` `{name: rows}` (`score_predictions` rows); returns the table as text."""
+    output_dir = Path(output_dir)
+    table = []
+    for name, rows in methods.items():
+        mean = {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
+        table += [{"method": name, **row} for row in rows]
+        table.append({"method": name, "scene": "mean", **mean})
+    write_text(output_dir / "comparison.json", json.dumps(
+        {"rows": table, "protocol": dataclasses.asdict(protocol),
+         "pu21_display_peak": display_peak}, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["method", "scene", *METRICS])
+    writer.writeheader()
+    writer.writerows(table)
+    write_text(output_dir / "comparison.csv", buffer.getvalue())
+    write_ldr(output_dir / "comparison_psnr_mu.png", bar_chart(methods, "psnr_mu"))
+    width = max(len(n) for n in methods) + 2
+    lines = [protocol.describe(),
+             f"{'method':>{width}}  " + "  ".join(f"{m:>10}" for m in METRICS)]
+    lines += [f"{row['method']:>{width}}  " + "  ".join(f"{row[m]:10.4f}" for m in METRICS)
+              for row in table if row["scene"] == "mean"]
+    return "\n".join(lines)

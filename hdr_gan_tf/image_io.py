@@ -248,17 +248,21 @@ def _read_exr(path):
     return np.stack([channels[c].pixels for c in "RGB"], axis=-1)
 
 
-def write_hdr(path, rgb):
-    """Writes a linear RGB float image as Radiance `.hdr` or OpenEXR (half floats, ZIP
-    compression), by the suffix, atomically."""
+def write_hdr(path, rgb, exact=False):
+    """Writes a linear RGB float image as Radiance `.hdr` or OpenEXR (ZIP compression; half
+    floats, or with `exact` 32-bit floats that read back bit for bit), by the suffix,
+    atomically."""
     path = Path(path)
     if path.suffix.lower() not in HDR_SUFFIXES:
         raise ImageError(f"{path}: HDR output must end in .hdr or .exr")
+    if exact and path.suffix.lower() != ".exr":
+        raise ImageError(f"{path}: only OpenEXR (.exr) stores 32-bit floats exactly")
     rgb = np.asarray(rgb, np.float32)
     if path.suffix.lower() == ".exr":
         with atomic_output(path) as tmp, _exr_errors(path):
             header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-            channels = {c: np.ascontiguousarray(rgb[..., i].astype(np.float16))
+            stored = np.float32 if exact else np.float16
+            channels = {c: np.ascontiguousarray(rgb[..., i].astype(stored))
                         for i, c in enumerate("RGB")}
             OpenEXR.File(header, channels).write(str(tmp))
         return

@@ -226,6 +226,36 @@ def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_da
     assert json.loads((tmp_path / "eval_8" / "metrics.json").read_text())["protocol"] == {
         "name": "custom", "center_crop": [64, 96], "ldr_bits": 8}
     assert "protocol custom: centred 64x96 crop, LDRs read at 8 bits" in released.stdout
+    # The merged images that evaluation wrote, scored as another method's, give its numbers;
+    # beside the model in one run they make a comparison of the two.
+    compared = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
+                           f"--output_dir={tmp_path / 'compare'}", f"--predictions=ours={out}")
+    assert compared.returncode == 0, compared.stderr
+    rows = json.loads((tmp_path / "compare" / "comparison.json").read_text())["rows"]
+    by_method = {m: [r for r in rows if r["method"] == m] for m in ("network", "ours")}
+    assert [r["scene"] for r in by_method["ours"]] == ["001", "002", "mean"]
+    for network, ours in zip(by_method["network"], by_method["ours"]):
+        for key in ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l", "pu21_psnr", "pu21_ssim"):
+            assert ours[key] == pytest.approx(network[key], rel=1e-6, abs=1e-6), key
+            scene = metrics["mean"] if ours["scene"] == "mean" else metrics["scenes"][
+                int(ours["scene"]) - 1]
+            assert ours[key] == pytest.approx(scene[f"{key}_main"], rel=1e-6, abs=1e-6), key
+    assert (tmp_path / "compare" / "comparison_psnr_mu.png").stat().st_size > 1000
+    assert "ours" in compared.stdout and "network" in compared.stdout
+    alone = run_program("evaluate", f"--data_dir={tiny_data}", f"--predictions={out}",
+                        f"--output_dir={tmp_path / 'alone'}")
+    assert alone.returncode == 0, alone.stderr
+    alone_rows = json.loads((tmp_path / "alone" / "comparison.json").read_text())["rows"]
+    assert [r["method"] for r in alone_rows] == ["eval"] * 3
+    assert alone_rows[-1]["psnr_mu"] == pytest.approx(metrics["mean"]["psnr_mu_main"], rel=1e-6)
+    # A folder without one of the scenes is refused, naming it.
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    shutil.rmtree(partial / "002")
+    missing = run_program("evaluate", f"--data_dir={tiny_data}", f"--predictions={partial}",
+                          f"--output_dir={tmp_path / 'refused'}")
+    assert missing.returncode == 2 and "no file for scene(s) 002" in missing.stderr
+    assert not (tmp_path / "refused").exists()
     # An existing output dir is refused.
     again = run_program("evaluate", f"--checkpoint={converted}", f"--data_dir={tiny_data}",
                         f"--output_dir={out}")

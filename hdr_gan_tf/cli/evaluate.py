@@ -4,9 +4,14 @@ Example:
   hdr-gan-evaluate --checkpoint=runs/paper --data_dir=/data/kalantari --output_dir=eval/paper
 
 Writes `metrics.json` and `metrics.csv` (per scene and mean, every branch), and for each scene
-`<scene>/hdr_<branch>.hdr` and `<scene>/panel.png` (inputs, branches, ground truth, error map);
-prints a table (`hdr_gan_tf.evaluation`).
+`<scene>/hdr_<branch>.hdr`, `<scene>/hdr_<branch>.exr` (exact 32-bit floats) and
+`<scene>/panel.png` (inputs, branches, ground truth, error map); prints a table
+(`hdr_gan_tf.evaluation`). With `--predictions`, other methods' merged images are scored by the
+same protocol into `comparison.json`, `comparison.csv` and `comparison_psnr_mu.png`:
+  hdr-gan-evaluate --checkpoint=runs/paper --predictions=debevec=out/debevec --output_dir=eval/c
 """
+
+from pathlib import Path
 
 from absl import flags
 
@@ -28,6 +33,11 @@ def define_flags():
     flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and panels "
                         "(written whole at the end).", required=True)
     flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
+    flags.DEFINE_multi_string("predictions", [], "Merged images of another method to score "
+                              "by the same protocol: name=DIR or DIR, one .exr or .hdr per "
+                              "scene (<scene>.exr, <scene>.hdr or <scene>/hdr_main.exr); "
+                              "repeat for several methods; with a model, it joins them as "
+                              "'network' in one comparison.")
     flags.DEFINE_enum("protocol", "full", list(PROTOCOLS), "What is scored: full = every "
                       "pixel, LDRs as stored; paper = as the released test script scored (a "
                       "centred 960x1440 crop, LDRs reduced to 8 bits). --center_crop and "
@@ -72,18 +82,36 @@ def _center_crop(values):
     return crop
 
 
+def _predictions():
+    """`--predictions` as `{name: folder}` (`name=DIR`, or `DIR` named by its last part)."""
+    named = {}
+    for given in FLAGS.predictions:
+        name, folder = given.split("=", 1) if "=" in given else (Path(given).name, given)
+        if not name or not folder or name in named or name == "network":
+            raise ValueError(f"--predictions={given}: give name=DIR or DIR with a name of its "
+                             f"own (not 'network', which is --checkpoint's or --saved_model's)")
+        named[name] = folder
+    return named
+
+
 @guarded
 def main(argv):
     del argv
     from hdr_gan_tf import data as data_lib
     from hdr_gan_tf.checkpoints import checkpoint_log_dir
-    from hdr_gan_tf.evaluation import evaluate, format_table
+    from hdr_gan_tf.evaluation import (evaluate, find_predictions, format_table,
+                                       score_predictions, write_comparison)
     from hdr_gan_tf.merge import load_merger
+    from hdr_gan_tf.metrics import METRICS
     from hdr_gan_tf.outputs import check_outputs, output_dir
     from hdr_gan_tf.synthetic import builtin_dataset
 
-    if bool(FLAGS.checkpoint) == bool(FLAGS.saved_model):
-        raise ValueError("give exactly one of --checkpoint and --saved_model")
+    if FLAGS.checkpoint and FLAGS.saved_model:
+        raise ValueError("give one of --checkpoint and --saved_model, not both")
+    predictions = _predictions()
+    if not (FLAGS.checkpoint or FLAGS.saved_model or predictions):
+        raise ValueError("give a model to score (--checkpoint or --saved_model), merged images "
+                         "(--predictions), or both")
     protocol = _protocol()
     if not 0 < FLAGS.pu21_display_peak <= 1e6:  # also refuses nan
         raise ValueError(f"--pu21_display_peak={FLAGS.pu21_display_peak}: give a luminance in "
@@ -94,17 +122,37 @@ def main(argv):
         check_saved_model_options(options)
     check_outputs(folders=[(FLAGS.output_dir, "evaluation")], overwrite=FLAGS.overwrite,
                   inputs=[FLAGS.checkpoint and checkpoint_log_dir(FLAGS.checkpoint),
-                          FLAGS.saved_model, FLAGS.data_dir])
+                          FLAGS.saved_model, FLAGS.data_dir, *predictions.values()])
     data_dir = FLAGS.data_dir or str(builtin_dataset(say))
     scenes = data_lib.open_split(data_dir, FLAGS.split, ldr_bits=protocol.ldr_bits,
                                  max_pixels=FLAGS.max_pixels)
-    merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, log=say)
-    say(f"Evaluating {model} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
+    found = {name: find_predictions(folder, [s.name for s in scenes])
+             for name, folder in predictions.items()}
+    merge = None
+    if FLAGS.checkpoint or FLAGS.saved_model:
+        merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, log=say)
+        say(f"Evaluating {model} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
-        rows = evaluate(merge, scenes, merge.branches, folder, protocol, log=say,
-                        display_peak=FLAGS.pu21_display_peak)
-    say(format_table(rows, merge.branches, protocol, FLAGS.pu21_display_peak))
-    say(f"Wrote {FLAGS.output_dir}/metrics.json, metrics.csv and per-scene outputs")
+        methods = {}
+        if merge:
+            rows = evaluate(merge, scenes, merge.branches, folder, protocol, log=say,
+                            display_peak=FLAGS.pu21_display_peak)
+            methods["network"] = [{"scene": r["scene"], **{m: r[f"{m}_main"] for m in METRICS}}
+                                  for r in rows[:-1]]
+        for name, paths in found.items():
+            say(f"Scoring {name}: {len(paths)} merged images of {predictions[name]}")
+            methods[name] = score_predictions(paths, scenes, protocol, FLAGS.pu21_display_peak,
+                                              FLAGS.max_pixels)
+        if predictions:
+            comparison = write_comparison(methods, folder, protocol, FLAGS.pu21_display_peak)
+    if merge:
+        say(format_table(rows, merge.branches, protocol, FLAGS.pu21_display_peak))
+    if predictions:
+        say(comparison)
+    say(f"Wrote {FLAGS.output_dir}/"
+        + ("metrics.json, metrics.csv and per-scene outputs" if merge else "")
+        + (" and " if merge and predictions else "")
+        + ("comparison.json, comparison.csv and comparison_psnr_mu.png" if predictions else ""))
 
 
 def run(argv=None):
