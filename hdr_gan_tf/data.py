@@ -1,13 +1,20 @@
-"""Kalantari-layout data sets and the tf.data pipelines of HDR-GAN (docs/design.md §5, §6).
+"""Data sets and the tf.data pipelines of HDR-GAN (docs/design.md §5, §6).
 
-Layout (as distributed by Kalantari & Ramamoorthi, SIGGRAPH 2017)::
+Two layouts, told apart scene by scene. Kalantari's (as distributed by Kalantari &
+Ramamoorthi, SIGGRAPH 2017)::
 
     <root>/Training/<scene>/{3 x *.tif, exposure.txt, HDRImg.hdr}
     <root>/Test/<scene>/...            (or nested one level deeper: Test/PAPER/<scene>/)
 
 The three LDRs sort by file name in exposure order (short, reference, long); `exposure.txt` holds
 one EV per line ("0 2 4" or "-2 0 2" style); `HDRImg.hdr` is the ground truth aligned to the
-reference. Opening a split decodes and checks every scene once, before any training starts, and
+reference. The authors' own training code reads (split folders `train` and `test`)::
+
+    <root>/train/<scene>/{input_1.tif, input_2.tif, input_3.tif, input_exp.txt, ref_hdr.hdr}
+
+where other files (their `ref_*.tif`, `ref_exp.txt`) are ignored.
+
+Opening a split decodes and checks every scene once, before any training starts, and
 keeps the decoded images (LDRs at their 8/16-bit size) in memory or, for data sets larger than
 the memory at hand, in a cache on disk that training patches are read from with bounded memory
 (`open_split(cache=...)`, `hdr_gan_tf.scene_cache`).
@@ -32,6 +39,13 @@ TEST_SPLIT = "Test"
 GROUND_TRUTH = "HDRImg.hdr"
 EXPOSURE_FILE = "exposure.txt"
 LDR_PATTERN = re.compile(r".*\.tiff?$", re.IGNORECASE)
+# The authors' layout: fixed names, short to long.
+AUTHORS_LDRS = ("input_1.tif", "input_2.tif", "input_3.tif")
+AUTHORS_EXPOSURE_FILE = "input_exp.txt"
+AUTHORS_GROUND_TRUTH = "ref_hdr.hdr"
+# A split's folder in each layout, tried in this order.
+SPLIT_FOLDERS = {TRAIN_SPLIT: (TRAIN_SPLIT, "train"), TEST_SPLIT: (TEST_SPLIT, "test")}
+LAYOUTS = ("kalantari", "authors")
 
 
 class DataError(ValueError):
@@ -74,9 +88,43 @@ class Scene:
         return np.concatenate(list(ldrs), axis=-1), self.hdr[rows, cols]
 
 
+def scene_layout(path):
+    """`"authors"` for a scene folder with any of the authors' fixed file names, else
+    `"kalantari"`."""
+    path = Path(path)
+    names = (*AUTHORS_LDRS, AUTHORS_EXPOSURE_FILE, AUTHORS_GROUND_TRUTH)
+    return "authors" if any((path / n).exists() for n in names) else "kalantari"
+
+
+def scene_files(path):
+    """`(ldr_paths, exposure_file, ground_truth)` of a scene folder in its layout
+    (`scene_layout`); the LDRs short to long. DataError unless there are three LDRs."""
+    path = Path(path)
+    if scene_layout(path) == "authors":
+        return ([path / n for n in AUTHORS_LDRS], path / AUTHORS_EXPOSURE_FILE,
+                path / AUTHORS_GROUND_TRUTH)
+    ldr_paths = sorted(p for p in path.iterdir() if p.is_file() and LDR_PATTERN.match(p.name))
+    if len(ldr_paths) != 3:
+        raise DataError(f"scene '{path.name}': {path} holds {len(ldr_paths)} LDR TIFF files "
+                        f"({', '.join(p.name for p in ldr_paths) or 'none'}); expected 3")
+    return ldr_paths, path / EXPOSURE_FILE, path / GROUND_TRUTH
+
+
 def _is_scene_dir(path):
-    return ((path / GROUND_TRUTH).exists() or (path / EXPOSURE_FILE).exists()
+    return (scene_layout(path) == "authors" or (path / GROUND_TRUTH).exists()
+            or (path / EXPOSURE_FILE).exists()
             or any(LDR_PATTERN.match(p.name) for p in path.iterdir() if p.is_file()))
+
+
+def split_folder(root, split):
+    """The folder of `split` under `root`: `Training`/`Test` (Kalantari) or `train`/`test`
+    (the authors' layout), or the split's own name for any other."""
+    for name in SPLIT_FOLDERS.get(split, (split,)):
+        if (Path(root) / name).is_dir():
+            return Path(root) / name
+    raise DataError(f"{Path(root) / split}: split folder not found in data root {root}"
+                    + (f" (nor {Path(root) / SPLIT_FOLDERS[split][1]})"
+                       if split in SPLIT_FOLDERS else ""))
 
 
 def find_scene_dirs(root, split):
@@ -85,9 +133,7 @@ def find_scene_dirs(root, split):
     if not root.is_dir():
         raise DataError(f"{root}: data root not found (expected {root}/{TRAIN_SPLIT} and "
                         f"{root}/{TEST_SPLIT})")
-    split_dir = root / split
-    if not split_dir.is_dir():
-        raise DataError(f"{split_dir}: split folder not found in data root {root}")
+    split_dir = split_folder(root, split)
     scenes = []
     for child in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         if _is_scene_dir(child):
@@ -96,7 +142,9 @@ def find_scene_dirs(root, split):
             scenes.extend(sorted(p for p in child.iterdir() if p.is_dir() and _is_scene_dir(p)))
     if not scenes:
         raise DataError(f"{split_dir}: no scenes found (each scene is a folder with three *.tif "
-                        f"LDRs, {EXPOSURE_FILE} and {GROUND_TRUTH})")
+                        f"LDRs, {EXPOSURE_FILE} and {GROUND_TRUTH}; or with "
+                        f"{', '.join(AUTHORS_LDRS)}, {AUTHORS_EXPOSURE_FILE} and "
+                        f"{AUTHORS_GROUND_TRUTH})")
     return scenes
 
 
@@ -129,14 +177,11 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     path = Path(path)
     name = name or path.name
     where = f"scene '{name}'"
-    ldr_paths = sorted(p for p in path.iterdir() if p.is_file() and LDR_PATTERN.match(p.name))
-    if len(ldr_paths) != 3:
-        raise DataError(f"{where}: {path} holds {len(ldr_paths)} LDR TIFF files "
-                        f"({', '.join(p.name for p in ldr_paths) or 'none'}); expected 3")
+    ldr_paths, exposure_file, ground_truth = scene_files(path)
     try:
-        exposure_bias = read_exposure_file(path / EXPOSURE_FILE)
+        exposure_bias = read_exposure_file(exposure_file)
         raws = [read_ldr_raw(p, max_pixels) for p in ldr_paths]
-        hdr = read_hdr(path / GROUND_TRUTH, max_pixels)
+        hdr = read_hdr(ground_truth, max_pixels)
     except (ValueError, OSError) as err:  # ImageError and the exposure file's ValueError
         raise DataError(f"{where}: {err}") from None
     shapes = [r.shape for r, _ in raws]
@@ -146,7 +191,7 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     if len({peak for _, peak in raws}) != 1:
         raise DataError(f"{where}: LDR images mix 8- and 16-bit files")
     if hdr.shape != shapes[0]:
-        raise DataError(f"{where}: {path / GROUND_TRUTH} is {hdr.shape[1]}x{hdr.shape[0]} but "
+        raise DataError(f"{where}: {ground_truth} is {hdr.shape[1]}x{hdr.shape[0]} but "
                         f"the LDRs are {shapes[0][1]}x{shapes[0][0]}")
     check_patch_fits(name, shapes[0][:2], min_size)
     ldrs, peak = np.stack([r for r, _ in raws]), raws[0][1]
@@ -186,7 +231,7 @@ def open_split(root, split, min_size=0, names=None, workers=4, ldr_bits=16,
     if cache not in CACHE_MODES:
         raise DataError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
     dirs = find_scene_dirs(root, split)
-    split_dir = Path(root) / split
+    split_dir = split_folder(root, split)
     named = {p.relative_to(split_dir).as_posix(): p for p in dirs}
     if names is not None:
         unknown = [n for n in names if n not in named]

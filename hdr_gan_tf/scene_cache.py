@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdr_gan_tf.data import (GROUND_TRUTH, LDR_PATTERN, DataError, Scene, check_patch_fits,
-                             load_scene)
+from hdr_gan_tf.data import DataError, Scene, check_patch_fits, load_scene, scene_files
 from hdr_gan_tf.image_io import MAX_PIXELS, ImageError, probe
 from hdr_gan_tf.outputs import atomic_output
 
@@ -29,15 +28,16 @@ def decoded_size(scene_dirs, ldr_bits=16, max_pixels=MAX_PIXELS):
     decoding reports them."""
     total = 0
     for folder in scene_dirs:
-        for path in Path(folder).iterdir():
+        try:
+            ldr_paths, _, ground_truth = scene_files(folder)
+        except DataError:  # reported when the scene is decoded
+            continue
+        for path, size in [(p, 1 if ldr_bits == 8 else 2) for p in ldr_paths] + [
+                (ground_truth, 4)]:
             try:
-                if LDR_PATTERN.match(path.name):
-                    _, width, height = probe(path, max_pixels)
-                    total += width * height * 3 * (1 if ldr_bits == 8 else 2)
-                elif path.name == GROUND_TRUTH:
-                    _, width, height = probe(path, max_pixels)
-                    total += width * height * 3 * 4
-            except ImageError:
+                _, width, height = probe(path, max_pixels)
+                total += width * height * 3 * size
+            except (ImageError, OSError):
                 pass
     return total
 

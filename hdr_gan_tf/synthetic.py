@@ -16,7 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hdr_gan_tf.data import EXPOSURE_FILE, GROUND_TRUTH, TEST_SPLIT, TRAIN_SPLIT
+from hdr_gan_tf.data import (AUTHORS_EXPOSURE_FILE, AUTHORS_GROUND_TRUTH, AUTHORS_LDRS,
+                             EXPOSURE_FILE, GROUND_TRUTH, LAYOUTS, SPLIT_FOLDERS, TEST_SPLIT,
+                             TRAIN_SPLIT)
 from hdr_gan_tf.image_io import write_hdr, write_ldr
 from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.imaging import GAMMA
@@ -153,12 +155,21 @@ def builtin_dataset(log=print):
     return target
 
 
-def write_scene(scene_dir, scene, bit_depth=16, first_index=1, zero_based_ev=False):
-    """Writes a scene folder in the Kalantari layout."""
+def write_scene(scene_dir, scene, bit_depth=16, first_index=1, zero_based_ev=False,
+                layout="kalantari"):
+    """Writes a scene folder in the Kalantari layout, or with `layout="authors"` in the one
+    the authors' training code reads (`data.AUTHORS_LDRS`, their EV file with CRLF line ends,
+    as theirs has)."""
     scene_dir = Path(scene_dir)
+    ev = scene["exposure_bias"] - (scene["exposure_bias"][0] if zero_based_ev else 0)
+    if layout == "authors":
+        for name, ldr in zip(AUTHORS_LDRS, scene["ldrs"]):
+            write_ldr(scene_dir / name, ldr, bit_depth)
+        write_text(scene_dir / AUTHORS_EXPOSURE_FILE, "".join(f"{v:.6f}\r\n" for v in ev))
+        write_hdr(scene_dir / AUTHORS_GROUND_TRUTH, scene["hdr"])
+        return
     for i, ldr in enumerate(scene["ldrs"]):
         write_ldr(scene_dir / f"IMG_{first_index + i:04d}.tif", ldr, bit_depth)
-    ev = scene["exposure_bias"] - (scene["exposure_bias"][0] if zero_based_ev else 0)
     write_text(scene_dir / EXPOSURE_FILE, "\n".join(f"{v:g}" for v in ev) + "\n")
     write_hdr(scene_dir / GROUND_TRUTH, scene["hdr"])
 
@@ -166,8 +177,9 @@ def write_scene(scene_dir, scene, bit_depth=16, first_index=1, zero_based_ev=Fal
 def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
                        num_test=DEFAULT_SET["num_test"], height=DEFAULT_SET["height"],
                        width=DEFAULT_SET["width"], seed=DEFAULT_SET["seed"], bit_depth=16,
-                       progress=None):
-    """Writes a data set of procedural scenes in the Kalantari layout; deterministic by seed.
+                       progress=None, layout="kalantari"):
+    """Writes a data set of procedural scenes in the Kalantari layout (or `layout="authors"`:
+    see `write_scene`; splits `train` and `test`); deterministic by seed.
 
     The set is built in a temporary folder beside `output_dir` and renamed into place when
     complete; an existing `output_dir` is refused rather than mixed into.
@@ -178,18 +190,20 @@ def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
     output_dir = Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"{output_dir}: exists and is not empty; choose a new folder")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout: one of {', '.join(LAYOUTS)}, not {layout!r}")
     if min(height, width) < 32 or height % 2 or width % 2:
         raise ValueError(f"height and width must be even and at least 32, got {height}x{width}")
     with new_output_dir(output_dir) as tmp:
         rng = np.random.default_rng(seed)
         index = 1
-        jobs = [(TRAIN_SPLIT, n) for n in range(num_train)] + [(TEST_SPLIT, n)
-                                                               for n in range(num_test)]
+        train, test = (SPLIT_FOLDERS[s][LAYOUTS.index(layout)] for s in (TRAIN_SPLIT, TEST_SPLIT))
+        jobs = [(train, n) for n in range(num_train)] + [(test, n) for n in range(num_test)]
         for count, (split, n) in enumerate(jobs, start=1):
             scene = synthesize_scene(rng, height, width)
             # Alternate the two EV conventions, as real copies of the data set do.
             write_scene(tmp / split / f"{n + 1:03d}", scene, bit_depth, index,
-                        zero_based_ev=bool(n % 2))
+                        zero_based_ev=bool(n % 2), layout=layout)
             index += 3
             if progress:
                 progress(count, len(jobs))

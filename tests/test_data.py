@@ -345,3 +345,33 @@ def test_the_disk_cache_is_reused_until_a_scene_changes(tiny_data, tmp_path):
         root, "Training", cache="auto", cache_dir=cache, log=lines.append,
         available=int(1.9 * needed)))
     assert len(lines) == 1 and "training reads its patches from a disk cache" in lines[0]
+
+
+def test_the_authors_layout_reads_as_the_same_scenes(tiny_data, tmp_path):
+    """The same seed in the authors' layout (train/ and test/, input_1..3.tif, input_exp.txt
+    with CRLF, ref_hdr.hdr, beside files their code also had) opens to the very same scenes."""
+    authors = synthesize_dataset(tmp_path / "authors", num_train=4, num_test=2, height=96,
+                                 width=128, seed=1, layout="authors")
+    assert sorted(p.name for p in authors.iterdir()) == ["test", "train"]
+    scene_dir = authors / "train" / "002"
+    assert sorted(p.name for p in scene_dir.iterdir()) == [
+        "input_1.tif", "input_2.tif", "input_3.tif", "input_exp.txt", "ref_hdr.hdr"]
+    assert b"\r\n" in (scene_dir / "input_exp.txt").read_bytes()
+    shutil.copy(scene_dir / "input_1.tif", scene_dir / "ref_1.tif")  # theirs: ignored
+    (scene_dir / "ref_exp.txt").write_text("0\n2\n4\n")
+    assert data.scene_layout(scene_dir) == "authors"
+    assert data.scene_layout(tiny_data / "Training" / "002") == "kalantari"
+    for split in (data.TRAIN_SPLIT, data.TEST_SPLIT):
+        ours, theirs = data.open_split(tiny_data, split), data.open_split(authors, split)
+        assert [s.name for s in ours] == [s.name for s in theirs]
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a.ldrs, b.ldrs)
+            np.testing.assert_array_equal(a.hdr, b.hdr)
+            np.testing.assert_array_equal(a.exposure_bias, b.exposure_bias)
+    # Malformed scenes of this layout get the same kind of message: scene, file, problem.
+    (scene_dir / "input_exp.txt").unlink()
+    with pytest.raises(data.DataError, match=r"scene '002': .*input_exp.txt: file not found"):
+        data.open_split(authors, data.TRAIN_SPLIT)
+    shutil.rmtree(authors / "test")
+    with pytest.raises(data.DataError, match=r"Test: split folder not found .*\(nor .*test\)"):
+        data.open_split(authors, data.TEST_SPLIT)

@@ -49,6 +49,25 @@ def test_synth_program_writes_the_layout_and_refuses_to_overwrite(tmp_path):
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
 
 
+def test_a_set_in_the_authors_layout_trains_and_evaluates(tmp_path):
+    out = tmp_path / "authors"
+    result = run_program("synthesize", f"--output_dir={out}", "--num_train=2", "--num_test=1",
+                         "--height=64", "--width=96", "--layout=authors")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "test" / "001").iterdir()) == [
+        "input_1.tif", "input_2.tif", "input_3.tif", "input_exp.txt", "ref_hdr.hdr"]
+    trained = run_program("train", f"--data_dir={out}", f"--logdir={tmp_path / 'run'}",
+                          "--patch_size=64", "--base_filters=8", "--iterations=2",
+                          "--validation=1", "--validation_every=2", "--summary_every=1")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout.splitlines()[-1])["final_step"] == 2
+    scored = run_program("evaluate", f"--checkpoint={tmp_path / 'run'}", f"--data_dir={out}",
+                         f"--output_dir={tmp_path / 'eval'}")
+    assert scored.returncode == 0, scored.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert [s["scene"] for s in metrics["scenes"]] == ["001"]
+
+
 def test_programs_import_side_by_side_and_only_they_use_flags():
     """Every program module imports next to every other (flags are defined when a program
     runs), and no library module touches absl flags."""
@@ -317,7 +336,8 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     assert "tile 30/30" in result.stdout and "min left" in result.stdout
     # The same tiled merge held in memory and written by OpenCV decodes to the same values.
     generator, _, _ = restore_generator(converted)
-    merge = generator_merger(generator, ["aux1", "main"], options=InferenceOptions(tile=32, overlap=12))
+    merge = generator_merger(generator, ["aux1", "main"],
+                             options=InferenceOptions(tile=32, overlap=12))
     ldrs, sorted_ev = load_bracket(paths, ev)
     whole = merge(ldrs, sorted_ev)["main"]
     write_hdr(tmp_path / "whole.hdr", whole)

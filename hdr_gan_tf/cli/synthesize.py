@@ -1,4 +1,4 @@
-"""hdr-gan-synth: writes a procedural data set in the Kalantari layout.
+"""hdr-gan-synth: writes a procedural data set in the Kalantari layout (or the authors').
 
 Example:
   hdr-gan-synth --output_dir=data/synthetic --num_train=10 --num_test=3 --height=384 --width=512
@@ -14,7 +14,7 @@ FLAGS = flags.FLAGS
 def define_flags():
     from hdr_gan_tf.synthetic import DEFAULT_SET
 
-    flags.DEFINE_string("output_dir", None, "New folder to write (Training/ and Test/).",
+    flags.DEFINE_string("output_dir", None, "New folder to write (its two split folders).",
                         required=True)
     flags.DEFINE_integer("num_train", DEFAULT_SET["num_train"], "Training scenes.")
     flags.DEFINE_integer("num_test", DEFAULT_SET["num_test"], "Test scenes.")
@@ -23,6 +23,10 @@ def define_flags():
     flags.DEFINE_integer("seed", DEFAULT_SET["seed"], "Random seed; the same seed gives the same "
                          "set.")
     flags.DEFINE_enum("bit_depth", "16", ["8", "16"], "Bits per sample of the LDR TIFFs.")
+    flags.DEFINE_enum("layout", "kalantari", ["kalantari", "authors"], "kalantari: "
+                      "Training/<scene>/{3 x *.tif, exposure.txt, HDRImg.hdr}; authors: what "
+                      "their training code reads, train/<scene>/{input_1..3.tif, input_exp.txt, "
+                      "ref_hdr.hdr}.")
 
 
 @guarded
@@ -32,7 +36,7 @@ def main(argv):
 
     out = synthesize_dataset(
         FLAGS.output_dir, FLAGS.num_train, FLAGS.num_test, FLAGS.height, FLAGS.width, FLAGS.seed,
-        int(FLAGS.bit_depth), progress=lambda i, n: say(f"scene {i}/{n}"))
+        int(FLAGS.bit_depth), progress=lambda i, n: say(f"scene {i}/{n}"), layout=FLAGS.layout)
     say(f"Wrote {FLAGS.num_train} training and {FLAGS.num_test} test scenes to {out}")
 
 
