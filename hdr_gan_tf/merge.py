@@ -193,7 +193,7 @@ def as_unit_float(window):
     return window.astype(np.float32, copy=False)
 
 
-def _row_reader(ldrs):
+def row_reader(ldrs):
     """`(shape, read)` of a bracket given as an array (or array-like) or a `SpooledImages`:
     `read(first, last)` returns rows `first .. last - 1`, `[3, last - first, W, 3]`."""
     if hasattr(ldrs, "rows"):
@@ -223,7 +223,7 @@ def merge_exposures(generator, ldrs, exposure_bias, mu=None, progress=None, bran
       list over `branches` (default: auxiliary first, main last) of `[H, W, 3]` float32 tanh
       outputs.
     """
-    shape, read = _row_reader(ldrs)
+    shape, read = row_reader(ldrs)
     height, width = shape[1:3]
     tile = options.tile
     if not tile or (height <= tile and width <= tile):
@@ -267,7 +267,7 @@ def merge_bands(generator, ldrs, exposure_bias, mu=None, progress=None, branches
       `(first_row, rows)`: `rows` a list over `branches` of `[n, W, 3]` float32 tanh outputs
       for image rows `first_row .. first_row + n - 1`.
     """
-    shape, read = _row_reader(ldrs)
+    shape, read = row_reader(ldrs)
     height, width = shape[1:3]
     run_window = _window_runner(generator, exposure_bias, mu, branches, options)
     multiple = 2 ** (generator.scales - 1)
@@ -342,19 +342,41 @@ def generator_merger(generator, branches, mu=None, options=InferenceOptions()):
     return merge
 
 
-def load_merger(options, checkpoint=None, saved_model=None, log=print):
+METHODS = ("network", "debevec")
+
+
+def check_method(method, checkpoint=None, saved_model=None):
+    """ConfigError unless `method` is one of `METHODS` and has what it needs: the network
+    exactly one of a checkpoint and a SavedModel, a classical merge neither."""
+    if method not in METHODS:
+        raise ConfigError(f"one of {', '.join(METHODS)}, not {method!r}", field="method")
+    if method != "network" and (checkpoint or saved_model):
+        raise ConfigError(f"{method} is a classical merge and takes no model; give no "
+                          f"checkpoint or SavedModel with it", field="method")
+    if method == "network" and not (checkpoint or saved_model):
+        raise ConfigError("the network needs a trained model (a log dir or checkpoint)",
+                          field="checkpoint")
+    if method == "network" and checkpoint and saved_model:
+        raise ConfigError("give one of a checkpoint and a SavedModel, not both",
+                          field="saved_model")
+
+
+def load_merger(options, checkpoint=None, saved_model=None, method="network", log=print):
     """The merge of a log dir's (or checkpoint's) generator, restored in `options.precision`,
-    or of an exported SavedModel: exactly one of `checkpoint` and `saved_model`.
+    or of an exported SavedModel: exactly one of `checkpoint` and `saved_model`; or, with
+    `method="debevec"` and neither, the classical radiance merge (`classical.debevec_merger`).
 
     Returns `(merge, description)`: the merge as `generator_merger` makes it and the checkpoint
-    prefix or SavedModel folder it runs.
+    prefix, SavedModel folder or method it runs.
     """
     from hdr_gan_tf.checkpoints import restore_generator
     from hdr_gan_tf.generator import branch_names
     from hdr_gan_tf.serving import saved_model_merger
 
-    if bool(checkpoint) == bool(saved_model):
-        raise ValueError("give exactly one of a checkpoint and a SavedModel to merge with")
+    check_method(method, checkpoint, saved_model)
+    if method == "debevec":
+        from hdr_gan_tf.classical import debevec_merger
+        return debevec_merger(options), "Debevec's radiance merge"
     if saved_model:
         return saved_model_merger(saved_model, options), str(saved_model)
     generator, _, prefix = restore_generator(checkpoint, options.precision, log=log)

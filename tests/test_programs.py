@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hdr_gan_tf.image_io import read_hdr, write_ldr
+from hdr_gan_tf.image_io import read_hdr, write_hdr, write_ldr
 from tests.helpers import REPO as REPO_ROOT
 from tests.helpers import assert_each_refused, run_program, run_programs
 
@@ -320,7 +320,7 @@ def test_infer_sorts_by_exposure_and_writes_hdr_exr_and_preview(converted, photo
 
 def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_path):
     from hdr_gan_tf.checkpoints import restore_generator
-    from hdr_gan_tf.image_io import read_ldr, write_hdr
+    from hdr_gan_tf.image_io import read_ldr
     from hdr_gan_tf.cli.infer import streams
     from hdr_gan_tf.merge import InferenceOptions, generator_merger
     from hdr_gan_tf.photos import load_bracket
@@ -347,6 +347,35 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     np.testing.assert_array_equal(read_hdr(out.with_suffix(".exr")),
                                   read_hdr(tmp_path / "whole.exr"))
     assert read_ldr(out.with_suffix(".png")).shape == (96, 128, 3)
+
+
+def test_the_classical_merge_infers_and_evaluates_without_a_model(photos, tiny_data,
+                                                                  tmp_path):
+    from hdr_gan_tf.classical import debevec_merge
+    from hdr_gan_tf.photos import load_bracket
+
+    paths, ev = photos
+    merged = tmp_path / "debevec.hdr"
+    streamed = tmp_path / "debevec_streamed.exr"
+    results = run_programs({
+        name: ("infer", ["--method=debevec", f"--inputs={','.join(map(str, paths))}",
+                         f"--exposure_bias={','.join(map(str, ev))}", f"--output={out}", *extra])
+        for name, out, extra in (("whole", merged, []), ("tiled", streamed, ["--tile=64", "--overlap=8"]))})
+    for result in results.values():
+        assert result.returncode == 0, result.stderr
+    ldrs, sorted_ev = load_bracket(paths, ev)
+    expected = tmp_path / "expected.hdr"
+    write_hdr(expected, debevec_merge(ldrs, sorted_ev))
+    np.testing.assert_array_equal(read_hdr(merged), read_hdr(expected))
+    write_hdr(expected.with_suffix(".exr"), debevec_merge(ldrs, sorted_ev))
+    np.testing.assert_array_equal(read_hdr(streamed), read_hdr(expected.with_suffix(".exr")))
+    scored = run_program("evaluate", "--method=debevec", f"--data_dir={tiny_data}",
+                         f"--output_dir={tmp_path / 'eval'}")
+    assert scored.returncode == 0, scored.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["mean"]) == {"scene"} | {f"{m}_main" for m in (
+        "psnr_mu", "psnr_l", "ssim_mu", "ssim_l", "pu21_psnr", "pu21_ssim")}
+    assert 10 < metrics["mean"]["psnr_mu_main"] < 60
 
 
 def test_infer_reads_exif_exposure_times(converted, tiny_data, tmp_path):
@@ -564,6 +593,11 @@ def test_each_bad_flag_gives_one_error_line_and_exit_2(converted, photos, tiny_d
                                                     f"--output_dir={tmp_path / 'eval'}"],
                                        "scene 001: a centred 960x1440 crop is larger than the "
                                        "96x128 image"),
+        "classical with a model": ("evaluate", [f"--checkpoint={converted}", "--method=debevec",
+                                                f"--data_dir={broken_data}",
+                                                f"--output_dir={tmp_path / 'eval'}"],
+                                   "--method: debevec is a classical merge and takes no model"),
+        "no model": ("infer", bracket[1:], "--checkpoint: the network needs a trained model"),
         "display peak 0": ("evaluate", [f"--checkpoint={converted}", "--pu21_display_peak=0",
                                         f"--data_dir={broken_data}",
                                         f"--output_dir={tmp_path / 'eval'}"],

@@ -210,8 +210,11 @@ def define_overwrite_flag(what="Replace existing outputs."):
 
 
 def define_merge_flags():
-    """`--tile`, `--overlap`, `--precision`, `--jit_compile`: how a merge runs
+    """`--method`; `--tile`, `--overlap`, `--precision`, `--jit_compile`: how a merge runs
     (`inference_options`); and `--max_pixels`."""
+    flags.DEFINE_enum("method", "network", ["network", "debevec"], "network: HDR-GAN (give "
+                      "--checkpoint or --saved_model); debevec: the classical radiance merge "
+                      "from the photos' known response, for comparison (no model).")
     define_precision_flag()
     flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole "
                          "image).")

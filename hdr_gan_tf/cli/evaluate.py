@@ -87,9 +87,9 @@ def _predictions():
     named = {}
     for given in FLAGS.predictions:
         name, folder = given.split("=", 1) if "=" in given else (Path(given).name, given)
-        if not name or not folder or name in named or name == "network":
+        if not name or not folder or name in named or name == FLAGS.method:
             raise ValueError(f"--predictions={given}: give name=DIR or DIR with a name of its "
-                             f"own (not 'network', which is --checkpoint's or --saved_model's)")
+                             f"own (not '{FLAGS.method}', which is --method's)")
         named[name] = folder
     return named
 
@@ -101,17 +101,18 @@ def main(argv):
     from hdr_gan_tf.checkpoints import checkpoint_log_dir
     from hdr_gan_tf.evaluation import (evaluate, find_predictions, format_table,
                                        score_predictions, write_comparison)
-    from hdr_gan_tf.merge import load_merger
+    from hdr_gan_tf.merge import check_method, load_merger
     from hdr_gan_tf.metrics import METRICS
     from hdr_gan_tf.outputs import check_outputs, output_dir
     from hdr_gan_tf.synthetic import builtin_dataset
 
-    if FLAGS.checkpoint and FLAGS.saved_model:
-        raise ValueError("give one of --checkpoint and --saved_model, not both")
     predictions = _predictions()
-    if not (FLAGS.checkpoint or FLAGS.saved_model or predictions):
-        raise ValueError("give a model to score (--checkpoint or --saved_model), merged images "
-                         "(--predictions), or both")
+    merging = bool(FLAGS.checkpoint or FLAGS.saved_model or FLAGS.method != "network")
+    if not (merging or predictions):
+        raise ValueError("give a model to score (--checkpoint or --saved_model), a classical "
+                         "--method, merged images (--predictions), or one of them with those")
+    if merging:
+        check_method(FLAGS.method, FLAGS.checkpoint, FLAGS.saved_model)
     protocol = _protocol()
     if not 0 < FLAGS.pu21_display_peak <= 1e6:  # also refuses nan
         raise ValueError(f"--pu21_display_peak={FLAGS.pu21_display_peak}: give a luminance in "
@@ -129,16 +130,18 @@ def main(argv):
     found = {name: find_predictions(folder, [s.name for s in scenes])
              for name, folder in predictions.items()}
     merge = None
-    if FLAGS.checkpoint or FLAGS.saved_model:
-        merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, log=say)
+    if merging:
+        merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, FLAGS.method,
+                                   log=say)
         say(f"Evaluating {model} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
         methods = {}
         if merge:
             rows = evaluate(merge, scenes, merge.branches, folder, protocol, log=say,
                             display_peak=FLAGS.pu21_display_peak)
-            methods["network"] = [{"scene": r["scene"], **{m: r[f"{m}_main"] for m in METRICS}}
-                                  for r in rows[:-1]]
+            methods[FLAGS.method] = [{"scene": r["scene"],
+                                      **{m: r[f"{m}_main"] for m in METRICS}}
+                                     for r in rows[:-1]]
         for name, paths in found.items():
             say(f"Scoring {name}: {len(paths)} merged images of {predictions[name]}")
             methods[name] = score_predictions(paths, scenes, protocol, FLAGS.pu21_display_peak,

@@ -102,7 +102,7 @@ def progress_printer(log=print):
 
 # ------------------------------------------------------------------ the program
 def define_flags():
-    define_checkpoint_flag()
+    define_checkpoint_flag(required=False)
     flags.DEFINE_list("inputs", [], "Three photos (TIFF/PNG/JPEG, 8- or 16-bit), any order.")
     flags.DEFINE_list("exposure_bias", [], "EV of each photo, in the order of --inputs.")
     flags.DEFINE_string("exposure_file", None, "exposure.txt with one EV per photo (file-name "
@@ -162,17 +162,19 @@ def _jobs():
 def main(argv):
     del argv
     from hdr_gan_tf.checkpoints import checkpoint_log_dir
-    from hdr_gan_tf.merge import load_merger
+    from hdr_gan_tf.merge import check_method, load_merger
     from hdr_gan_tf.outputs import DiskFull, check_outputs
     from hdr_gan_tf.photos import check_bracket_files, load_bracket
 
     jobs = _jobs()
     options = inference_options()  # checks --tile, --overlap and --precision first
+    check_method(FLAGS.method, FLAGS.checkpoint)
     batch = FLAGS.input_dir is not None
     # Every output against every other and every input of the whole command (all scenes).
     check_outputs(files=[p for _, output, preview, _, _ in jobs
                          for p in _outputs_for(output, preview, FLAGS.exr)],
-                  inputs=[checkpoint_log_dir(FLAGS.checkpoint), FLAGS.input_dir,
+                  inputs=[FLAGS.checkpoint and checkpoint_log_dir(FLAGS.checkpoint),
+                          FLAGS.input_dir,
                           FLAGS.exposure_file,
                           *(p for photos, *_ in jobs for p in photos)],
                   overwrite=FLAGS.overwrite)
@@ -196,7 +198,7 @@ def main(argv):
         first = load_bracket(photos, given, exposure_file,
                              spool=streams(options.tile),
                              max_pixels=FLAGS.max_pixels)
-    merge, _ = load_merger(options, checkpoint=FLAGS.checkpoint, log=say)
+    merge, _ = load_merger(options, checkpoint=FLAGS.checkpoint, method=FLAGS.method, log=say)
     for photos, output, preview, given, exposure_file in usable:
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
