@@ -7,6 +7,7 @@ the photos' EXIF ExposureTime (read with Pillow).
 
 import math
 import os
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,19 @@ def exif_exposure_time(path):
         return None
 
 
+class Bracket(typing.NamedTuple):
+    """A loaded bracket (`load_bracket`), short exposure first."""
+    ldrs: typing.Any  # [3, H, W, 3] uint8 / uint16 / float32, or a SpooledImages
+    ev: np.ndarray  # [3] EVs
+    photos: list  # the photos' paths
+    ev_source: str  # where the EVs came from: the flag, an exposure file, or EXIF
+
+
 def exposures_for(paths, given=None, exposure_file=None):
     """EV of each path (in the given order): the `given` values (`--exposure_bias`), else an
     exposure file (`exposure_file`, or an `exposure.txt` beside the photos; one EV per photo in
-    file-name order), else the photos' EXIF ExposureTime (aperture and ISO taken as fixed)."""
+    file-name order), else the photos' EXIF ExposureTime (aperture and ISO taken as fixed).
+    Returns `(values, source)`, `source` saying which of these gave them."""
     if given:
         try:
             values = [float(v) for v in given]
@@ -45,21 +55,21 @@ def exposures_for(paths, given=None, exposure_file=None):
             raise ValueError(f"--exposure_bias={','.join(given)}: values must be numbers") from None
         if len(values) != len(paths):
             raise ValueError(f"--exposure_bias has {len(values)} values for {len(paths)} photos")
-        return values
+        return values, "--exposure_bias"
     candidates = [Path(exposure_file)] if exposure_file else sorted(
         {Path(p).parent / "exposure.txt" for p in paths})
     for candidate in candidates:
         if candidate.is_file() or exposure_file:
             ev = read_exposure_file(candidate)  # three increasing values, in file-name order
             by_name = sorted(paths, key=lambda p: Path(p).name)
-            return [float(ev[by_name.index(p)]) for p in paths]
+            return [float(ev[by_name.index(p)]) for p in paths], str(candidate)
     times = [exif_exposure_time(p) for p in paths]
     missing = [str(p) for p, t in zip(paths, times) if t is None]
     if missing:
         raise ValueError(f"no exposures given: pass --exposure_bias, an exposure.txt, or photos "
                          f"with EXIF ExposureTime (missing in {', '.join(missing)})")
     shortest = min(times)
-    return [math.log2(t / shortest) for t in times]
+    return [math.log2(t / shortest) for t in times], "EXIF ExposureTime"
 
 
 def check_bracket_files(paths, max_pixels=MAX_PIXELS):
@@ -86,7 +96,7 @@ def check_bracket_files(paths, max_pixels=MAX_PIXELS):
 
 
 def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=MAX_PIXELS):
-    """Reads three photos, sorts them by exposure; returns `(ldrs [3, H, W, 3], ev [3])`.
+    """Reads three photos, sorts them by exposure; returns a `Bracket`.
 
     The photos stay 8- or 16-bit (uint8 / uint16; float32 in [0, 1] if their depths differ) so
     that a large bracket is not held as float32; the merge converts it tile by tile. With
@@ -96,7 +106,7 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
     """
     paths = [str(p) for p in paths]
     check_bracket_files(paths, max_pixels)
-    ev = exposures_for(paths, given, exposure_file)
+    ev, source = exposures_for(paths, given, exposure_file)
     order = sorted(range(3), key=lambda i: ev[i])
     sorted_ev = parse_exposure_bias([ev[i] for i in order],
                                     source="exposures of " + ", ".join(paths))
@@ -115,7 +125,7 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
         except BaseException:
             spooled.close()
             raise
-        return spooled, sorted_ev
+        return Bracket(spooled, sorted_ev, [paths[i] for i in order], source)
     raw = [read_ldr_raw(p, max_pixels) for p in paths]
     images = [image for image, _ in raw]
     if len({image.dtype for image in images}) > 1:
@@ -124,4 +134,5 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
     if len(set(sizes.values())) != 1:
         raise ValueError("photos differ in size: " + ", ".join(
             f"{p} {s[1]}x{s[0]}" for p, s in sizes.items()))
-    return np.stack([images[i] for i in order]), sorted_ev
+    return Bracket(np.stack([images[i] for i in order]), sorted_ev, [paths[i] for i in order],
+                   source)

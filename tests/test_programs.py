@@ -308,6 +308,18 @@ def test_infer_sorts_by_exposure_and_writes_hdr_exr_and_preview(converted, photo
     exr = read_hdr(out.with_suffix(".exr"))
     assert np.all(np.abs(exr - hdr) <= 0.01 * exr.max(axis=-1, keepdims=True) + 1e-7)
     assert out.with_suffix(".png").stat().st_size > 1000
+    # The sidecar: the photos short to long with their EVs and where those came from, the
+    # model, the options and the files written.
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert [(Path(p["path"]).name, p["ev"], p["role"]) for p in record["photos"]] == [
+        ("a_short.tif", sorted(ev)[0], "short"), ("b_mid.tif", sorted(ev)[1], "reference"),
+        ("c_long.tif", sorted(ev)[2], "long")]
+    assert all(p["homography_reference_to_photo"] == np.eye(3).tolist()
+               for p in record["photos"])
+    assert record["ev_source"] == "--exposure_bias" and record["reference"].endswith("b_mid.tif")
+    assert record["merged_by"].startswith(str(converted)) and record["size"] == [128, 96]
+    assert record["options"]["tile"] == 0 and record["options"]["precision"] == "float32"
+    assert record["outputs"] == [str(out), str(out.with_suffix(".exr"))]
     # exposure.txt beside the photos gives the same result (its order is file-name order).
     (paths[0].parent / "exposure.txt").write_text("\n".join(map(str, sorted(ev))))
     out2 = tmp_path / "merged2.hdr"
@@ -315,6 +327,8 @@ def test_infer_sorts_by_exposure_and_writes_hdr_exr_and_preview(converted, photo
                          f"--inputs={','.join(map(str, paths))}", f"--output={out2}")
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(read_hdr(out2), hdr)
+    assert json.loads(out2.with_suffix(".json").read_text())["ev_source"] == str(
+        paths[0].parent / "exposure.txt")
 
 
 
@@ -338,7 +352,7 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     generator, _, _ = restore_generator(converted)
     merge = generator_merger(generator, ["aux1", "main"],
                              options=InferenceOptions(tile=32, overlap=12))
-    ldrs, sorted_ev = load_bracket(paths, ev)
+    ldrs, sorted_ev, _, _ = load_bracket(paths, ev)
     whole = merge(ldrs, sorted_ev)["main"]
     write_hdr(tmp_path / "whole.hdr", whole)
     np.testing.assert_array_equal(read_hdr(out), read_hdr(tmp_path / "whole.hdr"))
@@ -363,7 +377,7 @@ def test_the_classical_merge_infers_and_evaluates_without_a_model(photos, tiny_d
         for name, out, extra in (("whole", merged, []), ("tiled", streamed, ["--tile=64", "--overlap=8"]))})
     for result in results.values():
         assert result.returncode == 0, result.stderr
-    ldrs, sorted_ev = load_bracket(paths, ev)
+    ldrs, sorted_ev, _, _ = load_bracket(paths, ev)
     expected = tmp_path / "expected.hdr"
     write_hdr(expected, debevec_merge(ldrs, sorted_ev))
     np.testing.assert_array_equal(read_hdr(merged), read_hdr(expected))
@@ -405,7 +419,7 @@ def test_infer_batch_mode(converted, tiny_data, tmp_path):
                          f"--output_dir={tmp_path / 'out'}")
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "001.hdr", "001.png", "002.hdr", "002.png"]
+        "001.hdr", "001.json", "001.png", "002.hdr", "002.json", "002.png"]
 
 
 def _other_configuration(converted, tmp_path):

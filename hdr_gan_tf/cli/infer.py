@@ -12,7 +12,8 @@ Photos may come in any order; they are sorted by exposure. Exposures come from
 ExposureTime (`hdr_gan_tf.photos`). The reference (output-aligned) frame is the middle
 exposure. Besides the HDR file, a PNG preview is written with a display tonemapper (Reinhard by
 default), since a flat μ-law or a dark linear rendering is easily mistaken for a failure.
-Previews of images over 4 megapixels are reduced by a whole factor.
+Previews of images over 4 megapixels are reduced by a whole factor. A sidecar `<output>.json`
+records the photos, their EVs and where those came from, the merge and its options.
 
 Memory: `--tile` bounds the network's working set. A tiled merge is also streamed: the photos
 are read one at a time into a temporary file and read back by bands of rows, and each band of
@@ -48,18 +49,34 @@ def hdr_outputs(output, exr=False):
                        if exr and output.suffix.lower() == ".hdr" else [])
 
 
-def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print):
-    """Merges a loaded bracket `(ldrs, ev)` (`hdr_gan_tf.photos.load_bracket`) and writes the HDR
-    file(s) and the preview PNG.
+def sidecar_path(output):
+    """The JSON record written beside a merge to `output`: its name with `.json`."""
+    return Path(output).with_suffix(".json")
+
+
+def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print,
+                    model=None):
+    """Merges a loaded bracket (`hdr_gan_tf.photos.load_bracket`) and writes the HDR file(s),
+    the preview PNG and the sidecar `sidecar_path(output)`: the photos with their EVs and where
+    those came from, the reference, how each photo maps onto it, the merge (`model`: what
+    `merge.load_merger` described; its options) and the time taken.
 
     A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
     final, so neither the photos (pass them spooled) nor the result is ever held whole. The
     preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`.
     """
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from hdr_gan_tf import __version__
     from hdr_gan_tf.display import PreviewImage, tonemap_for_display
     from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
+    from hdr_gan_tf.outputs import write_text
 
-    ldrs, ev = bracket
+    ldrs, ev = bracket.ldrs, bracket.ev
+    start = time.perf_counter()
     height, width = ldrs.shape[1:3]
     tile = merge.options.tile
     log(f"Merging {width}x{height} photos at EV {ev.tolist()}"
@@ -85,7 +102,20 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         reduced.add(hdr)
         del hdr
     write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
-    log(f"Wrote {', '.join(map(str, paths))} and preview {preview}")
+    record = {
+        "program": "hdr-gan-infer", "version": __version__,
+        "photos": [{"path": str(photo), "ev": float(value), "role": role,
+                    # No alignment yet: each photo is taken as aligned to the reference.
+                    "homography_reference_to_photo": np.eye(3).tolist(), "alignment": "none"}
+                   for photo, value, role in zip(bracket.photos, ev,
+                                                 ("short", "reference", "long"))],
+        "ev_source": bracket.ev_source, "reference": str(bracket.photos[1]),
+        "merged_by": model,
+        "options": dataclasses.asdict(merge.options), "size": [width, height],
+        "outputs": [str(p) for p in paths], "preview": str(preview),
+        "seconds": round(time.perf_counter() - start, 3)}
+    write_text(sidecar_path(output), json.dumps(record, indent=2) + "\n")
+    log(f"Wrote {', '.join(map(str, paths))}, preview {preview} and {sidecar_path(output)}")
 
 
 def progress_printer(log=print):
@@ -128,7 +158,7 @@ def _outputs_for(output, preview, exr):
     preview = Path(preview) if preview else output.with_suffix(".png")
     if preview.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         raise ValueError(f"{preview}: --preview must end in .png, .jpg or .tif")
-    return [main, preview, *copy]
+    return [main, preview, *copy, sidecar_path(output)]
 
 
 def _jobs():
@@ -198,7 +228,8 @@ def main(argv):
         first = load_bracket(photos, given, exposure_file,
                              spool=streams(options.tile),
                              max_pixels=FLAGS.max_pixels)
-    merge, _ = load_merger(options, checkpoint=FLAGS.checkpoint, method=FLAGS.method, log=say)
+    merge, model = load_merger(options, checkpoint=FLAGS.checkpoint, method=FLAGS.method,
+                               log=say)
     for photos, output, preview, given, exposure_file in usable:
         try:
             bracket = first or load_bracket(photos, given, exposure_file,
@@ -206,7 +237,7 @@ def main(argv):
                                             max_pixels=FLAGS.max_pixels)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
-                                log=say)
+                                log=say, model=model)
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()
