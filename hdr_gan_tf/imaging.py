@@ -92,8 +92,8 @@ def output_to_hdr(output, mu=MU):
     return inverse_mu_law(tonemapped, mu), tonemapped
 
 
-def parse_exposure_bias(values, source="exposure values"):
-    """Validates three exposure biases in EV, strictly increasing; returns a float32 array.
+def parse_exposure_bias(values, source="exposure values", count=3):
+    """Validates `count` exposure biases in EV, strictly increasing; returns a float32 array.
 
     Raises ValueError naming `source` when the count is wrong, a value is not finite, or the
     values do not increase.
@@ -102,8 +102,8 @@ def parse_exposure_bias(values, source="exposure values"):
         ev = np.asarray([float(v) for v in values], np.float32)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{source}: exposure values must be numbers ({err})") from None
-    if ev.shape != (3,):
-        raise ValueError(f"{source}: expected 3 exposure values, got {ev.size}")
+    if ev.shape != (count,):
+        raise ValueError(f"{source}: expected {count} exposure values, got {ev.size}")
     if not np.all(np.isfinite(ev)):
         raise ValueError(f"{source}: exposure values must be finite, got {ev.tolist()}")
     if not np.all(np.diff(ev) > 0):
@@ -113,8 +113,8 @@ def parse_exposure_bias(values, source="exposure values"):
     return ev
 
 
-def read_exposure_file(path):
-    """Parses `exposure.txt` (any whitespace, CRLF allowed) into three increasing EVs."""
+def read_exposure_file(path, count=3):
+    """Parses `exposure.txt` (any whitespace, CRLF allowed) into `count` increasing EVs."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
@@ -125,4 +125,4 @@ def read_exposure_file(path):
     values = text.split()
     if not values:
         raise ValueError(f"{path}: empty; expected three exposure values in EV")
-    return parse_exposure_bias(values, source=str(path))
+    return parse_exposure_bias(values, source=str(path), count=count)

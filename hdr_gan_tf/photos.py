@@ -35,12 +35,48 @@ def exif_exposure_time(path):
         return None
 
 
+# A bracket may hold this many photos; three of them are merged (`choose_three`).
+MAX_PHOTOS = 9
+# How far (EV) from the reference the short and long photos are chosen: about the spread of
+# the brackets the network was trained on ({-2, 0, +2} and {-3, 0, +3} EV).
+TRAINED_EV_SPREAD = 3.0
+ROLES = ("short", "reference", "long")
+
+
 class Bracket(typing.NamedTuple):
     """A loaded bracket (`load_bracket`), short exposure first."""
     ldrs: typing.Any  # [3, H, W, 3] uint8 / uint16 / float32, or a SpooledImages
     ev: np.ndarray  # [3] EVs
-    photos: list  # the photos' paths
+    photos: list  # the three photos' paths
     ev_source: str  # where the EVs came from: the flag, an exposure file, or EXIF
+    unused: tuple = ()  # `(path, EV)` of the bracket's other photos, when it had more than three
+    chosen_by: str = "all three"  # how the three were picked
+
+
+def choose_three(ev, given=None):
+    """Indices `(short, reference, long)` into a bracket's EVs `ev` (increasing), and how they
+    were chosen. The reference is the photo nearest the middle EV, the short and long ones the
+    darkest and brightest within `TRAINED_EV_SPREAD` of it (the nearest on a side that has none
+    within it). `given` `{role: index}` fixes any of the roles.
+    """
+    given = dict(given or {})
+    if len(ev) == 3 and not given:
+        return (0, 1, 2), "all three"
+    middle = (ev[0] + ev[-1]) / 2
+    ref = given.get("reference", min(range(len(ev)), key=lambda i: (abs(ev[i] - middle), i)))
+    below = [i for i in range(ref)
+             if ev[ref] - ev[i] <= TRAINED_EV_SPREAD] or list(range(ref))[-1:]
+    above = [i for i in range(ref + 1, len(ev))
+             if ev[i] - ev[ref] <= TRAINED_EV_SPREAD] or list(range(ref + 1, len(ev)))[:1]
+    short = given.get("short", below[0] if below else None)
+    long = given.get("long", above[-1] if above else None)
+    if short is None or long is None or not ev[short] < ev[ref] < ev[long]:
+        raise ValueError("the short, reference and long photos must have increasing exposures "
+                         "(EV " + ", ".join(f"{ev[i]:g}" for i in (short, ref, long)
+                                            if i is not None) + ")")
+    how = ("reference nearest the middle EV, short and long the farthest within "
+           f"{TRAINED_EV_SPREAD:g} EV of it")
+    return (short, ref, long), (f"{', '.join(sorted(given))} given; " if given else "") + how
 
 
 def exposures_for(paths, given=None, exposure_file=None):
@@ -60,7 +96,8 @@ def exposures_for(paths, given=None, exposure_file=None):
         {Path(p).parent / "exposure.txt" for p in paths})
     for candidate in candidates:
         if candidate.is_file() or exposure_file:
-            ev = read_exposure_file(candidate)  # three increasing values, in file-name order
+            # increasing values, one per photo, in file-name order
+            ev = read_exposure_file(candidate, count=len(paths))
             by_name = sorted(paths, key=lambda p: Path(p).name)
             return [float(ev[by_name.index(p)]) for p in paths], str(candidate)
     times = [exif_exposure_time(p) for p in paths]
@@ -77,8 +114,9 @@ def check_bracket_files(paths, max_pixels=MAX_PIXELS):
     photos, each readable as what its name says, within `max_pixels`, all of one size, each
     side at least `MIN_SIDE`. Returns `(width, height)`; ValueError names the file."""
     paths = [str(p) for p in paths]
-    if len(paths) != 3:
-        raise ValueError(f"HDR-GAN merges exactly 3 photos, got {len(paths)}: {', '.join(paths)}")
+    if not 3 <= len(paths) <= MAX_PHOTOS:
+        raise ValueError(f"a bracket is 3 to {MAX_PHOTOS} photos (HDR-GAN merges exactly 3 of "
+                         f"them), got {len(paths)}: {', '.join(paths)}")
     sizes = {p: probe(p, max_pixels)[1:] for p in paths}
     for i, path in enumerate(paths):
         for other in paths[:i]:
@@ -95,8 +133,10 @@ def check_bracket_files(paths, max_pixels=MAX_PIXELS):
     return sizes[paths[0]]
 
 
-def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=MAX_PIXELS):
-    """Reads three photos, sorts them by exposure; returns a `Bracket`.
+def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=MAX_PIXELS,
+                 roles=None):
+    """Sorts a bracket's photos by exposure, chooses three (`choose_three`; `roles`
+    `{role: path}` fixes any of them) and reads those; returns a `Bracket`.
 
     The photos stay 8- or 16-bit (uint8 / uint16; float32 in [0, 1] if their depths differ) so
     that a large bracket is not held as float32; the merge converts it tile by tile. With
@@ -107,25 +147,37 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
     paths = [str(p) for p in paths]
     check_bracket_files(paths, max_pixels)
     ev, source = exposures_for(paths, given, exposure_file)
-    order = sorted(range(3), key=lambda i: ev[i])
-    sorted_ev = parse_exposure_bias([ev[i] for i in order],
-                                    source="exposures of " + ", ".join(paths))
+    by_ev = sorted(range(len(paths)), key=lambda i: ev[i])
+    parse_exposure_bias([ev[i] for i in by_ev], source="exposures of " + ", ".join(paths),
+                        count=len(paths))
+    fixed = {}
+    for role, path in (roles or {}).items():
+        matches = [k for k, i in enumerate(by_ev)
+                   if Path(paths[i]).resolve() == Path(path).resolve()]
+        if not matches:
+            raise ValueError(f"--{role}={path}: not one of the bracket's photos")
+        fixed[role] = matches[0]
+    chosen, chosen_by = choose_three([ev[i] for i in by_ev], fixed)
+    order = [by_ev[k] for k in chosen]
+    unused = tuple((paths[i], float(ev[i])) for i in by_ev if i not in order)
+    sorted_ev = np.asarray([ev[i] for i in order], np.float32)
+    paths = [paths[i] for i in order]  # short, reference, long: the three to read
     if spool:
         spooled = SpooledImages()
         try:
-            for i in order:
-                image, peak = read_ldr_raw(paths[i], max_pixels)
+            for path in paths:
+                image, peak = read_ldr_raw(path, max_pixels)
                 if spooled.count and image.shape != spooled.image_shape:
                     h, w = spooled.image_shape[:2]
-                    raise ValueError(f"photos differ in size: {paths[order[0]]} {w}x{h}, "
-                                     f"{paths[i]} {image.shape[1]}x{image.shape[0]}")
+                    raise ValueError(f"photos differ in size: {paths[0]} {w}x{h}, "
+                                     f"{path} {image.shape[1]}x{image.shape[0]}")
                 spooled.append(image.astype(np.uint16) * np.uint16(257) if peak == 255
-                               else image, paths[i])
+                               else image, path)
                 del image
         except BaseException:
             spooled.close()
             raise
-        return Bracket(spooled, sorted_ev, [paths[i] for i in order], source)
+        return Bracket(spooled, sorted_ev, paths, source, unused, chosen_by)
     raw = [read_ldr_raw(p, max_pixels) for p in paths]
     images = [image for image, _ in raw]
     if len({image.dtype for image in images}) > 1:
@@ -134,5 +186,4 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
     if len(set(sizes.values())) != 1:
         raise ValueError("photos differ in size: " + ", ".join(
             f"{p} {s[1]}x{s[0]}" for p, s in sizes.items()))
-    return Bracket(np.stack([images[i] for i in order]), sorted_ev, [paths[i] for i in order],
-                   source)
+    return Bracket(np.stack(images), sorted_ev, paths, source, unused, chosen_by)

@@ -352,7 +352,7 @@ def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_p
     generator, _, _ = restore_generator(converted)
     merge = generator_merger(generator, ["aux1", "main"],
                              options=InferenceOptions(tile=32, overlap=12))
-    ldrs, sorted_ev, _, _ = load_bracket(paths, ev)
+    ldrs, sorted_ev = load_bracket(paths, ev)[:2]
     whole = merge(ldrs, sorted_ev)["main"]
     write_hdr(tmp_path / "whole.hdr", whole)
     np.testing.assert_array_equal(read_hdr(out), read_hdr(tmp_path / "whole.hdr"))
@@ -374,10 +374,11 @@ def test_the_classical_merge_infers_and_evaluates_without_a_model(photos, tiny_d
     results = run_programs({
         name: ("infer", ["--method=debevec", f"--inputs={','.join(map(str, paths))}",
                          f"--exposure_bias={','.join(map(str, ev))}", f"--output={out}", *extra])
-        for name, out, extra in (("whole", merged, []), ("tiled", streamed, ["--tile=64", "--overlap=8"]))})
+        for name, out, extra in (("whole", merged, []),
+                                 ("tiled", streamed, ["--tile=64", "--overlap=8"]))})
     for result in results.values():
         assert result.returncode == 0, result.stderr
-    ldrs, sorted_ev, _, _ = load_bracket(paths, ev)
+    ldrs, sorted_ev = load_bracket(paths, ev)[:2]
     expected = tmp_path / "expected.hdr"
     write_hdr(expected, debevec_merge(ldrs, sorted_ev))
     np.testing.assert_array_equal(read_hdr(merged), read_hdr(expected))
@@ -390,6 +391,52 @@ def test_the_classical_merge_infers_and_evaluates_without_a_model(photos, tiny_d
     assert set(metrics["mean"]) == {"scene"} | {f"{m}_main" for m in (
         "psnr_mu", "psnr_l", "ssim_mu", "ssim_l", "pu21_psnr", "pu21_ssim")}
     assert 10 < metrics["mean"]["psnr_mu_main"] < 60
+
+
+def test_a_longer_bracket_merges_the_three_its_evs_choose_or_the_flags_name(tiny_data,
+                                                                             tmp_path):
+    """Five photos at -4..+4 EV (made from a scene's radiance, given shuffled): the reference is
+    the middle one, short and long the farthest within 3 EV of it (-2, +2), exactly as if only
+    those three were given; --short picks another; the sidecar says which were used."""
+    from hdr_gan_tf.image_io import write_ldr
+
+    radiance = read_hdr(tiny_data / "Test" / "001" / "HDRImg.hdr")
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    photos = {}
+    for name, ev in zip("abcde", (-4, -2, 0, 2, 4)):
+        photos[ev] = shoot / f"{name}.tif"
+        write_ldr(photos[ev], np.clip((radiance * 2.0 ** (ev + 4)) ** (1 / 2.2), 0, 1), 16)
+    (shoot / "exposure.txt").write_text("-4\n-2\n0\n2\n4\n")  # file-name order a..e
+
+    def infer(name, *args):
+        return name, ("infer", ["--method=debevec", f"--output={tmp_path / name}.hdr", *args])
+
+    results = run_programs(dict([
+        infer("five", f"--inputs={','.join(str(photos[ev]) for ev in (4, -4, 0, 2, -2))}"),
+        infer("three", f"--inputs={photos[2]},{photos[-2]},{photos[0]}",
+              "--exposure_bias=2,-2,0"),
+        infer("short", f"--inputs={','.join(str(p) for p in photos.values())}",
+              f"--short={photos[-4]}"),
+        infer("not in it", f"--inputs={','.join(str(p) for p in photos.values())}",
+              f"--long={tiny_data / 'Test' / '001' / 'HDRImg.hdr'}")]))
+    for name in ("five", "three", "short"):
+        assert results[name].returncode == 0, (name, results[name].stderr)
+    np.testing.assert_array_equal(read_hdr(tmp_path / "five.hdr"),
+                                  read_hdr(tmp_path / "three.hdr"))
+    assert not np.array_equal(read_hdr(tmp_path / "short.hdr"), read_hdr(tmp_path / "five.hdr"))
+    record = json.loads((tmp_path / "five.json").read_text())
+    assert [(p["ev"], p["role"]) for p in record["photos"]] == [
+        (-4, "unused"), (-2, "short"), (0, "reference"), (2, "long"), (4, "unused")]
+    assert record["ev_source"] == str(shoot / "exposure.txt")
+    assert "nearest the middle EV" in record["chosen_by"]
+    record = json.loads((tmp_path / "short.json").read_text())
+    assert [p["role"] for p in record["photos"]] == [
+        "short", "unused", "reference", "long", "unused"]
+    assert record["chosen_by"].startswith("short given")
+    assert results["not in it"].returncode == 2
+    assert "--long=" in results["not in it"].stderr and "not one of the bracket's photos" in (
+        results["not in it"].stderr)
 
 
 def test_infer_reads_exif_exposure_times(converted, tiny_data, tmp_path):
@@ -439,7 +486,7 @@ def test_infer_bad_input_exits_2_without_output(converted, photos, tmp_path, cas
     args = {"inputs": [str(p) for p in paths], "ev": [str(v) for v in ev],
             "checkpoint": converted}
     expected = {
-        "sizes": "photos differ in size", "count": "exactly 3 photos",
+        "sizes": "photos differ in size", "count": "a bracket is 3 to 9 photos",
         "unreadable": "refusing to decode it", "same_exposure": "increase strictly",
         "no_exposures": "no exposures given", "existing_output": "output exists",
         "other_configuration": "does not match the configuration"}[case]

@@ -104,12 +104,15 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
     record = {
         "program": "hdr-gan-infer", "version": __version__,
-        "photos": [{"path": str(photo), "ev": float(value), "role": role,
-                    # No alignment yet: each photo is taken as aligned to the reference.
-                    "homography_reference_to_photo": np.eye(3).tolist(), "alignment": "none"}
-                   for photo, value, role in zip(bracket.photos, ev,
-                                                 ("short", "reference", "long"))],
+        "photos": sorted(
+            [{"path": str(photo), "ev": float(value), "role": role,
+              # No alignment yet: each photo is taken as aligned to the reference.
+              "homography_reference_to_photo": np.eye(3).tolist(), "alignment": "none"}
+             for photo, value, role in zip(bracket.photos, ev, ("short", "reference", "long"))]
+            + [{"path": str(photo), "ev": value, "role": "unused"}
+               for photo, value in bracket.unused], key=lambda p: p["ev"]),
         "ev_source": bracket.ev_source, "reference": str(bracket.photos[1]),
+        "chosen_by": bracket.chosen_by,
         "merged_by": model,
         "options": dataclasses.asdict(merge.options), "size": [width, height],
         "outputs": [str(p) for p in paths], "preview": str(preview),
@@ -133,7 +136,16 @@ def progress_printer(log=print):
 # ------------------------------------------------------------------ the program
 def define_flags():
     define_checkpoint_flag(required=False)
-    flags.DEFINE_list("inputs", [], "Three photos (TIFF/PNG/JPEG, 8- or 16-bit), any order.")
+    flags.DEFINE_list("inputs", [], "3 to 9 photos of a bracket (TIFF/PNG/JPEG, 8- or 16-bit), "
+                      "any order; of more than three, three are merged (--reference, --short, "
+                      "--long, or chosen by EV).")
+    for role, which in (("reference", "the photo the result is aligned to (default: the one "
+                                      "nearest the middle EV)"),
+                        ("short", "the darker photo merged (default: the darkest within 3 EV "
+                                  "of the reference)"),
+                        ("long", "the brighter photo merged (default: the brightest within 3 "
+                                 "EV of the reference)")):
+        flags.DEFINE_string(role, None, f"One of --inputs: {which}.")
     flags.DEFINE_list("exposure_bias", [], "EV of each photo, in the order of --inputs.")
     flags.DEFINE_string("exposure_file", None, "exposure.txt with one EV per photo (file-name "
                         "order).")
@@ -197,6 +209,11 @@ def main(argv):
     from hdr_gan_tf.photos import check_bracket_files, load_bracket
 
     jobs = _jobs()
+    roles = {role: FLAGS[role].value for role in ("reference", "short", "long")
+             if FLAGS[role].value}
+    if roles and FLAGS.input_dir is not None:
+        raise ValueError(f"--{next(iter(roles))}: names a photo of --inputs; a batch "
+                         f"(--input_dir) chooses each shoot's three by EV")
     options = inference_options()  # checks --tile, --overlap and --precision first
     check_method(FLAGS.method, FLAGS.checkpoint)
     batch = FLAGS.input_dir is not None
@@ -227,7 +244,7 @@ def main(argv):
         photos, output, _, given, exposure_file = usable[0]
         first = load_bracket(photos, given, exposure_file,
                              spool=streams(options.tile),
-                             max_pixels=FLAGS.max_pixels)
+                             max_pixels=FLAGS.max_pixels, roles=roles)
     merge, model = load_merger(options, checkpoint=FLAGS.checkpoint, method=FLAGS.method,
                                log=say)
     for photos, output, preview, given, exposure_file in usable:
