@@ -22,6 +22,7 @@ COLOURS = {"io": (222, 235, 250), "net": (226, 244, 226), "run": (252, 236, 214)
 BOXES = {
     "photos_in": (30, 90, 150, "file", ["3 photos", "TIFF / PNG / JPEG"]),
     "photos": (220, 90, 190, "io", ["photos.py", "read, sort, EVs"]),
+    "alignment": (200, 205, 170, "run", ["alignment.py", "register, warp"]),
     "merge": (450, 90, 210, "run", ["merge.py", "pad, tiles, bands"]),
     "outputs": (700, 90, 220, "io", ["outputs.py", "atomic writes, checks"]),
     "image_io": (960, 90, 220, "io", ["image_io.py", ".hdr .exr .png, probe"]),
@@ -31,7 +32,7 @@ BOXES = {
     "config": (700, 330, 220, "run", ["config.py", "RunConfig (schema)"]),
     "checkpoints": (960, 330, 220, "run", ["checkpoints.py", "find, restore, lock"]),
     "ckpt": (1220, 330, 240, "file", ["log dir", "config.json, ckpt-N"]),
-    "dataset": (30, 570, 150, "file", ["data set", "Kalantari layout"]),
+    "dataset": (30, 570, 150, "file", ["data set", "3 layouts"]),
     "data": (220, 570, 190, "io", ["data.py", "layout, tf.data"]),
     "cache": (220, 680, 190, "io", ["scene_cache.py", "disk cache"]),
     "training": (450, 570, 210, "run", ["training.py", "Trainer: step, loop"]),
@@ -39,7 +40,8 @@ BOXES = {
     "discriminator": (960, 570, 220, "net", ["discriminator.py", "PatchGAN"]),
     "evaluation": (1220, 570, 240, "run", ["evaluation.py, metrics.py", "scores (both flows)"]),
 }
-ARROWS = [("photos_in", "photos"), ("photos", "merge"), ("merge", "outputs"),
+ARROWS = [("photos_in", "photos"), ("photos", "alignment"), ("alignment", "merge"),
+          ("merge", "outputs"),
           ("outputs", "image_io"), ("image_io", "hdr_out"), ("imaging", "merge"),
           ("generator", "merge"), ("config", "checkpoints"), ("checkpoints", "ckpt"),
           ("checkpoints", "generator"), ("dataset", "data"), ("data", "training"),

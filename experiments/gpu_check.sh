@@ -18,7 +18,7 @@ trap 'rm -rf "$TMP"' EXIT
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
     echo "no GPU: nvidia-smi finds no NVIDIA GPU here, so the GPU tests and benchmark rows are skipped"
-    "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py | tail -1
+    "$PYTHON" -m pytest -q -p no:cacheprovider -n 0 -m gpu tests/test_gpu.py | tail -1
     if [ "${GPU_CHECK_SMOKE:-1}" != 0 ]; then
         "$PYTHON" experiments/bench_infer.py --smoke --json "$TMP/infer.json"
         "$PYTHON" experiments/bench_train.py --smoke --json "$TMP/train.json"
@@ -41,7 +41,7 @@ fi
 
 START=$(date +%s)
 set +e
-"$PYTHON" -m pytest -q -p no:cacheprovider -m "gpu or not slow" > "$TMP/pytest.log" 2>&1
+"$PYTHON" -m pytest -q -p no:cacheprovider -n 0 -m "gpu or not slow" > "$TMP/pytest.log" 2>&1
 TESTS_RC=$?
 set -e
 tail -3 "$TMP/pytest.log"

@@ -1,5 +1,6 @@
-"""A classical merge to set beside the network's: Debevec & Malik's radiance merge (SIGGRAPH
-1997) from the known response of the photos.
+"""Classical merges to set beside the network's: Debevec & Malik's radiance merge (SIGGRAPH
+1997) from the known response of the photos, and Mertens, Kautz & Van Reeth's exposure fusion
+(Pacific Graphics 2007), which makes a picture to look at rather than radiance.
 
 The response is the one the network assumes (docs/design.md §1): a photo `I` of exposure time
 `t` records radiance `H = I ** γ / t`, γ = 2.2, times relative to the shortest exposure. Each
@@ -9,6 +10,7 @@ least; where every photo is clipped (or black) the short (or long) photo's value
 result is linear HDR on the network's scale, [0, 1] relative to the shortest exposure.
 """
 
+import cv2
 import numpy as np
 
 from hdr_gan_tf.imaging import GAMMA
@@ -54,4 +56,27 @@ def debevec_merger(options, band_rows=BAND_ROWS):
                 progress(done, len(starts))
 
     merge.bands, merge.options, merge.branches = bands, options, ["main"]
+    return merge
+
+
+def mertens_fusion(ldrs):
+    """Exposure fusion of three photos `[3, H, W, 3]` as OpenCV's `MergeMertens` computes it
+    (contrast, saturation and well-exposedness weights, blended in Laplacian pyramids): a
+    display-referred `[H, W, 3]` float32 image in [0, 1], not radiance."""
+    ldrs = np.asarray(as_unit_float(ldrs), np.float32)
+    # OpenCV scales its inputs by 1/255 whatever their type: give it 8-bit-scaled floats.
+    fused = cv2.createMergeMertens().process([np.ascontiguousarray(photo * np.float32(255))
+                                              for photo in ldrs])
+    return np.clip(fused, 0.0, 1.0).astype(np.float32)
+
+
+def mertens_merger(options):
+    """A merge whose `"main"` is `mertens_fusion`, marked `display_referred`: the programs show
+    it as the preview and write no HDR file. Fusion blends whole pyramids, so it has no
+    `bands`; `hdr-gan-infer` fuses a copy reduced to the preview's size instead."""
+    def merge(ldrs, exposure_bias, progress=None, wanted=None):
+        shape, read = row_reader(ldrs)
+        return {"main": mertens_fusion(read(0, shape[1]))}
+
+    merge.options, merge.branches, merge.display_referred = options, ["main"], True
     return merge

@@ -96,8 +96,8 @@ class ModelConfig:
 class TrainingConfig:
     """A training run (docs/design.md §5); the defaults are the paper's configuration."""
     data_dir: typing.Optional[str] = setting(
-        None, "Kalantari-layout data root. Default: the built-in procedural data set, "
-        "generated on first use in the cache folder.")
+        None, "Data root (Kalantari, authors' or NTIRE layout). Default: the built-in "
+        "procedural data set, generated on first use in the cache folder.")
     logdir: str = setting("runs/hdr_gan", "Log dir: config.json, checkpoints, TensorBoard.")
     batch_size: int = setting(2, "Global batch size (split over replicas).", at_least=1,
                               at_most=2 ** 16)

@@ -12,7 +12,17 @@ reference. The authors' own training code reads (split folders `train` and `test
 
     <root>/train/<scene>/{input_1.tif, input_2.tif, input_3.tif, input_exp.txt, ref_hdr.hdr}
 
-where other files (their `ref_*.tif`, `ref_exp.txt`) are ignored.
+where other files (their `ref_*.tif`, `ref_exp.txt`) are ignored. The NTIRE 2021/2022
+multi-frame HDR challenge's layout keeps every scene of a split in one folder, by number::
+
+    <root>/Training/{NNNN_short.png, NNNN_medium.png, NNNN_long.png, NNNN_exposures.npy,
+                     NNNN_gt.png, NNNN_alignratio.npy, ...}
+
+Its LDRs are 8-bit PNGs with gamma 2.24 (`NTIRE_GAMMA`), re-encoded on reading to the gamma
+2.2 that the network's LDR-to-HDR step inverts (`reencode_gamma`); `NNNN_exposures.npy` holds
+the three EVs; the ground truth is a 16-bit PNG of `H ** (1 / 2.24)` scaled by the factor in
+`NNNN_alignratio.npy`, at the medium frame's exposure (`read_ntire_ground_truth`). A scene of
+this layout is named by its number and addressed by the path prefix `<split>/NNNN`.
 
 Opening a split decodes and checks every scene once, before any training starts, and
 keeps the decoded images (LDRs at their 8/16-bit size) in memory or, for data sets larger than
@@ -32,7 +42,8 @@ import numpy as np
 import tensorflow as tf
 
 from hdr_gan_tf.image_io import MAX_PIXELS, read_hdr, read_ldr_raw
-from hdr_gan_tf.imaging import GAMMA, MU, mu_law, network_inputs, read_exposure_file, to_signed
+from hdr_gan_tf.imaging import (GAMMA, MU, mu_law, network_inputs, parse_exposure_bias,
+                                read_exposure_file, to_signed)
 
 TRAIN_SPLIT = "Training"
 TEST_SPLIT = "Test"
@@ -45,7 +56,12 @@ AUTHORS_EXPOSURE_FILE = "input_exp.txt"
 AUTHORS_GROUND_TRUTH = "ref_hdr.hdr"
 # A split's folder in each layout, tried in this order.
 SPLIT_FOLDERS = {TRAIN_SPLIT: (TRAIN_SPLIT, "train"), TEST_SPLIT: (TEST_SPLIT, "test")}
-LAYOUTS = ("kalantari", "authors")
+NTIRE_FRAMES = ("short", "medium", "long")
+NTIRE_EXPOSURES, NTIRE_GROUND_TRUTH, NTIRE_ALIGN_RATIO = "exposures.npy", "gt.png", "alignratio.npy"
+# The challenge's LDRs and ground truth encode linear values as v ** (1 / 2.24).
+NTIRE_GAMMA = 2.24
+NTIRE_SHORT = re.compile(r"^(.+)_short\.png$")
+LAYOUTS = ("kalantari", "authors", "ntire")
 
 
 class DataError(ValueError):
@@ -88,19 +104,39 @@ class Scene:
         return np.concatenate(list(ldrs), axis=-1), self.hdr[rows, cols]
 
 
+def ntire_file(prefix, part):
+    """The file `<prefix>_<part>` of an NTIRE scene (`part`: a frame name, `NTIRE_EXPOSURES`,
+    `NTIRE_GROUND_TRUTH` or `NTIRE_ALIGN_RATIO`)."""
+    prefix = Path(prefix)
+    return prefix.parent / f"{prefix.name}_{part}{'' if '.' in part else '.png'}"
+
+
+def ntire_scenes(folder):
+    """Path prefixes `<folder>/NNNN` of the NTIRE scenes in `folder` (one per `NNNN_short.png`),
+    sorted."""
+    return sorted(folder / m.group(1) for m in (NTIRE_SHORT.match(p.name) for p in
+                                                 Path(folder).iterdir()) if m)
+
+
 def scene_layout(path):
-    """`"authors"` for a scene folder with any of the authors' fixed file names, else
-    `"kalantari"`."""
+    """`"ntire"` for an NTIRE scene's path prefix, `"authors"` for a scene folder with any of the
+    authors' fixed file names, else `"kalantari"`."""
     path = Path(path)
+    if not path.is_dir() and ntire_file(path, "short").is_file():
+        return "ntire"
     names = (*AUTHORS_LDRS, AUTHORS_EXPOSURE_FILE, AUTHORS_GROUND_TRUTH)
     return "authors" if any((path / n).exists() for n in names) else "kalantari"
 
 
 def scene_files(path):
-    """`(ldr_paths, exposure_file, ground_truth)` of a scene folder in its layout
-    (`scene_layout`); the LDRs short to long. DataError unless there are three LDRs."""
+    """`(ldr_paths, exposure_file, ground_truth)` of a scene in its layout (`scene_layout`); the
+    LDRs short to long. DataError unless there are three LDRs."""
     path = Path(path)
-    if scene_layout(path) == "authors":
+    layout = scene_layout(path)
+    if layout == "ntire":
+        return ([ntire_file(path, f) for f in NTIRE_FRAMES], ntire_file(path, NTIRE_EXPOSURES),
+                ntire_file(path, NTIRE_GROUND_TRUTH))
+    if layout == "authors":
         return ([path / n for n in AUTHORS_LDRS], path / AUTHORS_EXPOSURE_FILE,
                 path / AUTHORS_GROUND_TRUTH)
     ldr_paths = sorted(p for p in path.iterdir() if p.is_file() and LDR_PATTERN.match(p.name))
@@ -108,6 +144,15 @@ def scene_files(path):
         raise DataError(f"scene '{path.name}': {path} holds {len(ldr_paths)} LDR TIFF files "
                         f"({', '.join(p.name for p in ldr_paths) or 'none'}); expected 3")
     return ldr_paths, path / EXPOSURE_FILE, path / GROUND_TRUTH
+
+
+def scene_sources(path):
+    """Every file a scene is decoded from (what its disk cache must match)."""
+    path = Path(path)
+    if scene_layout(path) == "ntire":
+        ldr_paths, exposure_file, ground_truth = scene_files(path)
+        return [*ldr_paths, exposure_file, ground_truth, ntire_file(path, NTIRE_ALIGN_RATIO)]
+    return sorted(p for p in path.iterdir() if p.is_file())
 
 
 def _is_scene_dir(path):
@@ -134,18 +179,20 @@ def find_scene_dirs(root, split):
         raise DataError(f"{root}: data root not found (expected {root}/{TRAIN_SPLIT} and "
                         f"{root}/{TEST_SPLIT})")
     split_dir = split_folder(root, split)
-    scenes = []
+    scenes = ntire_scenes(split_dir)
     for child in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         if _is_scene_dir(child):
             scenes.append(child)
         else:
-            scenes.extend(sorted(p for p in child.iterdir() if p.is_dir() and _is_scene_dir(p)))
+            scenes.extend([p for p in child.iterdir() if p.is_dir() and _is_scene_dir(p)]
+                          + ntire_scenes(child))
     if not scenes:
         raise DataError(f"{split_dir}: no scenes found (each scene is a folder with three *.tif "
                         f"LDRs, {EXPOSURE_FILE} and {GROUND_TRUTH}; or with "
                         f"{', '.join(AUTHORS_LDRS)}, {AUTHORS_EXPOSURE_FILE} and "
-                        f"{AUTHORS_GROUND_TRUTH})")
-    return scenes
+                        f"{AUTHORS_GROUND_TRUTH}; or NNNN_short.png and the other files of "
+                        f"an NTIRE scene)")
+    return sorted(scenes)
 
 
 LDR_BITS = (8, 16)
@@ -159,6 +206,58 @@ def reduce_to_8_bits(ldrs):
     return np.round(ldrs.astype(np.float32) / np.float32(257)).astype(np.uint8)
 
 
+def reencode_gamma(raw, peak, gamma):
+    """8- or 16-bit samples encoded with `gamma`, re-encoded with the network's `GAMMA` as
+    uint16 (a table over every possible value; the linear values they stand for are kept)."""
+    table = np.arange(peak + 1, dtype=np.float64) / peak
+    table = np.round(table ** (gamma / GAMMA) * 65535).astype(np.uint16)
+    return table[raw]
+
+
+def _read_npy(path, what):
+    """A small numeric array from a `.npy` file (never a pickle); ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    if path.stat().st_size > 1 << 16:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, too large for {what}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a NumPy .npy file ({err})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "iuf":
+        raise ValueError(f"{path}: {what} must be numbers")
+    return array
+
+
+def read_ntire_exposures(path):
+    """The three EVs of an NTIRE scene (`NNNN_exposures.npy`), increasing."""
+    values = _read_npy(path, "exposure values").ravel().tolist()
+    return parse_exposure_bias(values, source=str(path))
+
+
+def read_ntire_ground_truth(path, ratio_path, max_pixels=MAX_PIXELS):
+    """Linear ground truth of an NTIRE scene: `(png / ratio) ** NTIRE_GAMMA`, float32, at the
+    exposure the PNG was scaled for (the medium frame's)."""
+    raw, peak = read_ldr_raw(path, max_pixels)
+    if peak != 65535:
+        raise ValueError(f"{path}: an 8-bit image; the NTIRE ground truth is a 16-bit PNG")
+    ratio = _read_npy(ratio_path, "the align ratio")
+    if ratio.size != 1 or not np.isfinite(ratio).all() or float(ratio.ravel()[0]) <= 0:
+        raise ValueError(f"{ratio_path}: the align ratio must be one positive number, got "
+                         f"{ratio.ravel()[:4].tolist()}")
+    ratio = np.float32(ratio.ravel()[0])
+    return (raw.astype(np.float32) / ratio) ** np.float32(NTIRE_GAMMA)
+
+
+def encode_ntire_ground_truth(hdr):
+    """Inverse of `read_ntire_ground_truth`: `(uint16 RGB, ratio)` with the brightest sample of
+    `hdr ** (1 / NTIRE_GAMMA)` at 65535."""
+    encoded = np.asarray(hdr, np.float32) ** np.float32(1 / NTIRE_GAMMA)
+    ratio = np.float32(65535 / encoded.max())
+    return np.round(encoded * ratio).astype(np.uint16), ratio
+
+
 def check_patch_fits(name, shape, size):
     """DataError unless images of `shape` (H, W) hold a `size` x `size` patch."""
     if min(shape) < size:
@@ -170,7 +269,7 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     """Decodes and checks one scene folder; raises DataError naming scene, file and problem.
 
     `ldr_bits=8` reduces 16-bit LDRs to 8 bits per channel (`reduce_to_8_bits`); 8-bit files
-    are kept as they are either way.
+    are kept as they are either way (an NTIRE scene's too, with their 16-bit re-encoding).
     """
     if ldr_bits not in LDR_BITS:
         raise DataError(f"ldr_bits must be 8 or 16, got {ldr_bits}")
@@ -178,10 +277,18 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     name = name or path.name
     where = f"scene '{name}'"
     ldr_paths, exposure_file, ground_truth = scene_files(path)
+    ntire = scene_layout(path) == "ntire"
     try:
-        exposure_bias = read_exposure_file(exposure_file)
+        if ntire:
+            exposure_bias = read_ntire_exposures(exposure_file)
+            hdr = read_ntire_ground_truth(ground_truth, ntire_file(path, NTIRE_ALIGN_RATIO),
+                                          max_pixels)
+            # From the medium frame's exposure to ours, where the shortest exposure time is 1.
+            hdr *= np.float32(2.0 ** (exposure_bias[0] - exposure_bias[1]))
+        else:
+            exposure_bias = read_exposure_file(exposure_file)
+            hdr = read_hdr(ground_truth, max_pixels)
         raws = [read_ldr_raw(p, max_pixels) for p in ldr_paths]
-        hdr = read_hdr(ground_truth, max_pixels)
     except (ValueError, OSError) as err:  # ImageError and the exposure file's ValueError
         raise DataError(f"{where}: {err}") from None
     shapes = [r.shape for r, _ in raws]
@@ -195,7 +302,9 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
                         f"the LDRs are {shapes[0][1]}x{shapes[0][0]}")
     check_patch_fits(name, shapes[0][:2], min_size)
     ldrs, peak = np.stack([r for r, _ in raws]), raws[0][1]
-    if ldr_bits == 8 and peak == 65535:
+    if ntire:
+        ldrs, peak = reencode_gamma(ldrs, peak, NTIRE_GAMMA), 65535
+    elif ldr_bits == 8 and peak == 65535:
         ldrs, peak = reduce_to_8_bits(ldrs), 255
     return Scene(name=name, path=path, ldr_paths=ldr_paths, ldrs=ldrs, peak=peak,
                  exposure_bias=exposure_bias, hdr=hdr)

@@ -64,7 +64,7 @@ def format_table(rows, branches, protocol=PROTOCOLS["full"], display_peak=PU21_D
 
 
 def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS,
-                 display_peak=PU21_DISPLAY_PEAK):
+                 display_peak=PU21_DISPLAY_PEAK, align="none"):
     """Merges and scores every scene; yields `(scene, ldrs, hdr_gt, outputs, row)` per scene,
     `row` holding `{"scene": name, "<metric>_<branch>": value}`.
 
@@ -76,10 +76,17 @@ def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS,
       crop: `(H, W)` of a centred crop to score, or None for the whole image.
       metrics: which of `metrics.METRICS`.
       display_peak: cd/m² at which PU21 shows each ground truth's peak.
+      align: how the photos are registered first (`alignment.ALIGN_MODES`; data sets are
+        aligned: "none").
     """
+    from hdr_gan_tf.alignment import align_bracket
+
     for scene in scenes:
+        ldrs, _ = align_bracket(scene.ldr_float(), scene.exposure_bias, align)
+        if hasattr(ldrs, "rows"):
+            ldrs = ldrs.rows(0, scene.shape[0])
         try:
-            ldrs = center_crop(scene.ldr_float(), crop)
+            ldrs = center_crop(ldrs, crop)
             hdr_gt = center_crop(scene.hdr, crop)
         except ValueError as err:
             raise ValueError(f"scene {scene.name}: {err}") from None
@@ -92,7 +99,7 @@ def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS,
 
 
 def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], log=print,
-             display_peak=PU21_DISPLAY_PEAK):
+             display_peak=PU21_DISPLAY_PEAK, align="none"):
     """Scores every scene (`score_scenes`, every metric), writes the outputs and returns the
     rows (mean row last).
 
@@ -106,7 +113,7 @@ def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], lo
     output_dir = Path(output_dir)
     rows, start = [], time.time()
     scored = score_scenes(merge, scenes, branches, protocol.center_crop,
-                          display_peak=display_peak)
+                          display_peak=display_peak, align=align)
     for n, (scene, ldrs, hdr_gt, outputs, row) in enumerate(scored, start=1):
         for b in branches:
             write_hdr(output_dir / scene.name / f"hdr_{b}.hdr", outputs[b])
@@ -134,8 +141,11 @@ def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], lo
 
 
 # ---------------------------------------------------------------- any method's results
-PREDICTION_RULE = ("one file per scene of the split: <scene>.exr or <scene>.hdr in the folder, "
-                   "or <scene>/hdr_main.exr as hdr-gan-evaluate writes it")
+PREDICTION_RULE = ("one file per scene of the split: <scene>.exr or <scene>.hdr in the folder "
+                   "(a nested scene such as PAPER/Foo as PAPER/Foo.exr), or <scene>/hdr_main.exr "
+                   "as hdr-gan-evaluate writes it")
+# Scene names have at most two parts (`Test/<group>/<scene>`, data.find_scene_dirs).
+_SCENE_DEPTH = 2
 
 
 def find_predictions(folder, scene_names):
@@ -145,11 +155,18 @@ def find_predictions(folder, scene_names):
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder of merged images")
     found = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.is_file() and entry.suffix.lower() in (".exr", ".hdr"):
-            found.setdefault(entry.stem, []).append(entry)
-        elif entry.is_dir() and (entry / "hdr_main.exr").is_file():
-            found.setdefault(entry.name, []).append(entry / "hdr_main.exr")
+
+    def visit(directory, depth):
+        for entry in sorted(directory.iterdir()):
+            name = entry.relative_to(folder).as_posix()
+            if entry.is_file() and entry.suffix.lower() in (".exr", ".hdr"):
+                found.setdefault(name[:-len(entry.suffix)], []).append(entry)
+            elif entry.is_dir() and (entry / "hdr_main.exr").is_file():
+                found.setdefault(name, []).append(entry / "hdr_main.exr")
+            elif entry.is_dir() and depth < _SCENE_DEPTH:
+                visit(entry, depth + 1)
+
+    visit(folder, 1)
     problems = []
     for what, names in (
             ("no file for scene", [n for n in scene_names if n not in found]),

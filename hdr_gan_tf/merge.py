@@ -342,7 +342,7 @@ def generator_merger(generator, branches, mu=None, options=InferenceOptions()):
     return merge
 
 
-METHODS = ("network", "debevec")
+METHODS = ("network", "debevec", "mertens")
 
 
 def check_method(method, checkpoint=None, saved_model=None):
@@ -364,7 +364,8 @@ def check_method(method, checkpoint=None, saved_model=None):
 def load_merger(options, checkpoint=None, saved_model=None, method="network", log=print):
     """The merge of a log dir's (or checkpoint's) generator, restored in `options.precision`,
     or of an exported SavedModel: exactly one of `checkpoint` and `saved_model`; or, with
-    `method="debevec"` and neither, the classical radiance merge (`classical.debevec_merger`).
+    `method="debevec"` and neither, the classical radiance merge (`classical.debevec_merger`),
+    with `method="mertens"` exposure fusion (`classical.mertens_merger`, display-referred).
 
     Returns `(merge, description)`: the merge as `generator_merger` makes it and the checkpoint
     prefix, SavedModel folder or method it runs.
@@ -377,6 +378,9 @@ def load_merger(options, checkpoint=None, saved_model=None, method="network", lo
     if method == "debevec":
         from hdr_gan_tf.classical import debevec_merger
         return debevec_merger(options), "Debevec's radiance merge"
+    if method == "mertens":
+        from hdr_gan_tf.classical import mertens_merger
+        return mertens_merger(options), "Mertens' exposure fusion (display-referred)"
     if saved_model:
         return saved_model_merger(saved_model, options), str(saved_model)
     generator, _, prefix = restore_generator(checkpoint, options.precision, log=log)

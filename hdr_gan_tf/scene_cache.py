@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hdr_gan_tf.data import DataError, Scene, check_patch_fits, load_scene, scene_files
+from hdr_gan_tf.data import (DataError, Scene, check_patch_fits, load_scene, scene_files,
+                             scene_layout, scene_sources)
 from hdr_gan_tf.image_io import MAX_PIXELS, ImageError, probe
 from hdr_gan_tf.outputs import atomic_output
 
@@ -32,8 +33,8 @@ def decoded_size(scene_dirs, ldr_bits=16, max_pixels=MAX_PIXELS):
             ldr_paths, _, ground_truth = scene_files(folder)
         except DataError:  # reported when the scene is decoded
             continue
-        for path, size in [(p, 1 if ldr_bits == 8 else 2) for p in ldr_paths] + [
-                (ground_truth, 4)]:
+        ldr_size = 1 if ldr_bits == 8 and scene_layout(folder) != "ntire" else 2
+        for path, size in [(p, ldr_size) for p in ldr_paths] + [(ground_truth, 4)]:
             try:
                 _, width, height = probe(path, max_pixels)
                 total += width * height * 3 * size
@@ -94,7 +95,7 @@ class DiskScene:
         """What identifies a decoded scene: its files' paths, sizes and modification times."""
         path = Path(path).resolve()
         entries = [[str(p), p.stat().st_size, p.stat().st_mtime_ns]
-                   for p in sorted(path.iterdir()) if p.is_file()]
+                   for p in scene_sources(path) if p.is_file()]
         return {"version": CACHE_VERSION, "scene": str(path), "ldr_bits": ldr_bits,
                 "files": entries}
 

@@ -85,6 +85,17 @@ def run_programs_side_by_side(runs, timeout=300):
     return results
 
 
+def assert_within_float32_noise(got, float32_result, float64_result, factor=8):
+    """`got` lies as close to the float64 result as `factor` times the float32 result's own
+    largest error (its rounding noise, at least one float32 ulp of the largest value): a
+    tolerance that follows each CPU's summation order instead of one CPU's numbers."""
+    exact = np.asarray(float64_result, np.float64)
+    noise = max(np.abs(np.asarray(float32_result, np.float64) - exact).max(),
+                np.finfo(np.float32).eps * np.abs(exact).max())
+    error = np.abs(np.asarray(got, np.float64) - exact).max()
+    assert error <= factor * noise, f"off by {error:.3g}; float32 noise {noise:.3g}"
+
+
 def assert_layer_round_trip(layer, inputs, tmp_path):
     """The layer rebuilt from its config, given the same weights, computes the same output; and
     a model made of it, saved to a `.keras` file and loaded back, computes it too.

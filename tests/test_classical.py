@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hdr_gan_tf.classical import debevec_merge, debevec_merger
+from hdr_gan_tf.classical import debevec_merge, debevec_merger, mertens_fusion
 from hdr_gan_tf.merge import InferenceOptions
 
 
@@ -39,3 +39,19 @@ def test_16_bit_photos_and_banded_merges_agree_with_the_whole_float_merge():
     assert [first for first, _ in bands] == [0, 32, 64]
     np.testing.assert_array_equal(np.concatenate([rows["main"] for _, rows in bands]), whole)
     assert merge.branches == ["main"]
+
+
+def test_mertens_fusion_keeps_a_picture_that_all_three_agree_on_and_brightens_shadows():
+    """Three identical photos fuse to that photo (the weights sum to one, the pyramids
+    collapse back); a bracket fuses to a picture between its darkest and brightest photo,
+    showing the shadows the short photo hides and the sky the long one clips."""
+    rng = np.random.default_rng(2)
+    photo = rng.uniform(0.2, 0.8, (32, 48, 3)).astype(np.float32)
+    np.testing.assert_allclose(mertens_fusion(np.stack([photo] * 3)), photo, atol=1e-5)
+    radiance = np.concatenate([np.full((32, 24, 3), 0.004), np.full((32, 24, 3), 0.8)],
+                              axis=1).astype(np.float32)
+    bracket = _bracket(radiance, [-2.0, 0.0, 2.0])
+    fused = mertens_fusion(bracket)
+    shadow, sky = fused[8:24, 4:16].mean(), fused[8:24, 32:44].mean()
+    assert bracket[0][8:24, 4:16].mean() < shadow < bracket[2][8:24, 4:16].mean()
+    assert sky < bracket[2][8:24, 32:44].mean() and sky > shadow

@@ -1,3 +1,4 @@
+import re
 import shutil
 
 import cv2
@@ -375,3 +376,68 @@ def test_the_authors_layout_reads_as_the_same_scenes(tiny_data, tmp_path):
     shutil.rmtree(authors / "test")
     with pytest.raises(data.DataError, match=r"Test: split folder not found .*\(nor .*test\)"):
         data.open_split(authors, data.TEST_SPLIT)
+
+
+def test_the_ntire_layout_decodes_as_the_challenge_encodes(tmp_path):
+    """NNNN_{short,medium,long}.png (8 bits, gamma 2.24), NNNN_exposures.npy and NNNN_gt.png
+    (16 bits, `H ** (1/2.24)` times NNNN_alignratio.npy) decode to what the challenge's own
+    reading gives, re-encoded for gamma 2.2 and brought to our exposure scale; the 16-bit
+    ground truth encodes back to the very file; the scenes are those of the Kalantari layout
+    up to the two layouts' quantisation."""
+    root = synthesize_dataset(tmp_path / "ntire", num_train=2, num_test=1, height=64, width=96,
+                              seed=3, layout="ntire")
+    kalantari = synthesize_dataset(tmp_path / "kalantari", num_train=2, num_test=1, height=64,
+                                   width=96, seed=3)
+    split = root / "Training"
+    assert sorted(p.name for p in split.iterdir())[:6] == [
+        f"0001_{part}" for part in ("alignratio.npy", "exposures.npy", "gt.png", "long.png",
+                                    "medium.png", "short.png")]
+    scenes = data.open_split(root, data.TRAIN_SPLIT)
+    assert [s.name for s in scenes] == ["0001", "0002"]
+    # float32 rounding of a division, a power and a scaling: a few ulps, well inside 8.
+    rtol = 8 * np.finfo(np.float32).eps
+    for scene, twin in zip(scenes, data.open_split(kalantari, data.TRAIN_SPLIT)):
+        prefix = str(split / scene.name)
+        assert data.scene_layout(prefix) == "ntire"
+        png = cv2.imread(prefix + "_gt.png", cv2.IMREAD_UNCHANGED)[..., ::-1]
+        ratio = np.load(prefix + "_alignratio.npy").astype(np.float32)
+        ev = np.load(prefix + "_exposures.npy")
+        assert png.dtype == np.uint16 and png.max() == 65535 and ev[1] == 0
+        np.testing.assert_array_equal(scene.exposure_bias, ev)
+        at_medium = scene.hdr.astype(np.float64) * 2.0 ** (ev[1] - ev[0])
+        np.testing.assert_allclose(at_medium, (png / ratio) ** 2.24, rtol=rtol)
+        np.testing.assert_array_equal(np.round(at_medium ** (1 / 2.24) * ratio), png)
+        for frame, ldr in zip(("short", "medium", "long"), scene.ldr_float()):
+            raw = cv2.imread(prefix + f"_{frame}.png", cv2.IMREAD_UNCHANGED)[..., ::-1]
+            assert raw.dtype == np.uint8
+            np.testing.assert_allclose(ldr, (raw / 255) ** (2.24 / GAMMA), rtol=0,
+                                       atol=0.5 / 65535 + rtol)
+        # The twin: 16-bit TIFFs at gamma 2.2 and an RGBE ground truth (8-bit mantissas).
+        assert np.abs(scene.ldr_float() - twin.ldr_float()).max() <= 1 / 255
+        peak = twin.hdr.max(axis=-1, keepdims=True)
+        assert np.all(np.abs(scene.hdr - twin.hdr) <= 2.0 ** -7 * peak + 1e-6)
+
+
+@pytest.mark.parametrize("part, damage, message", [
+    ("exposures.npy", None, "0001_exposures.npy: file not found"),
+    ("exposures.npy", b"not numpy", "0001_exposures.npy: not a NumPy .npy file"),
+    ("exposures.npy", np.array([0.0, 2.0]), "expected 3 exposure values, got 2"),
+    ("alignratio.npy", np.float32(0), "0001_alignratio.npy: the align ratio must be one "
+                                      "positive number"),
+    ("gt.png", np.zeros((64, 96, 3), np.uint8), "0001_gt.png: an 8-bit image; the NTIRE "
+                                                "ground truth is a 16-bit PNG"),
+])
+def test_a_malformed_ntire_scene_is_named_with_its_file(tmp_path, part, damage, message):
+    root = synthesize_dataset(tmp_path / "ntire", num_train=1, num_test=1, height=64, width=96,
+                              layout="ntire")
+    target = root / "Training" / f"0001_{part}"
+    if damage is None:
+        target.unlink()
+    elif isinstance(damage, bytes):
+        target.write_bytes(damage)
+    elif part.endswith(".png"):
+        cv2.imwrite(str(target), damage)
+    else:
+        np.save(target, damage)
+    with pytest.raises(data.DataError, match=f"scene '0001': .*{re.escape(message)}"):
+        data.open_split(root, data.TRAIN_SPLIT)

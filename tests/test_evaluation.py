@@ -23,6 +23,11 @@ def test_predictions_are_found_by_the_rule_and_refused_naming_the_scenes(tmp_pat
     expected = {s: _image(ours / s / "hdr_main.exr") for s in ("001", "002")}
     (ours / "metrics.json").write_text("{}")
     assert find_predictions(ours, ["001", "002"]) == expected
+    nested = tmp_path / "nested"  # a test split with groups, as Kalantari's Test/PAPER/<scene>
+    expected = {"PAPER/Bar": _image(nested / "PAPER" / "Bar" / "hdr_main.exr"),
+                "PAPER/Foo": _image(nested / "PAPER" / "Foo.hdr")}
+    _image(nested / "PAPER" / "Bar" / "hdr_aux.exr")  # another branch, not a scene
+    assert find_predictions(nested, ["PAPER/Bar", "PAPER/Foo"]) == expected
     with pytest.raises(ValueError, match=r"no file for scene\(s\) 003; files of no scene of the "
                                          r"split\(s\) 002 \(the rule"):
         find_predictions(flat, ["001", "003"])

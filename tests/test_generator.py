@@ -51,6 +51,7 @@ def test_nested_decoder_inputs_follow_the_general_rule():
     assert g.node_keys() == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (3, 0)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scales, base_filters, merging_blocks, h, w", [
     (2, 8, True, 32, 48), (3, 32, True, 132, 140), (4, 32, True, 32, 48), (3, 8, False, 32, 48)])
 def test_inference_orders_compute_what_the_training_pass_computes(scales, base_filters,

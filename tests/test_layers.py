@@ -8,7 +8,7 @@ import tensorflow as tf
 from hdr_gan_tf import layers
 from hdr_gan_tf.conv_ops import reflect_conv2d
 from hdr_gan_tf.layers import MergingBlock, ReflectConv2D, ResidualUnit, UpSample, reflect_padding
-from tests.helpers import assert_layer_round_trip
+from tests.helpers import assert_layer_round_trip, assert_within_float32_noise
 
 
 def _x(shape, seed=0):
@@ -268,26 +268,32 @@ def test_upsample_equals_tf1_nearest_resize_then_reflect_conv(tmp_path):
     conv = up.conv.conv2d
     conv.bias.assign(_x((4,), seed=9) * 0.1)
 
-    def reference(x):
+    def reference(x, kernel, bias):
         h, w = x.shape[1], x.shape[2]
         big = tf.raw_ops.ResizeNearestNeighbor(images=x, size=[2 * h, 2 * w],
                                                align_corners=True, half_pixel_centers=False)
         padded = tf.pad(big, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
-        return tf.nn.relu(tf.nn.conv2d(padded, conv.kernel, 1, "VALID") + conv.bias)
+        return tf.nn.relu(tf.nn.conv2d(padded, kernel, 1, "VALID") + bias)
+
+    def values_and_gradients(fn, x, weights, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(y * weights)
+        return [y] + tape.gradient(loss, [x, kernel])
 
     for h, w in [(2, 2), (3, 5), (8, 12), (31, 47)]:
         x = _x((2, h, w, 3), seed=h)
         weights = _x((2, 2 * h, 2 * w, 4), seed=w)
-        results = []
-        for fn in (up, lambda t: up(t, strips_from_pixels=0), reference):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = fn(x)
-                loss = tf.reduce_sum(y * weights)
-            results.append([y] + tape.gradient(loss, [x, conv.kernel]))
-        for ours in results[:2]:
-            for got, expected in zip(ours, results[2]):
-                np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4)
+        # The reference in float32 and in float64: its own rounding noise sets the tolerance.
+        expected = {dtype: values_and_gradients(
+            lambda t, d=dtype: reference(t, tf.cast(conv.kernel, d), tf.cast(conv.bias, d)),
+            tf.cast(x, dtype), tf.cast(weights, dtype), conv.kernel)
+            for dtype in (tf.float32, tf.float64)}
+        for fn in (up, lambda t: up(t, strips_from_pixels=0)):
+            for got, ref32, ref64 in zip(values_and_gradients(fn, x, weights, conv.kernel),
+                                         expected[tf.float32], expected[tf.float64]):
+                assert_within_float32_noise(got, ref32, ref64)
     y = assert_layer_round_trip(up, _x((1, 5, 6, 3)), tmp_path)
     assert y.shape == (1, 10, 12, 4)
     assert up.conv.spectral_norm is False

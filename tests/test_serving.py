@@ -19,6 +19,7 @@ def generator(golden_checkpoint):
     return g
 
 
+@pytest.mark.slow
 def test_saved_model_in_a_fresh_process_matches_the_python_model(generator, golden, tmp_path):
     module = ServingModule(generator)
     save_serving_model(module, tmp_path / "model")
@@ -60,6 +61,7 @@ print("MODULES", "hdr_gan_tf" in sys.modules)
         assert caught.value.field == field
 
 
+@pytest.mark.slow
 def test_onnx_export_agrees_with_the_saved_model_on_an_odd_sized_bracket(generator, tmp_path):
     """A 250x381 crop of real 16-bit photos (the large golden's), through the SavedModel and
     through onnxruntime: linear HDR clipped to [0, 1] to 1e-4, every output by name."""

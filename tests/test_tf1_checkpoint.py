@@ -74,6 +74,7 @@ def test_golden_outputs_are_reproduced(golden, golden_checkpoint):
     np.testing.assert_allclose(xs[1].numpy(), golden["x_ref"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_large_golden_through_the_whole_image_merge(golden_checkpoint):
     """512x528 16-bit photos: the memory-lean inference order and the border-strip
     convolutions, against the TF1 graph's two outputs."""

@@ -13,7 +13,7 @@ from hdr_gan_tf.checkpoints import log_dir_lock, resolve_checkpoint
 from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
 from hdr_gan_tf.outputs import OutputError
 from hdr_gan_tf.training import Trainer, TrainingDiverged, WindowMeans, run_training
-from tests.helpers import REPO
+from tests.helpers import REPO, run_program
 
 
 def _config(logdir, data_dir, **overrides):
@@ -191,6 +191,7 @@ def test_patch_size_checks(tiny_data, tmp_path):
         _config(tmp_path, tiny_data, patch_size=66)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, tmp_path):
     config = _config(tmp_path / "run", tiny_data, iterations=2, checkpoint_every=1,
                      use_discriminator=False)
@@ -328,8 +329,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
     with pytest.raises(OutputError, match=f"process {proc.pid}.* is writing this log dir"):
         with log_dir_lock(logdir):
             pass
-    second = _start_training(logdir, tiny_data, "--iterations=100000")
-    second_out, _ = second.communicate(timeout=120)
+    second = run_program("train", f"--logdir={logdir}", f"--data_dir={tiny_data}",
+                         "--patch_size=64", "--base_filters=16", "--iterations=100000")
+    second_out = second.stdout + second.stderr
     assert second.returncode == 2, second_out
     assert [line for line in second_out.splitlines() if line.startswith("error:")] == [
         f"error: {logdir}: another program (hdr-gan-train or hdr-gan-convert-tf1, process "

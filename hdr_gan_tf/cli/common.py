@@ -209,12 +209,16 @@ def define_overwrite_flag(what="Replace existing outputs."):
     flags.DEFINE_bool("overwrite", False, what)
 
 
-def define_merge_flags():
-    """`--method`; `--tile`, `--overlap`, `--precision`, `--jit_compile`: how a merge runs
-    (`inference_options`); and `--max_pixels`."""
-    flags.DEFINE_enum("method", "network", ["network", "debevec"], "network: HDR-GAN (give "
-                      "--checkpoint or --saved_model); debevec: the classical radiance merge "
-                      "from the photos' known response, for comparison (no model).")
+def define_merge_flags(methods=("network", "debevec")):
+    """`--method` (one of `methods`); `--tile`, `--overlap`, `--precision`, `--jit_compile`:
+    how a merge runs (`inference_options`); and `--max_pixels`."""
+    what = {"network": "HDR-GAN (give --checkpoint or --saved_model)",
+            "debevec": "the classical radiance merge from the photos' known response, for "
+                       "comparison (no model)",
+            "mertens": "Mertens' exposure fusion, a display-referred picture: only the preview "
+                       "is written (no model)"}
+    flags.DEFINE_enum("method", "network", list(methods),
+                      "; ".join(f"{m}: {what[m]}" for m in methods) + ".")
     define_precision_flag()
     flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole "
                          "image).")
@@ -222,6 +226,17 @@ def define_merge_flags():
     flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
                       "compilation per image or tile size).")
     define_max_pixels_flag()
+
+
+def define_align_flag(default):
+    """`--align`: how the photos are registered to the reference before the merge."""
+    from hdr_gan_tf.alignment import ALIGN_MODES
+
+    flags.DEFINE_enum("align", default, ALIGN_MODES, "Register the short and long photos to "
+                      "the reference first: auto (a homography, a rigid motion, a translation or "
+                      "none, whichever agrees best; never worse than none), homography, "
+                      "translation, or none "
+                      "(photos from a tripod, aligned data sets).")
 
 
 def define_max_pixels_flag():

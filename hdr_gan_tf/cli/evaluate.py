@@ -15,8 +15,8 @@ from pathlib import Path
 
 from absl import flags
 
-from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
-                                   define_overwrite_flag, guarded,
+from hdr_gan_tf.cli.common import (define_align_flag, define_checkpoint_flag,
+                                   define_merge_flags, define_overwrite_flag, guarded,
                                    inference_options, run_program, say)
 
 FLAGS = flags.FLAGS
@@ -28,8 +28,8 @@ def define_flags():
 
     define_checkpoint_flag(required=False)
     flags.DEFINE_string("saved_model", None, "An exported SavedModel, instead of --checkpoint.")
-    flags.DEFINE_string("data_dir", None, "Kalantari-layout data root (default: the built-in "
-                        "procedural data set).")
+    flags.DEFINE_string("data_dir", None, "Data root in the Kalantari, authors' or NTIRE layout "
+                        "(default: the built-in procedural data set).")
     flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and panels "
                         "(written whole at the end).", required=True)
     flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
@@ -49,6 +49,7 @@ def define_flags():
     flags.DEFINE_float("pu21_display_peak", PU21_DISPLAY_PEAK, "PU21 metrics: the luminance "
                        "(cd/m²) at which each scene's ground-truth peak is shown.")
     define_merge_flags()
+    define_align_flag("none")
     define_overwrite_flag("Replace an earlier evaluation folder (and nothing else).")
 
 
@@ -138,7 +139,7 @@ def main(argv):
         methods = {}
         if merge:
             rows = evaluate(merge, scenes, merge.branches, folder, protocol, log=say,
-                            display_peak=FLAGS.pu21_display_peak)
+                            display_peak=FLAGS.pu21_display_peak, align=FLAGS.align)
             methods[FLAGS.method] = [{"scene": r["scene"],
                                       **{m: r[f"{m}_main"] for m in METRICS}}
                                      for r in rows[:-1]]

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from absl import flags
 
-from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_merge_flags,
-                                   define_overwrite_flag, error, guarded,
+from hdr_gan_tf.cli.common import (define_align_flag, define_checkpoint_flag,
+                                   define_merge_flags, define_overwrite_flag, error, guarded,
                                    inference_options, run_program, say)
 
 FLAGS = flags.FLAGS
@@ -55,11 +55,12 @@ def sidecar_path(output):
 
 
 def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print,
-                    model=None):
+                    model=None, align="none"):
     """Merges a loaded bracket (`hdr_gan_tf.photos.load_bracket`) and writes the HDR file(s),
     the preview PNG and the sidecar `sidecar_path(output)`: the photos with their EVs and where
-    those came from, the reference, how each photo maps onto it, the merge (`model`: what
-    `merge.load_merger` described; its options) and the time taken.
+    those came from, the reference, how each photo maps onto it (`align`, one of
+    `alignment.ALIGN_MODES`), the merge (`model`: what `merge.load_merger` described; its
+    options) and the time taken.
 
     A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
     final, so neither the photos (pass them spooled) nor the result is ever held whole. The
@@ -75,16 +76,27 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
     from hdr_gan_tf.outputs import write_text
 
-    ldrs, ev = bracket.ldrs, bracket.ev
+    from hdr_gan_tf.alignment import align_bracket
+
+    ev = bracket.ev
     start = time.perf_counter()
-    height, width = ldrs.shape[1:3]
+    height, width = bracket.ldrs.shape[1:3]
+    ldrs, alignments = align_bracket(bracket.ldrs, ev, align, log)
     tile = merge.options.tile
     log(f"Merging {width}x{height} photos at EV {ev.tolist()}"
         + (f" in {tile}-pixel tiles" if tile else ""))
     progress = progress_printer(log)
     reduced = PreviewImage(height, width)
     paths = hdr_outputs(output, exr)
-    if streams(tile):
+    if getattr(merge, "display_referred", False):
+        # A fused picture, not radiance: made at the preview's size, written as the preview.
+        from hdr_gan_tf.alignment import reduced_copy
+
+        small, _ = reduced_copy(ldrs, factor=reduced.factor)
+        write_ldr(preview, merge(small, ev)["main"])
+        paths = []
+        log("Mertens' fusion is display-referred: no HDR file is written, only the preview")
+    elif streams(tile):
         with contextlib.ExitStack() as stack:
             writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
                                             else radiance_rows)(p, height, width))
@@ -101,14 +113,14 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
             write_hdr(path, hdr)
         reduced.add(hdr)
         del hdr
-    write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
+    if paths:
+        write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
     record = {
         "program": "hdr-gan-infer", "version": __version__,
         "photos": sorted(
-            [{"path": str(photo), "ev": float(value), "role": role,
-              # No alignment yet: each photo is taken as aligned to the reference.
-              "homography_reference_to_photo": np.eye(3).tolist(), "alignment": "none"}
-             for photo, value, role in zip(bracket.photos, ev, ("short", "reference", "long"))]
+            [{"path": str(photo), "ev": float(value), "role": role, **found.record()}
+             for photo, value, role, found in zip(bracket.photos, ev,
+                                                  ("short", "reference", "long"), alignments)]
             + [{"path": str(photo), "ev": value, "role": "unused"}
                for photo, value in bracket.unused], key=lambda p: p["ev"]),
         "ev_source": bracket.ev_source, "reference": str(bracket.photos[1]),
@@ -118,7 +130,7 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         "outputs": [str(p) for p in paths], "preview": str(preview),
         "seconds": round(time.perf_counter() - start, 3)}
     write_text(sidecar_path(output), json.dumps(record, indent=2) + "\n")
-    log(f"Wrote {', '.join(map(str, paths))}, preview {preview} and {sidecar_path(output)}")
+    log(f"Wrote {', '.join(map(str, paths + [preview, sidecar_path(output)]))}")
 
 
 def progress_printer(log=print):
@@ -157,7 +169,8 @@ def define_flags():
     flags.DEFINE_string("input_dir", None, "Batch mode: folder of scene folders (three photos "
                         "each).")
     flags.DEFINE_string("output_dir", None, "Batch mode: where <scene>.hdr and <scene>.png go.")
-    define_merge_flags()
+    define_merge_flags(("network", "debevec", "mertens"))
+    define_align_flag("auto")
     define_overwrite_flag()
 
 
@@ -254,7 +267,7 @@ def main(argv):
                                             max_pixels=FLAGS.max_pixels)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
-                                log=say, model=model)
+                                log=say, model=model, align=FLAGS.align)
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()

@@ -1,4 +1,5 @@
-"""hdr-gan-synth: writes a procedural data set in the Kalantari layout (or the authors').
+"""hdr-gan-synth: writes a procedural data set in the Kalantari layout (or the authors' or
+NTIRE's).
 
 Example:
   hdr-gan-synth --output_dir=data/synthetic --num_train=10 --num_test=3 --height=384 --width=512
@@ -22,11 +23,13 @@ def define_flags():
     flags.DEFINE_integer("width", DEFAULT_SET["width"], "Image width (even).")
     flags.DEFINE_integer("seed", DEFAULT_SET["seed"], "Random seed; the same seed gives the same "
                          "set.")
-    flags.DEFINE_enum("bit_depth", "16", ["8", "16"], "Bits per sample of the LDR TIFFs.")
-    flags.DEFINE_enum("layout", "kalantari", ["kalantari", "authors"], "kalantari: "
+    flags.DEFINE_enum("bit_depth", "16", ["8", "16"], "Bits per sample of the LDR TIFFs (NTIRE's "
+                      "PNGs have 8).")
+    flags.DEFINE_enum("layout", "kalantari", ["kalantari", "authors", "ntire"], "kalantari: "
                       "Training/<scene>/{3 x *.tif, exposure.txt, HDRImg.hdr}; authors: what "
                       "their training code reads, train/<scene>/{input_1..3.tif, input_exp.txt, "
-                      "ref_hdr.hdr}.")
+                      "ref_hdr.hdr}; ntire: the NTIRE challenge's Training/NNNN_{short,medium,"
+                      "long}.png, NNNN_exposures.npy, NNNN_gt.png, NNNN_alignratio.npy.")
 
 
 @guarded

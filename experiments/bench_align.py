@@ -1,0 +1,120 @@
+"""Alignment: what it costs and what it buys (docs/alignment.md).
+
+Prints, on this machine's CPU:
+- the time `align_bracket` takes on a 1500x1000 hand-held bracket next to the time of the
+  classical merge and, with --checkpoint, of the network's merge of it;
+- the classical (Debevec) merge's PSNR-mu against the scene's radiance, with and without
+  alignment, over hand-held brackets of procedural scenes;
+- with --checkpoint, how much `--align=auto` changes the network's PSNR-mu on tripod brackets
+  (the built-in test split's radiance exposed three times, nothing moving).
+
+    python experiments/bench_align.py [--checkpoint=checkpoints/paper] [--brackets=6]
+"""
+
+import argparse
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hdr_gan_tf import alignment, synthetic  # noqa: E402
+from hdr_gan_tf.classical import debevec_merge  # noqa: E402
+from hdr_gan_tf.metrics import psnr  # noqa: E402
+from hdr_gan_tf.imaging import mu_law  # noqa: E402
+
+EV = np.array([-2, 0, 2], np.float32)
+
+
+def motion(rng, height, width):
+    angle, (dx, dy), p = rng.uniform(-2, 2), rng.uniform(-0.03, 0.03, 2) * width, rng.uniform(
+        -3e-5, 3e-5) * 384 / width
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    return (np.array([[1, 0, cx + dx], [0, 1, cy + dy], [0, 0, 1]])
+            @ np.array([[c, -s, 0], [s, c, 0], [p, p / 2, 1]])
+            @ np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]]))
+
+
+def hand_held(seed, height, width, moved=True):
+    """`(photos, radiance of the reference)`: a procedural scene shot hand-held."""
+    rng = np.random.default_rng(seed)
+    canvas = synthetic._background(rng, height, width)
+    look = (rng.uniform(0.4, 1.0, 3).astype(np.float32), 0.02, 7)
+    photos, reference = [], None
+    for i in range(3):
+        to_photo = motion(rng, height, width) if moved and i != 1 else np.eye(3)
+        scene = cv2.warpPerspective(canvas, to_photo, (width, height), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT)
+        scene = synthetic._paste_object(scene, look, (0.6 * height, (0.3 + 0.15 * i) * width),
+                                        (0.15 * height, 0.1 * width))
+        reference = scene if i == 1 else reference
+        photos.append(synthetic._expose(scene, 2.0 ** (EV[i] - EV[0]), rng, 65535))
+    return np.stack(photos).astype(np.float32), reference
+
+
+def psnr_mu(hdr, truth):
+    return float(psnr(mu_law(np.clip(hdr, 0, 1)), mu_law(np.clip(truth, 0, 1))))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a log dir: also time and score the network")
+    parser.add_argument("--brackets", type=int, default=6)
+    args = parser.parse_args()
+    print(f"CPU: {platform.processor() or platform.machine()}")
+    merge = None
+    if args.checkpoint:
+        from hdr_gan_tf.merge import InferenceOptions, load_merger
+        merge, _ = load_merger(InferenceOptions(), checkpoint=args.checkpoint, log=print)
+
+    photos, _ = hand_held(0, 1000, 1500)
+    start = time.perf_counter()
+    aligned, found = alignment.align_bracket(photos, EV, "auto")
+    ldrs = aligned.rows(0, 1000)
+    align_s = time.perf_counter() - start
+    start = time.perf_counter()
+    debevec_merge(ldrs, EV)
+    debevec_s = time.perf_counter() - start
+    print(f"1500x1000: align {align_s:.2f} s ({[a.method for a in found]}), "
+          f"Debevec merge {debevec_s:.2f} s")
+    if merge:
+        start = time.perf_counter()
+        merge(ldrs, EV, wanted=["main"])
+        print(f"1500x1000: network merge {time.perf_counter() - start:.2f} s")
+
+    gains = []
+    for seed in range(args.brackets):
+        photos, truth = hand_held(100 + seed, 384, 512)
+        scores = {}
+        for mode in ("none", "auto"):
+            aligned, _ = alignment.align_bracket(photos, EV, mode)
+            ldrs = aligned.rows(0, 384) if hasattr(aligned, "rows") else aligned
+            scores[mode] = psnr_mu(debevec_merge(ldrs, EV), truth)
+        gains.append(scores["auto"] - scores["none"])
+        print(f"hand-held {seed}: Debevec PSNR-mu {scores['none']:.2f} dB unaligned, "
+              f"{scores['auto']:.2f} dB aligned")
+    print(f"Debevec PSNR-mu gain from alignment: mean {np.mean(gains):.2f} dB, "
+          f"min {np.min(gains):.2f}, max {np.max(gains):.2f}")
+
+    if merge:
+        changes = []
+        for seed in range(args.brackets):
+            photos, truth = hand_held(200 + seed, 384, 512, moved=False)
+            scores = {}
+            for mode in ("none", "auto"):
+                aligned, _ = alignment.align_bracket(photos, EV, mode)
+                ldrs = aligned.rows(0, 384) if hasattr(aligned, "rows") else aligned
+                scores[mode] = psnr_mu(merge(ldrs, EV, wanted=["main"])["main"], truth)
+            changes.append(scores["auto"] - scores["none"])
+        print(f"tripod brackets: network PSNR-mu change with --align=auto: "
+              f"{', '.join(f'{c:+.4f}' for c in changes)} dB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,374 @@
+"""Aligning a hand-held bracket onto its reference photo before the merge (docs/alignment.md).
+
+HDR-GAN's merging blocks undo objects that move, not a camera that moved. Each non-reference
+photo is registered to the reference by a homography (or a translation) estimated on reduced
+copies, coarse to fine, with OpenCV's ECC on both photos brought to a common exposure in linear
+radiance, only where both are informative (neither clipped nor at noise level), and again
+without the pixels that still disagree (moving objects). `"auto"` keeps whichever of
+homography, translation and no motion leaves the smallest disagreement, so it never does worse
+than not aligning by that measure. The reference never moves; the merge then reads the warped
+photos a band of rows at a time (`AlignedBracket`), so a streamed, tiled merge keeps its bounded
+memory.
+"""
+
+import dataclasses
+import math
+
+import cv2
+import numpy as np
+
+from hdr_gan_tf.imaging import GAMMA
+from hdr_gan_tf.merge import as_unit_float, row_reader
+
+ALIGN_MODES = ("auto", "homography", "translation", "none")
+# Longest side of the reduced copies the motion is estimated on, and of the coarsest level.
+ESTIMATE_SIDE = 1024
+COARSEST_SIDE = 128
+# A pixel tells nothing of the scene where any channel is clipped or its grey is at noise level.
+CLIPPED = 0.97
+DARK = 0.02
+# An estimate that moves a corner further than this share of the diagonal is not believed.
+MAX_CORNER_SHIFT = 0.2
+# Auto takes the simplest motion whose disagreement is within this factor of the least.
+SIMPLEST_FIRST = ("translation", "rigid", "homography")
+SIMPLER_MARGIN = 1.0
+# Disagreement is a mean over the pixels valid in both, leaving out the largest share of them
+# (moving objects, parallax) so that the static scene decides.
+TRIMMED_SHARE = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Alignment:
+    """How one photo of a bracket maps onto the reference.
+
+    Attributes:
+      homography: `[3, 3]` float64, a reference pixel `(x, y, 1)` to the same scene point in the
+        photo (full resolution, pixel centres at integers).
+      method: the motion used: "homography", "rigid", "translation" or "none" ("reference" for the
+        reference itself).
+      requested: the `--align` mode asked for.
+      confidence: ECC's correlation coefficient of the motion used (1 for "none"/"reference").
+      residual, residual_unaligned: the trimmed mean disagreement (gamma-encoded, at the common
+        exposure, on the reduced copies) with this motion and with none.
+      fallback: why the requested motion was not used, or None.
+      uncovered: share of the reference frame this photo does not cover once warped (filled
+        from the reference, `AlignedBracket`).
+    """
+    homography: np.ndarray
+    method: str
+    requested: str
+    confidence: float = 1.0
+    residual: float = 0.0
+    residual_unaligned: float = 0.0
+    fallback: object = None
+    uncovered: float = 0.0
+
+    @property
+    def moves(self):
+        return not np.array_equal(self.homography, np.eye(3))
+
+    def record(self):
+        """The sidecar's fields for this photo."""
+        return {"homography_reference_to_photo": self.homography.tolist(),
+                "alignment": {"method": self.method, "requested": self.requested,
+                              "confidence": round(float(self.confidence), 4),
+                              "residual": round(float(self.residual), 6),
+                              "residual_unaligned": round(float(self.residual_unaligned), 6),
+                              "fallback": self.fallback,
+                              "uncovered": round(float(self.uncovered), 6)}}
+
+
+def check_align(mode):
+    """ValueError unless `mode` is one of `ALIGN_MODES` (the flag's enum says it too)."""
+    if mode not in ALIGN_MODES:
+        raise ValueError(f"align must be one of {', '.join(ALIGN_MODES)}, got {mode!r}")
+
+
+def reduced_copy(ldrs, side=ESTIMATE_SIDE, factor=None):
+    """`(copy, factor)`: the bracket as `[3, h, w, 3]` float32 in [0, 1], each side divided by
+    the integer `factor` (means of `factor`² blocks, read a band at a time): the given one, or
+    the smallest that brings the longest side to at most `side`."""
+    shape, read = row_reader(ldrs)
+    height, width = shape[1:3]
+    factor = factor or max(1, math.ceil(max(height, width) / side))
+    h, w = height // factor, width // factor
+    copy = np.empty((shape[0], h, w, 3), np.float32)
+    step = max(1, 256 // factor)
+    for top in range(0, h, step):
+        bottom = min(h, top + step)
+        band = as_unit_float(read(top * factor, bottom * factor))[:, :, :w * factor]
+        copy[:, top:bottom] = band.reshape(shape[0], bottom - top, factor, w, factor, 3).mean(
+            axis=(2, 4))
+    return copy, factor
+
+
+def _scale(homography, factor, offset):
+    """`homography` between images whose pixel `x` becomes `factor * x + offset`."""
+    a = np.array([[factor, 0, offset], [0, factor, offset], [0, 0, 1]], np.float64)
+    return a @ homography @ np.linalg.inv(a)
+
+
+def common_exposure(photo, time, reference, reference_time):
+    """Grey images of the reference and the photo at the shorter of their exposures (gamma
+    encoded, float32) and the masks (uint8 255) of the pixels each can be compared on."""
+    common = min(time, reference_time)
+    out = []
+    for ldr, t in ((reference, reference_time), (photo, time)):
+        linear = np.mean(np.power(ldr, GAMMA), axis=-1) * np.float32(common / t)
+        valid = (ldr.max(axis=-1) < CLIPPED) & (ldr.mean(axis=-1) > DARK)
+        out.append((np.power(linear, 1 / GAMMA).astype(np.float32),
+                    valid.astype(np.uint8) * 255))
+    return out
+
+
+def _warp(image, homography, shape, border=cv2.BORDER_CONSTANT):
+    return cv2.warpPerspective(image, homography, (shape[1], shape[0]),
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
+
+
+def disagreement(reference, ref_mask, photo, photo_mask, homography):
+    """Trimmed mean absolute difference between the reference and the warped photo over the
+    pixels valid in both (`TRIMMED_SHARE` of the largest left out); inf if under 5 % remain."""
+    warped = _warp(photo, homography, reference.shape)
+    mask = (ref_mask > 0) & (_warp(photo_mask, homography, reference.shape) == 255)
+    if mask.mean() < 0.05:
+        return math.inf
+    diff = np.sort(np.abs(reference[mask] - warped[mask]))
+    return float(diff[:max(1, int(len(diff) * (1 - TRIMMED_SHARE)))].mean())
+
+
+def _pyramid(image, levels):
+    out = [image]
+    for _ in range(levels - 1):
+        out.append(cv2.resize(out[-1], (out[-1].shape[1] // 2, out[-1].shape[0] // 2),
+                              interpolation=cv2.INTER_AREA))
+    return out[::-1]
+
+
+def _ecc(template, image, template_mask, image_mask, warp, motion):
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-6)
+    start = warp[:2] if motion != cv2.MOTION_HOMOGRAPHY else warp
+    score, found = cv2.findTransformECCWithMask(
+        template, image, template_mask, image_mask, start.astype(np.float32), motion, criteria,
+        5)
+    return score, np.vstack([found, [0, 0, 1]]) if found.shape[0] == 2 else found
+
+
+def _initial_shifts(reference, ref_mask, photo, photo_mask, count=3):
+    """Up to `count` translations from an exhaustive search, best first: the reference's
+    centre, `MAX_CORNER_SHIFT` of each side in from the borders, correlated with the photo at
+    every shift (OpenCV's normalised `matchTemplate`), each a local maximum at least 3 pixels
+    from the others. Pixels invalid in either photo are set to the mean in both, so that a
+    clipped sky in one does not meet clouds in the other. Correlation rather than phase
+    correlation, whose whitening lets periodic texture (bricks, tiles) win; several peaks
+    because such texture still makes rivals, which ECC then tells apart."""
+    valid = (ref_mask > 0) & (photo_mask > 0)
+    if not valid.any():
+        return [np.eye(3)]
+    reference, photo = (np.where(valid, image, image[valid].mean()).astype(np.float32)
+                        for image in (reference, photo))
+    h, w = reference.shape
+    my, mx = int(h * MAX_CORNER_SHIFT / 2), int(w * MAX_CORNER_SHIFT / 2)
+    scores = cv2.matchTemplate(photo, reference[my:h - my, mx:w - mx], cv2.TM_CCOEFF_NORMED)
+    shifts = []
+    for _ in range(count):
+        _, best, _, (x, y) = cv2.minMaxLoc(scores)
+        if not np.isfinite(best) or best <= -1:
+            break
+        shifts.append(np.array([[1, 0, x - mx], [0, 1, y - my], [0, 0, 1]], np.float64))
+        scores[max(0, y - 3):y + 4, max(0, x - 3):x + 4] = -2
+    return shifts or [np.eye(3)]
+
+
+def _inliers(args, warp):
+    """The template mask without the pixels that still disagree under `warp` (more than three
+    times the median difference, dilated by 2 pixels: moving objects, parallax, the photo's
+    border), or None where too few would remain."""
+    template, image, template_mask, _ = args
+    diff = np.abs(template - _warp(image, warp, template.shape))
+    valid = template_mask > 0
+    limit = max(3 * float(np.median(diff[valid])), 0.02) if valid.any() else 0.02
+    outliers = cv2.dilate((diff > limit).astype(np.uint8), np.ones((5, 5), np.uint8))
+    kept = np.where(outliers > 0, 0, template_mask).astype(np.uint8)
+    return kept if (kept > 0).mean() > 0.05 else None
+
+
+def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
+    """Fits of the motion from reference pixels to photo pixels of these (reduced) images,
+    coarse to fine: `{name: (homography, ecc score)}`. `motion="translation"` fits a
+    translation; `"homography"` a rigid motion (rotation and translation) and, from it and on
+    the pixels it explains, a homography. Raises cv2.error where ECC does not converge."""
+    levels = max(1, int(math.log2(max(reference.shape) / COARSEST_SIDE)) + 1)
+    pyramids = [_pyramid(image, levels) for image in (reference, photo)]
+    masks = [[(m > 127).astype(np.uint8) * 255 for m in _pyramid(mask, levels)]
+             for mask in (ref_mask, photo_mask)]
+    args = [(pyramids[0][k], pyramids[1][k], masks[0][k], masks[1][k]) for k in range(levels)]
+    coarse = "translation" if motion == "translation" else "rigid"
+    kinds = {"translation": cv2.MOTION_TRANSLATION, "rigid": cv2.MOTION_EUCLIDEAN,
+             "homography": cv2.MOTION_HOMOGRAPHY}
+    # The coarse motion through every level from each starting shift (the best ECC score
+    # wins), then once more on the pixels it explains.
+    tried = []
+    for warp in _initial_shifts(args[0][0], args[0][2], args[0][1], args[0][3]):
+        try:
+            for level in range(levels):
+                score, warp = _ecc(*args[level], warp if level == 0 else _scale(warp, 2, 0.5),
+                                   kinds[coarse])
+        except cv2.error:
+            continue
+        tried.append((score, warp))
+    if not tried:
+        raise cv2.error("ECC did not converge from any starting shift")
+    score, warp = max(tried, key=lambda t: t[0])
+    kept = _inliers(args[-1], warp)
+    if kept is not None:
+        score, warp = _ecc(args[-1][0], args[-1][1], kept, args[-1][3], warp, kinds[coarse])
+    fits = {coarse: (warp, score)}
+    if motion == "homography":
+        # Eight parameters on the finest level only, from the rigid motion and on the pixels
+        # it explains: moving objects and the photo's borders would pull them anywhere.
+        kept = _inliers(args[-1], warp)
+        if kept is not None:
+            fits["homography"] = _ecc(args[-1][0], args[-1][1], kept, args[-1][3], warp,
+                                      kinds["homography"])[::-1]
+    return {name: (warp / warp[2, 2], float(score)) for name, (warp, score) in fits.items()}
+
+
+def _believable(homography, shape):
+    """False for a motion that flips, folds or moves a corner past `MAX_CORNER_SHIFT`."""
+    h, w = shape
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
+    mapped = corners @ homography.T
+    if np.any(mapped[:, 2] <= 0) or not np.all(np.isfinite(mapped)):
+        return False
+    mapped = mapped[:, :2] / mapped[:, 2:]
+    shift = np.linalg.norm(mapped - corners[:, :2], axis=1).max()
+    return bool(shift <= MAX_CORNER_SHIFT * math.hypot(h, w)
+                and np.linalg.det(homography[:2, :2]) > 0)
+
+
+def uncovered_share(homography, shape):
+    """Share of a `shape` (H, W) reference frame whose points map outside the photo (same
+    size): one minus the area where the frame and the photo's outline mapped back overlap."""
+    h, w = shape
+    frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+    back = cv2.perspectiveTransform(frame[None], np.linalg.inv(homography))[0]
+    area, _ = cv2.intersectConvexConvex(frame, back.astype(np.float32))
+    return float(max(0.0, 1 - area / ((w - 1) * (h - 1))))
+
+
+def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, factor,
+                full_shape):
+    """The `Alignment` of one photo from reduced copies (`reduced_copy`'s `factor`) of it and
+    of the reference, under `mode` (one of `ALIGN_MODES`)."""
+    identity = np.eye(3)
+    if mode == "none":
+        return Alignment(identity, "none", mode)
+    (reference, ref_mask), (photo, photo_mask) = common_exposure(
+        reduced_photo, time, reduced_reference, reference_time)
+    unaligned = disagreement(reference, ref_mask, photo, photo_mask, identity)
+    candidates, failures = {}, []
+    for motion in (("homography", "translation") if mode == "auto" else (mode,)):
+        try:
+            fits = estimate_motion(reference, ref_mask, photo, photo_mask, motion)
+        except (cv2.error, ValueError, np.linalg.LinAlgError):
+            failures.append(f"{motion}: did not converge")
+            continue
+        for name, (warp, score) in fits.items():
+            if name != mode and mode != "auto":
+                continue
+            if not _believable(warp, reference.shape):
+                failures.append(f"{name}: implausible motion")
+                continue
+            residual = disagreement(reference, ref_mask, photo, photo_mask, warp)
+            candidates[name] = (residual, name, warp, score)
+    least = min((c[0] for c in candidates.values()), default=math.inf)
+    # The simplest motion that agrees about as well as the best: more parameters than the
+    # pixels need would bend the parts of the frame where nothing could be compared.
+    best = next((candidates[m] for m in SIMPLEST_FIRST
+                 if m in candidates and candidates[m][0] <= SIMPLER_MARGIN * least), None)
+    # Aligning must beat not aligning, by more than interpolation's own smoothing can explain.
+    if best is None or not best[0] < 0.97 * unaligned:
+        reason = "; ".join(failures) or (
+            f"{best[1]} left {best[0]:.4g}, not less than {unaligned:.4g} unaligned")
+        return Alignment(identity, "none", mode, 1.0, unaligned, unaligned, reason)
+    residual, motion, warp, score = best
+    full = _scale(warp, factor, (factor - 1) / 2)
+    fallback = None
+    if mode != "auto" and motion != mode:
+        fallback = "; ".join(failures)
+    elif failures:
+        fallback = "; ".join(failures)
+    return Alignment(full, motion, mode, score, residual, unaligned, fallback,
+                     uncovered_share(full, full_shape))
+
+
+def align_bracket(ldrs, exposure_bias, mode, log=None):
+    """Aligns the short and long photos of a bracket (`[3, H, W, 3]` array, or spooled) onto
+    the reference (index 1). Returns `(AlignedBracket or ldrs itself, [3 Alignment])`."""
+    check_align(mode)
+    shape, _ = row_reader(ldrs)
+    times = 2.0 ** (np.asarray(exposure_bias, np.float64) - np.min(exposure_bias))
+    if mode == "none":
+        return ldrs, [Alignment(np.eye(3), "reference" if i == 1 else "none", mode)
+                      for i in range(3)]
+    reduced, factor = reduced_copy(ldrs)
+    alignments = []
+    for i in range(3):
+        if i == 1:
+            alignments.append(Alignment(np.eye(3), "reference", mode))
+            continue
+        found = align_photo(reduced[i], times[i], reduced[1], times[1], mode, factor,
+                            shape[1:3])
+        alignments.append(found)
+        if log:
+            log(f"Aligned the {('short', '', 'long')[i]} photo: {found.method}"
+                + (f" (uncovered {found.uncovered:.1%}, filled from the reference)"
+                   if found.uncovered else "")
+                + (f"; {found.fallback}" if found.fallback else ""))
+    if not any(a.moves for a in alignments):
+        return ldrs, alignments
+    return AlignedBracket(ldrs, times, [a.homography for a in alignments]), alignments
+
+
+class AlignedBracket:
+    """A bracket read a band of rows at a time with its photos warped onto the reference.
+
+    `rows(first, last)` returns `[3, last - first, W, 3]` float32 in [0, 1]: the reference's rows
+    as they are, and for each other photo what its homography maps those reference pixels to
+    (bilinear), reading only the photo's rows it needs. Where that point falls outside the photo,
+    the pixel is the reference's value brought to the photo's exposure,
+    `min(1, I_ref ** 2.2 * t / t_ref) ** (1 / 2.2)`: the merge then sees agreeing photos there.
+    """
+
+    def __init__(self, ldrs, times, homographies, reference=1):
+        self.shape, self._read = row_reader(ldrs)
+        self._times, self._homographies, self._reference = times, homographies, reference
+
+    def rows(self, first, last):
+        height, width = self.shape[1:3]
+        first, last = max(first, 0), min(last, height)
+        out = np.array(as_unit_float(self._read(first, last)), np.float32)  # never a view
+        reference = out[self._reference]
+        ys, xs = np.mgrid[first:last, 0:width].astype(np.float64)
+        for i, homography in enumerate(self._homographies):
+            if i == self._reference or np.array_equal(homography, np.eye(3)):
+                continue
+            points = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ homography.T
+            x, y = points[..., 0] / points[..., 2], points[..., 1] / points[..., 2]
+            covered = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+            fill = np.minimum(1.0, np.power(reference, GAMMA) * np.float32(
+                self._times[i] / self._times[self._reference])) ** np.float32(1 / GAMMA)
+            if covered.any():
+                top = max(0, int(math.floor(y[covered].min())) - 1)
+                bottom = min(height, int(math.ceil(y[covered].max())) + 2)
+                source = as_unit_float(self._read(top, bottom)[i])
+                shifted = np.array([[1, 0, 0], [0, 1, -top], [0, 0, 1]]) @ homography @ np.array(
+                    [[1, 0, 0], [0, 1, first], [0, 0, 1]])
+                warped = cv2.warpPerspective(source, shifted, (width, last - first),
+                                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                             borderMode=cv2.BORDER_REPLICATE)
+                out[i] = np.where(covered[..., None], warped, fill)
+            else:
+                out[i] = fill
+        return out
