@@ -58,6 +58,17 @@ def hand_held(seed, height, width, moved=True):
     return np.stack(photos).astype(np.float32), reference
 
 
+def cpu_name():
+    """The CPU's model name from /proc/cpuinfo (what lscpu shows), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def psnr_mu(hdr, truth):
     return float(psnr(mu_law(np.clip(hdr, 0, 1)), mu_law(np.clip(truth, 0, 1))))
 
@@ -67,7 +78,7 @@ def main():
     parser.add_argument("--checkpoint", help="a log dir: also time and score the network")
     parser.add_argument("--brackets", type=int, default=6)
     args = parser.parse_args()
-    print(f"CPU: {platform.processor() or platform.machine()}")
+    print(f"CPU: {cpu_name()}")
     merge = None
     if args.checkpoint:
         from hdr_gan_tf.merge import InferenceOptions, load_merger

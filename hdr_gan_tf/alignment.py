@@ -206,12 +206,12 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
     coarse = "translation" if motion == "translation" else "rigid"
     kinds = {"translation": cv2.MOTION_TRANSLATION, "rigid": cv2.MOTION_EUCLIDEAN,
              "homography": cv2.MOTION_HOMOGRAPHY}
-    # The coarse motion through every level from each starting shift (the best ECC score
-    # wins), then once more on the pixels it explains.
+    # The coarse motion from each starting shift through every level but the finest (cheap);
+    # the best ECC score goes on to the finest, then once more on the pixels it explains.
     tried = []
     for warp in _initial_shifts(args[0][0], args[0][2], args[0][1], args[0][3]):
         try:
-            for level in range(levels):
+            for level in range(max(1, levels - 1)):
                 score, warp = _ecc(*args[level], warp if level == 0 else _scale(warp, 2, 0.5),
                                    kinds[coarse])
         except cv2.error:
@@ -220,6 +220,8 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
     if not tried:
         raise cv2.error("ECC did not converge from any starting shift")
     score, warp = max(tried, key=lambda t: t[0])
+    if levels > 1:
+        score, warp = _ecc(*args[-1], _scale(warp, 2, 0.5), kinds[coarse])
     kept = _inliers(args[-1], warp)
     if kept is not None:
         score, warp = _ecc(args[-1][0], args[-1][1], kept, args[-1][3], warp, kinds[coarse])
@@ -269,6 +271,8 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
     unaligned = disagreement(reference, ref_mask, photo, photo_mask, identity)
     candidates, failures = {}, []
     for motion in (("homography", "translation") if mode == "auto" else (mode,)):
+        if candidates:  # a rigid motion was found: a translation is one of its special cases
+            break
         try:
             fits = estimate_motion(reference, ref_mask, photo, photo_mask, motion)
         except (cv2.error, ValueError, np.linalg.LinAlgError):
@@ -350,25 +354,27 @@ class AlignedBracket:
         first, last = max(first, 0), min(last, height)
         out = np.array(as_unit_float(self._read(first, last)), np.float32)  # never a view
         reference = out[self._reference]
-        ys, xs = np.mgrid[first:last, 0:width].astype(np.float64)
-        for i, homography in enumerate(self._homographies):
-            if i == self._reference or np.array_equal(homography, np.eye(3)):
+        xs = np.arange(width, dtype=np.float64)[None, :]
+        ys = np.arange(first, last, dtype=np.float64)[:, None]
+        for i, h in enumerate(self._homographies):
+            if i == self._reference or np.array_equal(h, np.eye(3)):
                 continue
-            points = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ homography.T
-            x, y = points[..., 0] / points[..., 2], points[..., 1] / points[..., 2]
+            depth = h[2, 0] * xs + h[2, 1] * ys + h[2, 2]
+            x = (h[0, 0] * xs + h[0, 1] * ys + h[0, 2]) / depth
+            y = (h[1, 0] * xs + h[1, 1] * ys + h[1, 2]) / depth
             covered = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
-            fill = np.minimum(1.0, np.power(reference, GAMMA) * np.float32(
-                self._times[i] / self._times[self._reference])) ** np.float32(1 / GAMMA)
             if covered.any():
                 top = max(0, int(math.floor(y[covered].min())) - 1)
                 bottom = min(height, int(math.ceil(y[covered].max())) + 2)
                 source = as_unit_float(self._read(top, bottom)[i])
-                shifted = np.array([[1, 0, 0], [0, 1, -top], [0, 0, 1]]) @ homography @ np.array(
+                shifted = np.array([[1, 0, 0], [0, 1, -top], [0, 0, 1]]) @ h @ np.array(
                     [[1, 0, 0], [0, 1, first], [0, 0, 1]])
-                warped = cv2.warpPerspective(source, shifted, (width, last - first),
+                out[i] = cv2.warpPerspective(source, shifted, (width, last - first),
                                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                              borderMode=cv2.BORDER_REPLICATE)
-                out[i] = np.where(covered[..., None], warped, fill)
-            else:
-                out[i] = fill
+            outside = ~covered
+            if outside.any():
+                ratio = np.float32(self._times[i] / self._times[self._reference])
+                out[i][outside] = np.minimum(1.0, reference[outside] ** np.float32(GAMMA)
+                                             * ratio) ** np.float32(1 / GAMMA)
         return out
