@@ -48,7 +48,8 @@ def error_map(estimate, reference, scale=0.1):
     return cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)[..., ::-1].astype(np.float32) / 255
 
 
-def _label(image, text):
+def label(image, text):
+    """`image` (float RGB in [0, 1]) with `text` written in its top left corner."""
     out = np.ascontiguousarray((np.clip(image, 0, 1) * 255).astype(np.uint8))
     scale = max(out.shape[1] / 640, 0.4)
     cv2.putText(out, text, (6, int(22 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale,
@@ -64,11 +65,11 @@ def comparison_panel(ldrs, outputs, hdr_gt=None, labels=("short", "reference", "
       outputs: dict branch name -> linear HDR.
       hdr_gt: linear ground truth or None.
     """
-    top = [_label(ldr, name) for ldr, name in zip(ldrs, labels)]
-    bottom = [_label(_mu_law(hdr), f"{name} (mu-law)") for name, hdr in outputs.items()]
+    top = [label(ldr, name) for ldr, name in zip(ldrs, labels)]
+    bottom = [label(_mu_law(hdr), f"{name} (mu-law)") for name, hdr in outputs.items()]
     if hdr_gt is not None:
-        bottom.append(_label(_mu_law(hdr_gt), "ground truth"))
-        bottom.append(_label(error_map(outputs["main"], hdr_gt), "|error| main"))
+        bottom.append(label(_mu_law(hdr_gt), "ground truth"))
+        bottom.append(label(error_map(outputs["main"], hdr_gt), "|error| main"))
     width = max(len(top), len(bottom))
     blank = np.zeros_like(top[0])
     rows = [np.concatenate(r + [blank] * (width - len(r)), axis=1) for r in (top, bottom)]

@@ -154,8 +154,8 @@ def test_infer_aligns_a_hand_held_bracket_and_records_it(tmp_path):
         write_ldr(path, photo, 16)
     common = [f"--inputs={','.join(map(str, paths))}", "--exposure_bias=-2,0,2",
               "--method=debevec"]
-    runs = {"whole": [], "tiled": ["--tile=96", "--overlap=16"], "none": ["--align=none"],
-            "fused": ["--method=mertens"]}
+    runs = {"whole": ["--panel"], "tiled": ["--tile=96", "--overlap=16"],
+            "none": ["--align=none"], "fused": ["--method=mertens"]}
     for name, extra in runs.items():
         result = run_program("infer", *common, f"--output={tmp_path / name}.hdr", *extra)
         assert result.returncode == 0, result.stderr
@@ -172,6 +172,14 @@ def test_infer_aligns_a_hand_held_bracket_and_records_it(tmp_path):
                                   read_hdr(tmp_path / "whole.hdr"))
     unaligned = json.loads((tmp_path / "none.json").read_text())
     assert {p["alignment"]["method"] for p in unaligned["photos"]} == {"none", "reference"}
+    # --panel: the reference photo, the preview without alignment, the preview with it.
+    panel = read_ldr(tmp_path / "whole_panel.png")
+    assert panel.shape == (HEIGHT, 3 * WIDTH, 3)
+    below_labels = slice(40, HEIGHT)
+    for k, name in ((1, "none"), (2, "whole")):  # to a step of the 8-bit PNGs
+        np.testing.assert_allclose(panel[below_labels, k * WIDTH:(k + 1) * WIDTH],
+                                   read_ldr(tmp_path / f"{name}.png")[below_labels],
+                                   rtol=0, atol=1.01 / 255)
     # Mertens' fusion of the same aligned photos is a picture: the preview, and no HDR file.
     fused = json.loads((tmp_path / "fused.json").read_text())
     assert fused["outputs"] == [] and not (tmp_path / "fused.hdr").exists()

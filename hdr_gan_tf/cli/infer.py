@@ -55,12 +55,14 @@ def sidecar_path(output):
 
 
 def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print,
-                    model=None, align="none"):
+                    model=None, align="none", panel=False):
     """Merges a loaded bracket (`hdr_gan_tf.photos.load_bracket`) and writes the HDR file(s),
     the preview PNG and the sidecar `sidecar_path(output)`: the photos with their EVs and where
     those came from, the reference, how each photo maps onto it (`align`, one of
     `alignment.ALIGN_MODES`), the merge (`model`: what `merge.load_merger` described; its
-    options) and the time taken.
+    options) and the time taken. `panel`: also `panel_path(output)`, the reference photo and
+    the previews without and with alignment side by side (the one without merged from a copy
+    reduced to the preview's size).
 
     A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
     final, so neither the photos (pass them spooled) nor the result is ever held whole. The
@@ -115,6 +117,9 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         del hdr
     if paths:
         write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
+    if panel:
+        write_ldr(panel_path(output), _panel(merge, bracket, preview, reduced.factor, tonemap,
+                                             align))
     record = {
         "program": "hdr-gan-infer", "version": __version__,
         "photos": sorted(
@@ -130,7 +135,30 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         "outputs": [str(p) for p in paths], "preview": str(preview),
         "seconds": round(time.perf_counter() - start, 3)}
     write_text(sidecar_path(output), json.dumps(record, indent=2) + "\n")
-    log(f"Wrote {', '.join(map(str, paths + [preview, sidecar_path(output)]))}")
+    written = paths + [preview, sidecar_path(output)] + ([panel_path(output)] if panel else [])
+    log(f"Wrote {', '.join(map(str, written))}")
+
+
+def _panel(merge, bracket, preview, factor, tonemap, align):
+    """The reference photo, the merge without alignment and the written preview (with it), each
+    reduced by `factor` and labelled, side by side."""
+    import cv2
+    import numpy as np
+
+    from hdr_gan_tf.alignment import reduced_copy
+    from hdr_gan_tf.display import label, tonemap_for_display
+    from hdr_gan_tf.image_io import read_ldr
+
+    small, _ = reduced_copy(bracket.ldrs, factor=factor)
+    merged = merge(small, bracket.ev)["main"]
+    unaligned = merged if getattr(merge, "display_referred", False) else tonemap_for_display(
+        merged, tonemap)
+    shown = read_ldr(preview)
+    size = (shown.shape[1], shown.shape[0])
+    tiles = [(small[1], "reference photo"), (unaligned, "--align=none"),
+             (shown, f"--align={align}")]
+    return np.concatenate([label(cv2.resize(image, size, interpolation=cv2.INTER_AREA), text)
+                           for image, text in tiles], axis=1)
 
 
 def progress_printer(log=print):
@@ -171,11 +199,19 @@ def define_flags():
     flags.DEFINE_string("output_dir", None, "Batch mode: where <scene>.hdr and <scene>.png go.")
     define_merge_flags(("network", "debevec", "mertens"))
     define_align_flag("auto")
+    flags.DEFINE_bool("panel", False, "Also write <output>_panel.png: the reference photo and "
+                      "the previews of the merge without alignment and with it, side by side.")
     define_overwrite_flag()
 
 
+def panel_path(output):
+    """Where `--panel` puts the side-by-side picture of a merge: `<output stem>_panel.png`."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}_panel.png")
+
+
 def _outputs_for(output, preview, exr):
-    """`[output, preview, (the .exr copy)]`."""
+    """`[output, preview, (the .exr copy), sidecar, (the --panel picture)]`."""
     output = Path(output)
     if output.suffix.lower() not in (".hdr", ".exr"):
         raise ValueError(f"{output}: --output must end in .hdr or .exr")
@@ -183,7 +219,8 @@ def _outputs_for(output, preview, exr):
     preview = Path(preview) if preview else output.with_suffix(".png")
     if preview.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         raise ValueError(f"{preview}: --preview must end in .png, .jpg or .tif")
-    return [main, preview, *copy, sidecar_path(output)]
+    return [main, preview, *copy, sidecar_path(output)] + (
+        [panel_path(output)] if FLAGS.panel else [])
 
 
 def _jobs():
@@ -267,7 +304,7 @@ def main(argv):
                                             max_pixels=FLAGS.max_pixels)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
-                                log=say, model=model, align=FLAGS.align)
+                                log=say, model=model, align=FLAGS.align, panel=FLAGS.panel)
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()
