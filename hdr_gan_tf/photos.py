@@ -2,7 +2,8 @@
 
 The photos may come in any order; they are sorted by exposure, and the middle one is the
 reference the merge is aligned to. Exposures come from the caller, an `exposure.txt` file or
-the photos' EXIF ExposureTime (read with Pillow).
+the photos' EXIF ExposureTime (read with Pillow; with `exifread` from RAW photos, which
+`hdr_gan_tf.raw_photos` develops).
 """
 
 import math
@@ -16,6 +17,8 @@ from PIL import Image
 from hdr_gan_tf.image_io import MAX_PIXELS, SpooledImages, probe, read_ldr_raw
 from hdr_gan_tf.imaging import parse_exposure_bias, read_exposure_file
 from hdr_gan_tf.merge import MIN_SIDE
+from hdr_gan_tf.raw_photos import (is_raw, raw_exposure_time, raw_size, raw_white_balance,
+                                   read_raw)
 
 _EXIF_IFD = 0x8769
 _EXPOSURE_TIME = 0x829A
@@ -100,13 +103,36 @@ def exposures_for(paths, given=None, exposure_file=None):
             ev = read_exposure_file(candidate, count=len(paths))
             by_name = sorted(paths, key=lambda p: Path(p).name)
             return [float(ev[by_name.index(p)]) for p in paths], str(candidate)
-    times = [exif_exposure_time(p) for p in paths]
+    times = [raw_exposure_time(p) if is_raw(p) else exif_exposure_time(p) for p in paths]
     missing = [str(p) for p, t in zip(paths, times) if t is None]
     if missing:
         raise ValueError(f"no exposures given: pass --exposure_bias, an exposure.txt, or photos "
                          f"with EXIF ExposureTime (missing in {', '.join(missing)})")
     shortest = min(times)
     return [math.log2(t / shortest) for t in times], "EXIF ExposureTime"
+
+
+def _size(path, max_pixels):
+    """`(width, height)` of a photo from its header (a RAW photo's as it develops)."""
+    if not is_raw(path):
+        return probe(path, max_pixels)[1:]
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: file not found")
+    width, height = raw_size(path)
+    if width * height > max_pixels:
+        raise ValueError(f"{path}: {width}x{height} pixels, more than the {max_pixels} allowed")
+    return width, height
+
+
+def _reader(paths, max_pixels):
+    """`read(path) -> (image, peak)` for the bracket's photos: RAW ones developed with the
+    reference's (`paths[1]`) white balance, so that the frames differ only by exposure."""
+    balance = raw_white_balance(paths[1]) if is_raw(paths[1]) else [1.0, 1.0, 1.0, 1.0]
+
+    def read(path):
+        return read_raw(path, balance) if is_raw(path) else read_ldr_raw(path, max_pixels)
+
+    return read
 
 
 def check_bracket_files(paths, max_pixels=MAX_PIXELS):
@@ -117,7 +143,7 @@ def check_bracket_files(paths, max_pixels=MAX_PIXELS):
     if not 3 <= len(paths) <= MAX_PHOTOS:
         raise ValueError(f"a bracket is 3 to {MAX_PHOTOS} photos (HDR-GAN merges exactly 3 of "
                          f"them), got {len(paths)}: {', '.join(paths)}")
-    sizes = {p: probe(p, max_pixels)[1:] for p in paths}
+    sizes = {p: _size(p, max_pixels) for p in paths}
     for i, path in enumerate(paths):
         for other in paths[:i]:
             if os.path.samefile(path, other):
@@ -162,11 +188,12 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
     unused = tuple((paths[i], float(ev[i])) for i in by_ev if i not in order)
     sorted_ev = np.asarray([ev[i] for i in order], np.float32)
     paths = [paths[i] for i in order]  # short, reference, long: the three to read
+    read = _reader(paths, max_pixels)
     if spool:
         spooled = SpooledImages()
         try:
             for path in paths:
-                image, peak = read_ldr_raw(path, max_pixels)
+                image, peak = read(path)
                 if spooled.count and image.shape != spooled.image_shape:
                     h, w = spooled.image_shape[:2]
                     raise ValueError(f"photos differ in size: {paths[0]} {w}x{h}, "
@@ -178,7 +205,7 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
             spooled.close()
             raise
         return Bracket(spooled, sorted_ev, paths, source, unused, chosen_by)
-    raw = [read_ldr_raw(p, max_pixels) for p in paths]
+    raw = [read(p) for p in paths]
     images = [image for image, _ in raw]
     if len({image.dtype for image in images}) > 1:
         images = [image.astype(np.float32) / np.float32(peak) for image, peak in raw]

@@ -176,7 +176,8 @@ def progress_printer(log=print):
 # ------------------------------------------------------------------ the program
 def define_flags():
     define_checkpoint_flag(required=False)
-    flags.DEFINE_list("inputs", [], "3 to 9 photos of a bracket (TIFF/PNG/JPEG, 8- or 16-bit), "
+    flags.DEFINE_list("inputs", [], "3 to 9 photos of a bracket (TIFF/PNG/JPEG, 8- or 16-bit, or "
+                      "RAW: DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2), "
                       "any order; of more than three, three are merged (--reference, --short, "
                       "--long, or chosen by EV).")
     for role, which in (("reference", "the photo the result is aligned to (default: the one "
@@ -226,6 +227,7 @@ def _outputs_for(output, preview, exr):
 def _jobs():
     """`(photos, output, preview, exposure_bias, exposure_file)` per bracket to merge."""
     from hdr_gan_tf.image_io import LDR_SUFFIXES
+    from hdr_gan_tf.raw_photos import RAW_SUFFIXES
 
     batch = FLAGS.input_dir is not None
     if batch == bool(FLAGS.inputs):
@@ -242,7 +244,8 @@ def _jobs():
         raise ValueError(f"{root}: input folder not found")
     jobs = []
     for scene in sorted(p for p in root.iterdir() if p.is_dir()):
-        photos = sorted(str(p) for p in scene.iterdir() if p.suffix.lower() in LDR_SUFFIXES)
+        photos = sorted(str(p) for p in scene.iterdir()
+                        if p.suffix.lower() in LDR_SUFFIXES + RAW_SUFFIXES)
         out = Path(FLAGS.output_dir) / f"{scene.name}.hdr"
         jobs.append((photos, out, out.with_suffix(".png"), None, None))
     if not jobs:
