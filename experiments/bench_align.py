@@ -6,15 +6,22 @@ Prints, on this machine's CPU:
 - the classical (Debevec) merge's PSNR-mu against the scene's radiance, with and without
   alignment, over hand-held brackets of procedural scenes;
 - with --checkpoint, how much `--align=auto` changes the network's PSNR-mu on tripod brackets
-  (the built-in test split's radiance exposed three times, nothing moving).
+  (procedural scenes exposed three times, nothing moving);
+- with --memory, the peak resident memory of hdr-gan-infer's streamed path (16-bit TIFFs in,
+  .hdr and preview out, tiles of 256, the classical merge so that the network's working set
+  does not hide it) on a 24-megapixel hand-held bracket, with --align=none and auto, each in a
+  fresh process.
 
-    python experiments/bench_align.py [--checkpoint=checkpoints/paper] [--brackets=6]
+    python experiments/bench_align.py [--checkpoint=checkpoints/paper] [--brackets=6] [--memory]
 """
 
 import argparse
+import json
 import math
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -73,12 +80,65 @@ def psnr_mu(hdr, truth):
     return float(psnr(mu_law(np.clip(hdr, 0, 1)), mu_law(np.clip(truth, 0, 1))))
 
 
+def write_bracket(folder, height, width):
+    """A hand-held bracket of `height` x `width` written as 16-bit TIFFs (in its own process)."""
+    from hdr_gan_tf.image_io import write_ldr
+
+    photos, _ = hand_held(7, height, width)
+    for name, photo in zip(("short", "mid", "long"), photos):
+        write_ldr(Path(folder) / f"{name}.tif", photo, 16)
+
+
+def streamed_peak(folder, align):
+    """hdr-gan-infer's streamed path on the bracket in `folder`; prints its time and peak."""
+    from _bench_common import peak_rss_mb
+    from hdr_gan_tf.classical import debevec_merger
+    from hdr_gan_tf.cli.infer import merge_and_write
+    from hdr_gan_tf.merge import InferenceOptions
+    from hdr_gan_tf.photos import load_bracket
+
+    merge = debevec_merger(InferenceOptions(tile=256, overlap=64))
+    photos = [str(Path(folder) / f"{n}.tif") for n in ("short", "mid", "long")]
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    bracket = load_bracket(photos, ["-2", "0", "2"], spool=True)
+    output = Path(folder) / f"merged_{align}.hdr"
+    merge_and_write(merge, bracket, output, output.with_suffix(".png"), align=align,
+                    log=lambda line: None)
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_rss_mb(),
+                      "baseline_mb": baseline}))
+
+
+def memory_rows():
+    with tempfile.TemporaryDirectory() as folder:
+        me = [sys.executable, __file__, f"--folder={folder}"]
+        subprocess.run(me + ["--write_bracket"], check=True)
+        for align in ("none", "auto"):
+            out = subprocess.run(me + [f"--streamed={align}"], capture_output=True, text=True,
+                                 check=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            print(f"24 MP hand-held, streamed (tiles of 256, Debevec), --align={align}: "
+                  f"{r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB "
+                  f"(before: {r['baseline_mb']:.0f} MB)", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="a log dir: also time and score the network")
     parser.add_argument("--brackets", type=int, default=6)
+    parser.add_argument("--memory", action="store_true", help="the 24 MP streamed rows only")
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--write_bracket", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--streamed", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_bracket:
+        return write_bracket(args.folder, 4000, 6000)
+    if args.streamed:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        return streamed_peak(args.folder, args.streamed)
     print(f"CPU: {cpu_name()}")
+    if args.memory:
+        return memory_rows()
     merge = None
     if args.checkpoint:
         from hdr_gan_tf.merge import InferenceOptions, load_merger

@@ -4,9 +4,10 @@ HDR-GAN's merging blocks undo objects that move, not a camera that moved. Each n
 photo is registered to the reference by a homography (or a translation) estimated on reduced
 copies, coarse to fine, with OpenCV's ECC on both photos brought to a common exposure in linear
 radiance, only where both are informative (neither clipped nor at noise level), and again
-without the pixels that still disagree (moving objects). `"auto"` keeps whichever of
-homography, translation and no motion leaves the smallest disagreement, so it never does worse
-than not aligning by that measure. The reference never moves; the merge then reads the warped
+without the pixels that still disagree (moving objects). `"auto"` keeps whichever of a rigid
+motion and a homography (a translation where no rigid motion converges) leaves the smallest
+disagreement, and no motion unless that beats not aligning, so it never does worse than not
+aligning by that measure. The reference never moves; the merge then reads the warped
 photos a band of rows at a time (`AlignedBracket`), so a streamed, tiled merge keeps its bounded
 memory.
 """
@@ -29,9 +30,6 @@ CLIPPED = 0.97
 DARK = 0.02
 # An estimate that moves a corner further than this share of the diagonal is not believed.
 MAX_CORNER_SHIFT = 0.2
-# Auto takes the simplest motion whose disagreement is within this factor of the least.
-SIMPLEST_FIRST = ("translation", "rigid", "homography")
-SIMPLER_MARGIN = 1.0
 # Disagreement is a mean over the pixels valid in both, leaving out the largest share of them
 # (moving objects, parallax) so that the static scene decides.
 TRIMMED_SHARE = 0.2
@@ -47,10 +45,12 @@ class Alignment:
       method: the motion used: "homography", "rigid", "translation" or "none" ("reference" for the
         reference itself).
       requested: the `--align` mode asked for.
-      confidence: ECC's correlation coefficient of the motion used (1 for "none"/"reference").
+      confidence: ECC's correlation coefficient of the motion used (1 for the reference and
+        `--align=none`, None for a photo left unaligned because nothing beat that).
       residual, residual_unaligned: the trimmed mean disagreement (gamma-encoded, at the common
         exposure, on the reduced copies) with this motion and with none.
-      fallback: why the requested motion was not used, or None.
+      fallback: why a photo was left unaligned, or which motion failed (e.g. the homography)
+        before a simpler one was used; None when nothing failed.
       uncovered: share of the reference frame this photo does not cover once warped (filled
         from the reference, `AlignedBracket`).
     """
@@ -69,13 +69,17 @@ class Alignment:
 
     def record(self):
         """The sidecar's fields for this photo."""
+        def number(value, digits):  # JSON has no infinity: an unmeasurable value is null
+            return round(float(value), digits) if value is not None and math.isfinite(
+                value) else None
+
         return {"homography_reference_to_photo": self.homography.tolist(),
                 "alignment": {"method": self.method, "requested": self.requested,
-                              "confidence": round(float(self.confidence), 4),
-                              "residual": round(float(self.residual), 6),
-                              "residual_unaligned": round(float(self.residual_unaligned), 6),
+                              "confidence": number(self.confidence, 4),
+                              "residual": number(self.residual, 6),
+                              "residual_unaligned": number(self.residual_unaligned, 6),
                               "fallback": self.fallback,
-                              "uncovered": round(float(self.uncovered), 6)}}
+                              "uncovered": number(self.uncovered, 6)}}
 
 
 def check_align(mode):
@@ -198,7 +202,7 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
     coarse to fine: `{name: (homography, ecc score)}`. `motion="translation"` fits a
     translation; `"homography"` a rigid motion (rotation and translation) and, from it and on
     the pixels it explains, a homography. Raises cv2.error where ECC does not converge."""
-    levels = max(1, int(math.log2(max(reference.shape) / COARSEST_SIDE)) + 1)
+    levels = max(1, int(math.log2(min(reference.shape) / (COARSEST_SIDE * 3 / 4))) + 1)
     pyramids = [_pyramid(image, levels) for image in (reference, photo)]
     masks = [[(m > 127).astype(np.uint8) * 255 for m in _pyramid(mask, levels)]
              for mask in (ref_mask, photo_mask)]
@@ -230,9 +234,10 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
         # Eight parameters on the finest level only, from the rigid motion and on the pixels
         # it explains: moving objects and the photo's borders would pull them anywhere.
         kept = _inliers(args[-1], warp)
-        if kept is not None:
-            fits["homography"] = _ecc(args[-1][0], args[-1][1], kept, args[-1][3], warp,
-                                      kinds["homography"])[::-1]
+        if kept is None:
+            raise ValueError("too few pixels agree under the rigid motion to fit a homography")
+        fits["homography"] = _ecc(args[-1][0], args[-1][1], kept, args[-1][3], warp,
+                                  kinds["homography"])[::-1]
     return {name: (warp / warp[2, 2], float(score)) for name, (warp, score) in fits.items()}
 
 
@@ -256,7 +261,7 @@ def uncovered_share(homography, shape):
     frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     back = cv2.perspectiveTransform(frame[None], np.linalg.inv(homography))[0]
     area, _ = cv2.intersectConvexConvex(frame, back.astype(np.float32))
-    return float(max(0.0, 1 - area / ((w - 1) * (h - 1))))
+    return float(max(0.0, 1 - area / max((w - 1) * (h - 1), 1)))
 
 
 def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, factor,
@@ -286,37 +291,30 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
                 continue
             residual = disagreement(reference, ref_mask, photo, photo_mask, warp)
             candidates[name] = (residual, name, warp, score)
-    least = min((c[0] for c in candidates.values()), default=math.inf)
-    # The simplest motion that agrees about as well as the best: more parameters than the
-    # pixels need would bend the parts of the frame where nothing could be compared.
-    best = next((candidates[m] for m in SIMPLEST_FIRST
-                 if m in candidates and candidates[m][0] <= SIMPLER_MARGIN * least), None)
+    best = min(candidates.values(), key=lambda c: c[0], default=None)
     # Aligning must beat not aligning, by more than interpolation's own smoothing can explain.
     if best is None or not best[0] < 0.97 * unaligned:
-        reason = "; ".join(failures) or (
-            f"{best[1]} left {best[0]:.4g}, not less than {unaligned:.4g} unaligned")
-        return Alignment(identity, "none", mode, 1.0, unaligned, unaligned, reason)
+        reasons = failures + ([f"{best[1]} left {best[0]:.4g}, not less than {unaligned:.4g} "
+                               f"unaligned"] if best else [])
+        return Alignment(identity, "none", mode, None, unaligned, unaligned,
+                         "; ".join(reasons) or "too few informative pixels to compare")
     residual, motion, warp, score = best
     full = _scale(warp, factor, (factor - 1) / 2)
-    fallback = None
-    if mode != "auto" and motion != mode:
-        fallback = "; ".join(failures)
-    elif failures:
-        fallback = "; ".join(failures)
-    return Alignment(full, motion, mode, score, residual, unaligned, fallback,
-                     uncovered_share(full, full_shape))
+    return Alignment(full, motion, mode, score, residual, unaligned,
+                     "; ".join(failures) or None, uncovered_share(full, full_shape))
 
 
-def align_bracket(ldrs, exposure_bias, mode, log=None):
+def align_bracket(ldrs, exposure_bias, mode, log=None, estimate_side=ESTIMATE_SIDE):
     """Aligns the short and long photos of a bracket (`[3, H, W, 3]` array, or spooled) onto
-    the reference (index 1). Returns `(AlignedBracket or ldrs itself, [3 Alignment])`."""
+    the reference (index 1), estimating on copies whose longest side is at most
+    `estimate_side`. Returns `(AlignedBracket or ldrs itself, [3 Alignment])`."""
     check_align(mode)
     shape, _ = row_reader(ldrs)
     times = 2.0 ** (np.asarray(exposure_bias, np.float64) - np.min(exposure_bias))
     if mode == "none":
         return ldrs, [Alignment(np.eye(3), "reference" if i == 1 else "none", mode)
                       for i in range(3)]
-    reduced, factor = reduced_copy(ldrs)
+    reduced, factor = reduced_copy(ldrs, estimate_side)
     alignments = []
     for i in range(3):
         if i == 1:

@@ -131,7 +131,7 @@ def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], lo
     rows.append(mean)
     write_text(output_dir / "metrics.json", json.dumps(
         {"scenes": rows[:-1], "mean": mean, "protocol": dataclasses.asdict(protocol),
-         "pu21_display_peak": display_peak}, indent=2) + "\n")
+         "pu21_display_peak": display_peak, "align": align}, indent=2) + "\n")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -2,9 +2,10 @@ import os
 
 # Side by side under pytest-xdist, each worker's TensorFlow (and the programs it starts) gets
 # its share of the cores: workers never wait on each other's spinning thread pools.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(
-        1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+        1, CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 import numpy as np
 import pytest
@@ -32,15 +33,16 @@ def golden_checkpoint():
 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pytest.ini): one worker per core, at most four (each starts TensorFlow)."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    return max(1, min(CORES, 4))
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Slow tests first, so that side by side the long ones overlap; tests that share a
+    """Side by side, slow tests first, so that the long ones overlap; tests that share a
     module-scoped fixture in one xdist group, so that it is built once; tests marked `gpu`
     run only where TensorFlow sees a GPU."""
-    items.sort(key=lambda item: "slow" not in item.keywords)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # in one process, modules stay together
+        items.sort(key=lambda item: "slow" not in item.keywords)
     for item in items:
         defs = getattr(item, "_fixtureinfo", None)
         shared = defs and [name for name, chain in defs.name2fixturedefs.items()

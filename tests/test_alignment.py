@@ -85,6 +85,27 @@ def test_hand_held_photos_are_registered_to_the_reference():
     assert np.median(errors) <= 0.5 and np.mean(np.array(errors) <= 3) >= 0.9, errors
 
 
+def test_every_mode_registers_a_bracket_estimated_on_a_reduced_copy():
+    """Forced motions, and the estimate made on copies reduced threefold (96x128) then scaled
+    back to full resolution: the homography's corners still land within 3 pixels (one pixel
+    of the reduced copy); a translation cannot follow the rotation, but leaves less
+    disagreement than none."""
+    short, long = HAND_HELD["turned"]
+    photos = _hand_held(1, [short, np.eye(3), long])
+    for mode, limit in (("homography", 3), ("translation", 12)):
+        _, found = alignment.align_bracket(photos, EV, mode, estimate_side=128)
+        for a, truth in ((found[0], short), (found[2], long)):
+            assert a.method == mode and a.requested == mode, a
+            assert _corner_error(a.homography, truth) < limit, (mode, a)
+            assert a.residual < (0.5 if mode == "homography" else 0.97) * a.residual_unaligned
+    # Too dark to compare anything: left alone, saying so, in every mode.
+    dark = photos * 0.01
+    for mode in ("auto", "homography", "translation"):
+        _, found = alignment.align_bracket(dark, EV, mode)
+        assert found[0].method == "none" and found[0].fallback, (mode, found[0])
+        assert json.dumps(found[0].record(), allow_nan=False)
+
+
 def test_auto_never_does_worse_than_not_aligning():
     """A tripod bracket stays (near) where it is; a photo with nothing to compare is left alone
     with the reason; a photo of another scene, or of a scene with nothing to register but a

@@ -233,8 +233,8 @@ def define_align_flag(default):
     from hdr_gan_tf.alignment import ALIGN_MODES
 
     flags.DEFINE_enum("align", default, ALIGN_MODES, "Register the short and long photos to "
-                      "the reference first: auto (a homography, a rigid motion, a translation or "
-                      "none, whichever agrees best; never worse than none), homography, "
+                      "the reference first: auto (a homography or a rigid motion, whichever agrees "
+                      "best, or none where neither beats not aligning), homography, "
                       "translation, or none "
                       "(photos from a tripod, aligned data sets).")
 
