@@ -208,8 +208,10 @@ def test_infer_aligns_a_hand_held_bracket_and_records_it(tmp_path):
     read = np.stack([read_ldr_raw(p)[0] for p in paths])
     aligned, _ = alignment.align_bracket(read, EV, "auto")
     write_ldr(tmp_path / "expected.png", mertens_fusion(aligned.rows(0, HEIGHT)), 8)
-    np.testing.assert_array_equal(read_ldr(tmp_path / "fused.png"),
-                                  read_ldr(tmp_path / "expected.png"))
+    # OpenCV's vector and scalar loops may round a value differently: one 8-bit step, rarely.
+    fused_png, expected_png = read_ldr(tmp_path / "fused.png"), read_ldr(tmp_path / "expected.png")
+    np.testing.assert_allclose(fused_png, expected_png, rtol=0, atol=1.01 / 255)
+    assert np.mean(fused_png != expected_png) < 1e-3
 
 
 def test_evaluate_can_align_and_it_helps_on_shaken_scenes(tiny_data):
