@@ -38,11 +38,12 @@ def pytest_xdist_auto_num_workers(config):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Side by side, slow tests first, so that the long ones overlap; tests that share a
+    """Side by side, slow tests first, so that the long ones overlap (those that mostly wait
+    last among them, beside computing ones rather than each other); tests that share a
     module-scoped fixture in one xdist group, so that it is built once; tests marked `gpu`
     run only where TensorFlow sees a GPU."""
     if os.environ.get("PYTEST_XDIST_WORKER"):  # in one process, modules stay together
-        items.sort(key=lambda item: "slow" not in item.keywords)
+        items.sort(key=lambda item: ("slow" not in item.keywords, "waits" in item.keywords))
     for item in items:
         defs = getattr(item, "_fixtureinfo", None)
         shared = defs and [name for name, chain in defs.name2fixturedefs.items()

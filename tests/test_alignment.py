@@ -205,6 +205,10 @@ def test_infer_aligns_a_hand_held_bracket_and_records_it(tmp_path):
     fused = json.loads((tmp_path / "fused.json").read_text())
     assert fused["outputs"] == [] and not (tmp_path / "fused.hdr").exists()
     assert "Mertens" in fused["merged_by"]
+    refused = run_program("infer", *common[:2], "--method=mertens", "--exr",
+                          f"--output={tmp_path / 'x.hdr'}")
+    assert refused.returncode == 2 and "--exr: Mertens' fusion writes no HDR file" in (
+        refused.stderr)
     read = np.stack([read_ldr_raw(p)[0] for p in paths])
     aligned, _ = alignment.align_bracket(read, EV, "auto")
     write_ldr(tmp_path / "expected.png", mertens_fusion(aligned.rows(0, HEIGHT)), 8)

@@ -467,6 +467,7 @@ def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_da
 
 
 @pytest.mark.slow
+@pytest.mark.waits  # the chief waits out the collective timeout
 def test_a_killed_worker_stops_the_other_with_an_error(tiny_data, tmp_path):
     chief, worker = _start_workers(tmp_path / "run", tiny_data, "--iterations=100000",
                                    "--checkpoint_every=1000")

@@ -269,6 +269,10 @@ def main(argv):
                          f"(--input_dir) chooses each shoot's three by EV")
     options = inference_options()  # checks --tile, --overlap and --precision first
     check_method(FLAGS.method, FLAGS.checkpoint)
+    for flag in ("exr", "tile"):
+        if FLAGS.method == "mertens" and FLAGS[flag].value:
+            raise ValueError(f"--{flag}: Mertens' fusion writes no HDR file, only the preview "
+                             f"(made at the preview's size); leave --{flag} out")
     batch = FLAGS.input_dir is not None
     # Every output against every other and every input of the whole command (all scenes).
     check_outputs(files=[p for _, output, preview, _, _ in jobs
