@@ -345,7 +345,14 @@ class AlignedBracket:
 
     def __init__(self, ldrs, times, homographies, reference=1):
         self.shape, self._read = row_reader(ldrs)
+        self._ldrs = ldrs
         self._times, self._homographies, self._reference = times, homographies, reference
+
+    def _photo_rows(self, i, first, last):
+        """Rows `first .. last - 1` of photo `i` alone (a spooled photo is read alone)."""
+        if hasattr(self._ldrs, "rows"):
+            return self._ldrs.rows(first, last, images=[i])[0]
+        return np.asarray(self._ldrs)[i, first:last]
 
     def rows(self, first, last):
         height, width = self.shape[1:3]
@@ -364,7 +371,7 @@ class AlignedBracket:
             if covered.any():
                 top = max(0, int(math.floor(y[covered].min())) - 1)
                 bottom = min(height, int(math.ceil(y[covered].max())) + 2)
-                source = as_unit_float(self._read(top, bottom)[i])
+                source = as_unit_float(self._photo_rows(i, top, bottom))
                 shifted = np.array([[1, 0, 0], [0, 1, -top], [0, 0, 1]]) @ h @ np.array(
                     [[1, 0, 0], [0, 1, first], [0, 0, 1]])
                 out[i] = cv2.warpPerspective(source, shifted, (width, last - first),

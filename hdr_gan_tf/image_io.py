@@ -409,14 +409,16 @@ class SpooledImages:
         self._file.write(image.data)
         self.count += 1
 
-    def rows(self, first, last):
+    def rows(self, first, last, images=None):
+        """Rows `first .. last - 1` of every image, or of those whose indices `images` lists."""
         height, width = self.image_shape[:2]
         first, last = max(first, 0), min(last, height)
+        images = range(self.count) if images is None else list(images)
         row_bytes = width * int(np.prod(self.image_shape[2:])) * self.dtype.itemsize
-        out = np.empty((self.count, last - first) + tuple(self.image_shape[1:]), self.dtype)
-        for i in range(self.count):
+        out = np.empty((len(images), last - first) + tuple(self.image_shape[1:]), self.dtype)
+        for k, i in enumerate(images):
             self._file.seek((i * height + first) * row_bytes)
-            if self._file.readinto(out[i].data) != out[i].nbytes:
+            if self._file.readinto(out[k].data) != out[k].nbytes:
                 raise OSError("spool file ended early")
         return out
 

@@ -7,7 +7,7 @@ import pytest
 
 from hdr_gan_tf import alignment, data, evaluation, synthetic
 from hdr_gan_tf.classical import debevec_merger, mertens_fusion
-from hdr_gan_tf.image_io import read_hdr, read_ldr, read_ldr_raw, write_ldr
+from hdr_gan_tf.image_io import SpooledImages, read_hdr, read_ldr, read_ldr_raw, write_ldr
 from hdr_gan_tf.imaging import GAMMA
 from hdr_gan_tf.merge import InferenceOptions
 from tests.helpers import run_program
@@ -145,6 +145,12 @@ def test_warped_rows_are_read_band_by_band_and_the_uncovered_part_comes_from_the
                            axis=1)
     np.testing.assert_array_equal(bands, whole)
     np.testing.assert_array_equal(whole[1], uint16[1] / np.float32(65535))
+    with SpooledImages() as spooled:  # photos spooled to a file, as a streamed merge has them
+        for photo in uint16:
+            spooled.append(photo)
+        from_spool = alignment.AlignedBracket(spooled, 2.0 ** (EV - EV[0]),
+                                              [short, np.eye(3), long])
+        np.testing.assert_array_equal(from_spool.rows(50, 90), whole[:, 50:90])
     # Where the short photo does not reach: the reference brought to the short exposure.
     ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH]
     points = np.stack([xs, ys, np.ones_like(xs)], axis=-1) @ short.T

@@ -49,6 +49,7 @@ def test_spooled_images_give_back_bands_of_rows(tmp_path):
         np.testing.assert_array_equal(spooled.rows(0, 9), images)
         np.testing.assert_array_equal(spooled.rows(4, 6), images[:, 4:6])
         np.testing.assert_array_equal(spooled.rows(7, 20), images[:, 7:])  # clipped at the end
+        np.testing.assert_array_equal(spooled.rows(2, 5, images=[2, 0]), images[[2, 0], 2:5])
         with pytest.raises(ImageError, match="late.tif.*does not match"):
             spooled.append(images[0, :8], "late.tif")
         with pytest.raises(ImageError, match="does not match"):
