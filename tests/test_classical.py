@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from hdr_gan_tf.classical import debevec_merge, debevec_merger, mertens_fusion
 from hdr_gan_tf.merge import InferenceOptions

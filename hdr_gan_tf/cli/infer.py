@@ -71,8 +71,6 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     import dataclasses
     import json
 
-    import numpy as np
-
     from hdr_gan_tf import __version__
     from hdr_gan_tf.display import PreviewImage, tonemap_for_display
     from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
