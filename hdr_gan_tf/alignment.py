@@ -28,6 +28,9 @@ COARSEST_SIDE = 128
 # A pixel tells nothing of the scene where any channel is clipped or its grey is at noise level.
 CLIPPED = 0.97
 DARK = 0.02
+# At most this many refits, each on the pixels the last fit explains, per coarse level: each
+# moves the fit further from a moving object's pull (until it no longer moves).
+REFITS = 8
 # An estimate that moves a corner further than this share of the diagonal is not believed.
 MAX_CORNER_SHIFT = 0.2
 # Disagreement is a mean over the pixels valid in both, leaving out the largest share of them
@@ -159,18 +162,25 @@ def _ecc(template, image, template_mask, image_mask, warp, motion):
 
 
 def _initial_shifts(reference, ref_mask, photo, photo_mask, count=3):
-    """Up to `count` translations from an exhaustive search, best first: the reference's
-    centre, `MAX_CORNER_SHIFT` of each side in from the borders, correlated with the photo at
-    every shift (OpenCV's normalised `matchTemplate`), each a local maximum at least 3 pixels
-    from the others. Pixels invalid in either photo are set to the mean in both, so that a
-    clipped sky in one does not meet clouds in the other. Correlation rather than phase
-    correlation, whose whitening lets periodic texture (bricks, tiles) win; several peaks
-    because such texture still makes rivals, which ECC then tells apart."""
-    valid = (ref_mask > 0) & (photo_mask > 0)
-    if not valid.any():
+    """Starting motions: no motion, and up to `count` translations from an exhaustive search,
+    best first. The search correlates the reference's centre (`MAX_CORNER_SHIFT` of each side
+    in from the borders) with the photo at every shift (OpenCV's normalised `matchTemplate`),
+    on gradient magnitudes where each photo is valid, and keeps local maxima at least 3 pixels
+    apart. Correlation rather than phase correlation, whose whitening lets periodic texture
+    (bricks, tiles) win; several starts because such texture still makes rivals, which ECC
+    then tells apart."""
+    if not ((ref_mask > 0).any() and (photo_mask > 0).any()):
         return [np.eye(3)]
-    reference, photo = (np.where(valid, image, image[valid].mean()).astype(np.float32)
-                        for image in (reference, photo))
+
+    def edges(image, mask):
+        # Gradient magnitude, zero where either pixel of a difference is invalid: the edge
+        # of a clipped sky, which sits at the same place in both copies, must not vote.
+        gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+        inside = cv2.erode((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8))
+        return (np.sqrt(gx * gx + gy * gy) * inside).astype(np.float32)
+
+    reference, photo = edges(reference, ref_mask), edges(photo, photo_mask)
     h, w = reference.shape
     my, mx = int(h * MAX_CORNER_SHIFT / 2), int(w * MAX_CORNER_SHIFT / 2)
     scores = cv2.matchTemplate(photo, reference[my:h - my, mx:w - mx], cv2.TM_CCOEFF_NORMED)
@@ -181,7 +191,17 @@ def _initial_shifts(reference, ref_mask, photo, photo_mask, count=3):
             break
         shifts.append(np.array([[1, 0, x - mx], [0, 1, y - my], [0, 0, 1]], np.float64))
         scores[max(0, y - 3):y + 4, max(0, x - 3):x + 4] = -2
-    return shifts or [np.eye(3)]
+    # No motion too: a hand-held camera moves little, and periodic texture can outvote it.
+    return shifts + [np.eye(3)] if not any(np.array_equal(m, np.eye(3)) for m in shifts) else (
+        shifts)
+
+
+def _corner_shift(a, b, shape):
+    """The largest distance between where homographies `a` and `b` take a corner of `shape`."""
+    h, w = shape
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
+    pa, pb = corners @ a.T, corners @ b.T
+    return float(np.abs(pa[:, :2] / pa[:, 2:] - pb[:, :2] / pb[:, 2:]).max())
 
 
 def _inliers(args, warp):
@@ -197,6 +217,21 @@ def _inliers(args, warp):
     return kept if (kept > 0).mean() > 0.05 else None
 
 
+def _robust_ecc(args, warp, kind, refits=REFITS):
+    """ECC from `warp`, then again on the pixels each fit explains (`_inliers`) until the fit
+    stops moving (a twentieth of a pixel) or `refits` times: `(score, warp)`."""
+    score, warp = _ecc(*args, warp, kind)
+    for _ in range(refits):
+        kept = _inliers(args, warp)
+        if kept is None:
+            break
+        before = warp
+        score, warp = _ecc(args[0], args[1], kept, args[3], warp, kind)
+        if _corner_shift(before, warp, args[0].shape) < 0.05:
+            break
+    return score, warp
+
+
 def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
     """Fits of the motion from reference pixels to photo pixels of these (reduced) images,
     coarse to fine: `{name: (homography, ecc score)}`. `motion="translation"` fits a
@@ -210,25 +245,23 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
     coarse = "translation" if motion == "translation" else "rigid"
     kinds = {"translation": cv2.MOTION_TRANSLATION, "rigid": cv2.MOTION_EUCLIDEAN,
              "homography": cv2.MOTION_HOMOGRAPHY}
-    # The coarse motion from each starting shift through every level but the finest (cheap);
-    # the best ECC score goes on to the finest, then once more on the pixels it explains.
+    # From each starting motion, the coarse motion on the coarsest level (cheap); the best ECC
+    # score goes on, level by level. On every level ECC runs again and again on the pixels
+    # the motion explains (`_robust_ecc`): a large moving object otherwise pulls the fit to a
+    # wrong motion that no finer level undoes.
     tried = []
     for warp in _initial_shifts(args[0][0], args[0][2], args[0][1], args[0][3]):
         try:
-            for level in range(max(1, levels - 1)):
-                score, warp = _ecc(*args[level], warp if level == 0 else _scale(warp, 2, 0.5),
-                                   kinds[coarse])
+            tried.append(_robust_ecc(args[0], warp, kinds[coarse]))
         except cv2.error:
             continue
-        tried.append((score, warp))
     if not tried:
         raise cv2.error("ECC did not converge from any starting shift")
     score, warp = max(tried, key=lambda t: t[0])
-    if levels > 1:
-        score, warp = _ecc(*args[-1], _scale(warp, 2, 0.5), kinds[coarse])
-    kept = _inliers(args[-1], warp)
-    if kept is not None:
-        score, warp = _ecc(args[-1][0], args[-1][1], kept, args[-1][3], warp, kinds[coarse])
+    for level in range(1, levels):
+        # The finest level costs most: fewer refits there, the coarser ones did the work.
+        score, warp = _robust_ecc(args[level], _scale(warp, 2, 0.5), kinds[coarse],
+                                  REFITS if level < levels - 1 else 2)
     fits = {coarse: (warp, score)}
     if motion == "homography":
         # Eight parameters on the finest level only, from the rigid motion and on the pixels

@@ -66,8 +66,8 @@ def _random_motion(rng):
 def test_hand_held_photos_are_registered_to_the_reference():
     """Random hand-held brackets (rotation up to ±2°, shifts up to ±3 % of the width, slight
     perspective, an object moving between the frames, a 4 EV spread): the median corner error
-    of the estimated homographies is under half a pixel, all but one in ten within 3 pixels,
-    and every photo moved agrees with the reference better than unmoved."""
+    of the estimated homographies is under half a pixel, none beyond 3 pixels, and every photo
+    moved agrees with the reference better than unmoved."""
     rng = np.random.default_rng(11)
     errors = []
     for seed in range(6):
@@ -82,7 +82,7 @@ def test_hand_held_photos_are_registered_to_the_reference():
             if a.method != "none":
                 assert a.residual < 0.97 * a.residual_unaligned and 0 < a.uncovered < 0.2
     print("corner errors (px):", np.round(sorted(errors), 3).tolist())
-    assert np.median(errors) <= 0.5 and np.mean(np.array(errors) <= 3) >= 0.9, errors
+    assert np.median(errors) <= 0.5 and max(errors) <= 3, errors
 
 
 def test_every_mode_registers_a_bracket_estimated_on_a_reduced_copy():
