@@ -196,11 +196,16 @@ def _initial_shifts(reference, ref_mask, photo, photo_mask, count=3):
         shifts)
 
 
-def _corner_shift(a, b, shape):
-    """The largest distance between where homographies `a` and `b` take a corner of `shape`."""
+def _mapped_corners(homography, shape):
+    """`[4, 3]` homogeneous points where `homography` takes the corners of a `shape` image."""
     h, w = shape
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
-    pa, pb = corners @ a.T, corners @ b.T
+    return corners @ homography.T
+
+
+def _corner_shift(a, b, shape):
+    """The largest distance between where homographies `a` and `b` take a corner of `shape`."""
+    pa, pb = _mapped_corners(a, shape), _mapped_corners(b, shape)
     return float(np.abs(pa[:, :2] / pa[:, 2:] - pb[:, :2] / pb[:, 2:]).max())
 
 
@@ -276,14 +281,11 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
 
 def _believable(homography, shape):
     """False for a motion that flips, folds or moves a corner past `MAX_CORNER_SHIFT`."""
-    h, w = shape
-    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64)
-    mapped = corners @ homography.T
+    mapped, corners = _mapped_corners(homography, shape), _mapped_corners(np.eye(3), shape)
     if np.any(mapped[:, 2] <= 0) or not np.all(np.isfinite(mapped)):
         return False
-    mapped = mapped[:, :2] / mapped[:, 2:]
-    shift = np.linalg.norm(mapped - corners[:, :2], axis=1).max()
-    return bool(shift <= MAX_CORNER_SHIFT * math.hypot(h, w)
+    shift = np.linalg.norm(mapped[:, :2] / mapped[:, 2:] - corners[:, :2], axis=1).max()
+    return bool(shift <= MAX_CORNER_SHIFT * math.hypot(*shape)
                 and np.linalg.det(homography[:2, :2]) > 0)
 
 
@@ -377,7 +379,7 @@ class AlignedBracket:
     """
 
     def __init__(self, ldrs, times, homographies, reference=1):
-        self.shape, self._read = row_reader(ldrs)
+        self.shape, _ = row_reader(ldrs)
         self._ldrs = ldrs
         self._times, self._homographies, self._reference = times, homographies, reference
 
@@ -390,7 +392,11 @@ class AlignedBracket:
     def rows(self, first, last):
         height, width = self.shape[1:3]
         first, last = max(first, 0), min(last, height)
-        out = np.array(as_unit_float(self._read(first, last)), np.float32)  # never a view
+        out = np.empty((self.shape[0], last - first, width, 3), np.float32)
+        # Photos that stay are read as they are; each warped one only where its rows are needed.
+        for i, h in enumerate(self._homographies):
+            if i == self._reference or np.array_equal(h, np.eye(3)):
+                out[i] = as_unit_float(self._photo_rows(i, first, last))
         reference = out[self._reference]
         xs = np.arange(width, dtype=np.float64)[None, :]
         ys = np.arange(first, last, dtype=np.float64)[:, None]

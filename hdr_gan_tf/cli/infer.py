@@ -93,7 +93,7 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         from hdr_gan_tf.alignment import reduced_copy
 
         small, _ = reduced_copy(ldrs, factor=reduced.factor)
-        write_ldr(preview, merge(small, ev)["main"])
+        shown = merge(small, ev)["main"]
         paths = []
         log("Mertens' fusion is display-referred: no HDR file is written, only the preview")
     elif streams(tile):
@@ -114,9 +114,10 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         reduced.add(hdr)
         del hdr
     if paths:
-        write_ldr(preview, tonemap_for_display(reduced.image(), tonemap))
+        shown = tonemap_for_display(reduced.image(), tonemap)
+    write_ldr(preview, shown)
     if panel:
-        write_ldr(panel_path(output), _panel(merge, bracket, preview, reduced.factor, tonemap,
+        write_ldr(panel_path(output), _panel(merge, bracket, shown, reduced.factor, tonemap,
                                              align))
     record = {
         "program": "hdr-gan-infer", "version": __version__,
@@ -137,21 +138,19 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     log(f"Wrote {', '.join(map(str, written))}")
 
 
-def _panel(merge, bracket, preview, factor, tonemap, align):
-    """The reference photo, the merge without alignment and the written preview (with it), each
+def _panel(merge, bracket, shown, factor, tonemap, align):
+    """The reference photo, the merge without alignment and the preview `shown` (with it), each
     reduced by `factor` and labelled, side by side."""
     import cv2
     import numpy as np
 
     from hdr_gan_tf.alignment import reduced_copy
     from hdr_gan_tf.display import label, tonemap_for_display
-    from hdr_gan_tf.image_io import read_ldr
 
     small, _ = reduced_copy(bracket.ldrs, factor=factor)
     merged = merge(small, bracket.ev)["main"]
     unaligned = merged if getattr(merge, "display_referred", False) else tonemap_for_display(
         merged, tonemap)
-    shown = read_ldr(preview)
     size = (shown.shape[1], shown.shape[0])
     tiles = [(small[1], "reference photo"), (unaligned, "--align=none"),
              (shown, f"--align={align}")]
