@@ -2,8 +2,9 @@
 
     python docs/draw_modules.py
 
-Top row: photos to an HDR image (`hdr-gan-infer`); bottom row: a data set to a checkpoint
-(`hdr-gan-train`); the middle row holds what both share. Pillow only, with its bundled font.
+Top rows: photos to an HDR image (`hdr-gan-infer`, the web page); bottom row: a data set to a
+checkpoint (`hdr-gan-train`); the middle row holds what both share. Pillow only, with its
+bundled font.
 """
 
 from pathlib import Path
@@ -25,6 +26,8 @@ BOXES = {
     "alignment": (200, 205, 170, "run", ["alignment.py", "register, warp"]),
     "merge": (450, 90, 210, "run", ["merge.py", "pad, tiles, bands"]),
     "outputs": (700, 90, 220, "io", ["outputs.py", "atomic writes, checks"]),
+    "web_page": (960, 205, 220, "cli", ["web_page.py", "the page (hdr-gan-app)"]),
+    "merge_files": (700, 205, 220, "io", ["merge_files.py", "HDR, preview, sidecar"]),
     "image_io": (960, 90, 220, "io", ["image_io.py", ".hdr .exr .png, probe"]),
     "hdr_out": (1220, 90, 240, "file", [".hdr / .exr", "+ preview .png"]),
     "imaging": (220, 330, 190, "net", ["imaging.py", "EV, gamma, mu-law"]),
@@ -41,7 +44,7 @@ BOXES = {
     "evaluation": (1220, 570, 240, "run", ["evaluation.py, metrics.py", "scores (both flows)"]),
 }
 ARROWS = [("photos_in", "photos"), ("photos", "alignment"), ("alignment", "merge"),
-          ("merge", "outputs"),
+          ("merge", "merge_files"), ("merge_files", "outputs"), ("web_page", "merge_files"),
           ("outputs", "image_io"), ("image_io", "hdr_out"), ("imaging", "merge"),
           ("generator", "merge"), ("config", "checkpoints"), ("checkpoints", "ckpt"),
           ("checkpoints", "generator"), ("dataset", "data"), ("data", "training"),
@@ -79,8 +82,8 @@ def _arrow(draw, start, end):
 def draw(path):
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((30, 25), "photos -> HDR  (hdr-gan-infer, hdr-gan-evaluate, hdr-gan-export)",
-              font=TITLE, fill=INK)
+    draw.text((30, 25), "photos -> HDR  (hdr-gan-infer, -app, -evaluate, -export)", font=TITLE,
+              fill=INK)
     draw.text((30, 505), "data set -> checkpoint  (hdr-gan-train)", font=TITLE, fill=INK)
     for k, line in enumerate(("shared:", "conventions,", "networks,", "configuration")):
         draw.text((30, 318 + 22 * k), line, font=TITLE if k == 0 else SMALL, fill=INK)
@@ -93,12 +96,12 @@ def draw(path):
         draw.text((x + 12, y + 10), lines[0], font=FONT, fill=INK)
         draw.text((x + 12, y + 36), lines[1], font=SMALL, fill=INK)
     legend = [("io", "files and data"), ("net", "the model's computation"),
-              ("run", "running it"), ("cli", "cli/: the programs call all of these")]
+              ("run", "running it"), ("cli", "the page and cli/: they call the rest")]
     for k, (kind, text) in enumerate(legend):
         x = 700 + k * 200 if k < 3 else 700
         y = 25 if k < 3 else 265
         if k == 3:
-            x, y = 960, 240
+            x, y = 1200, 285
         draw.rectangle([x, y + 4, x + 16, y + 20], fill=COLOURS[kind], outline=LINE)
         draw.text((x + 24, y + 2), text, font=SMALL, fill=INK)
     image.save(path)

@@ -93,7 +93,7 @@ def streamed_peak(folder, align):
     """hdr-gan-infer's streamed path on the bracket in `folder`; prints its time and peak."""
     from _bench_common import peak_rss_mb
     from hdr_gan_tf.classical import debevec_merger
-    from hdr_gan_tf.cli.infer import merge_and_write
+    from hdr_gan_tf.merge_files import merge_and_write
     from hdr_gan_tf.merge import InferenceOptions
     from hdr_gan_tf.photos import load_bracket
 

@@ -189,7 +189,7 @@ def pipeline_child(args):
     from _bench_common import peak_rss_mb
     from hdr_gan_tf.config import build_generator
     from hdr_gan_tf.generator import branch_names
-    from hdr_gan_tf.cli.infer import merge_and_write, streams
+    from hdr_gan_tf.merge_files import merge_and_write, streams
     from hdr_gan_tf.merge import InferenceOptions, generator_merger
     from hdr_gan_tf.photos import load_bracket
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights

@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = DATA / "tf1_golden"
 GOLDEN_LARGE = DATA / "tf1_golden_large"
+# Debian's packages chromium and chromium-driver (.ci/run installs them).
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 def _program_env(env=None):
@@ -160,3 +162,19 @@ def training_batches(scenes, count=4):
     dataset = data.training_dataset(scenes, patch_size=64, batch_size=2, seed=5, start=3)
     return [np.concatenate([t.numpy().ravel() for t in (*inputs, target)])
             for inputs, target in dataset.take(count)]
+
+
+def headless_chromium(width=1400, height=1300):
+    """Debian's Chromium without a screen, driven by Selenium, logging its network requests."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # As root in a container, and without the background traffic a closed network refuses.
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", f"--window-size={width},{height}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

@@ -39,4 +39,4 @@ def test_the_readme_serves_a_user_in_one_screenful_of_sections():
     assert commands.strip().splitlines() == [
         "python -m pip install -r requirements.txt -e . && "
         "hdr-gan-train --flagfile=experiments/demo.flags",
-        "python -m pip install -r requirements.txt -e . && python -m pytest -q"]
+        'python -m pip install -r requirements.txt -e ".[app]" && python -m pytest -q']

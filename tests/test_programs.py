@@ -376,7 +376,7 @@ def test_infer_sorts_by_exposure_and_writes_hdr_exr_and_preview(converted, photo
 def test_tiled_infer_streams_the_result_to_the_hdr_file(converted, photos, tmp_path):
     from hdr_gan_tf.checkpoints import restore_generator
     from hdr_gan_tf.image_io import read_ldr
-    from hdr_gan_tf.cli.infer import streams
+    from hdr_gan_tf.merge_files import streams
     from hdr_gan_tf.merge import InferenceOptions, generator_merger
     from hdr_gan_tf.photos import load_bracket
 

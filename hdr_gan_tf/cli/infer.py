@@ -21,8 +21,6 @@ the result is written to the `.hdr` / `.exr` file(s) as soon as it is final, so 
 grow with the image (docs/performance.md).
 """
 
-import contextlib
-import time
 from pathlib import Path
 
 from absl import flags
@@ -30,144 +28,9 @@ from absl import flags
 from hdr_gan_tf.cli.common import (define_align_flag, define_checkpoint_flag,
                                    define_merge_flags, define_overwrite_flag, error, guarded,
                                    inference_options, run_program, say)
+from hdr_gan_tf.merge_files import hdr_outputs, merge_and_write, panel_path, sidecar_path, streams
 
 FLAGS = flags.FLAGS
-
-
-# ------------------------------------------------------------------ writing a merge
-def streams(tile):
-    """Whether a merge is written band by band: whenever it is tiled (`.hdr` and `.exr` files,
-    and an `.exr` copy beside a `.hdr`, are all written a band of rows at a time)."""
-    return bool(tile)
-
-
-def hdr_outputs(output, exr=False):
-    """The HDR files a merge to `output` writes: `output`, and with `exr` an OpenEXR copy
-    beside a `.hdr` one."""
-    output = Path(output)
-    return [output] + ([output.with_suffix(".exr")]
-                       if exr and output.suffix.lower() == ".hdr" else [])
-
-
-def sidecar_path(output):
-    """The JSON record written beside a merge to `output`: its name with `.json`."""
-    return Path(output).with_suffix(".json")
-
-
-def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print,
-                    model=None, align="none", panel=False):
-    """Merges a loaded bracket (`hdr_gan_tf.photos.load_bracket`) and writes the HDR file(s),
-    the preview PNG and the sidecar `sidecar_path(output)`: the photos with their EVs and where
-    those came from, the reference, how each photo maps onto it (`align`, one of
-    `alignment.ALIGN_MODES`), the merge (`model`: what `merge.load_merger` described; its
-    options) and the time taken. `panel`: also `panel_path(output)`, the reference photo and
-    the previews without and with alignment side by side (the one without merged from a copy
-    reduced to the preview's size).
-
-    A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
-    final, so neither the photos (pass them spooled) nor the result is ever held whole. The
-    preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`.
-    """
-    import dataclasses
-    import json
-
-    from hdr_gan_tf import __version__
-    from hdr_gan_tf.display import PreviewImage, tonemap_for_display
-    from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
-    from hdr_gan_tf.outputs import write_text
-
-    from hdr_gan_tf.alignment import align_bracket
-
-    ev = bracket.ev
-    start = time.perf_counter()
-    height, width = bracket.ldrs.shape[1:3]
-    ldrs, alignments = align_bracket(bracket.ldrs, ev, align, log)
-    tile = merge.options.tile
-    log(f"Merging {width}x{height} photos at EV {ev.tolist()}"
-        + (f" in {tile}-pixel tiles" if tile else ""))
-    progress = progress_printer(log)
-    reduced = PreviewImage(height, width)
-    paths = hdr_outputs(output, exr)
-    if getattr(merge, "display_referred", False):
-        # A fused picture, not radiance: made at the preview's size, written as the preview.
-        from hdr_gan_tf.alignment import reduced_copy
-
-        small, _ = reduced_copy(ldrs, factor=reduced.factor)
-        shown = merge(small, ev)["main"]
-        paths = []
-        log("Mertens' fusion is display-referred: no HDR file is written, only the preview")
-    elif streams(tile):
-        with contextlib.ExitStack() as stack:
-            writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
-                                            else radiance_rows)(p, height, width))
-                       for p in paths]
-            for _, rows in merge.bands(ldrs, ev, progress, wanted=["main"]):
-                for write in writers:
-                    write(rows["main"])
-                reduced.add(rows["main"])
-    else:
-        if hasattr(ldrs, "rows"):
-            ldrs = ldrs.rows(0, height)
-        hdr = merge(ldrs, ev, progress, wanted=["main"])["main"]
-        for path in paths:
-            write_hdr(path, hdr)
-        reduced.add(hdr)
-        del hdr
-    if paths:
-        shown = tonemap_for_display(reduced.image(), tonemap)
-    write_ldr(preview, shown)
-    if panel:
-        write_ldr(panel_path(output), _panel(merge, bracket, shown, reduced.factor, tonemap,
-                                             align))
-    record = {
-        "program": "hdr-gan-infer", "version": __version__,
-        "photos": sorted(
-            [{"path": str(photo), "ev": float(value), "role": role, **found.record()}
-             for photo, value, role, found in zip(bracket.photos, ev,
-                                                  ("short", "reference", "long"), alignments)]
-            + [{"path": str(photo), "ev": value, "role": "unused"}
-               for photo, value in bracket.unused], key=lambda p: p["ev"]),
-        "ev_source": bracket.ev_source, "reference": str(bracket.photos[1]),
-        "chosen_by": bracket.chosen_by,
-        "merged_by": model,
-        "options": dataclasses.asdict(merge.options), "size": [width, height],
-        "outputs": [str(p) for p in paths], "preview": str(preview),
-        "seconds": round(time.perf_counter() - start, 3)}
-    write_text(sidecar_path(output), json.dumps(record, indent=2) + "\n")
-    written = paths + [preview, sidecar_path(output)] + ([panel_path(output)] if panel else [])
-    log(f"Wrote {', '.join(map(str, written))}")
-
-
-def _panel(merge, bracket, shown, factor, tonemap, align):
-    """The reference photo, the merge without alignment and the preview `shown` (with it), each
-    reduced by `factor` and labelled, side by side."""
-    import cv2
-    import numpy as np
-
-    from hdr_gan_tf.alignment import reduced_copy
-    from hdr_gan_tf.display import label, tonemap_for_display
-
-    small, _ = reduced_copy(bracket.ldrs, factor=factor)
-    merged = merge(small, bracket.ev)["main"]
-    unaligned = merged if getattr(merge, "display_referred", False) else tonemap_for_display(
-        merged, tonemap)
-    size = (shown.shape[1], shown.shape[0])
-    tiles = [(small[1], "reference photo"), (unaligned, "--align=none"),
-             (shown, f"--align={align}")]
-    return np.concatenate([label(cv2.resize(image, size, interpolation=cv2.INTER_AREA), text)
-                           for image, text in tiles], axis=1)
-
-
-def progress_printer(log=print):
-    """`progress(done, total)` that logs the tile count, the rate and the time left."""
-    start = time.perf_counter()
-
-    def progress(done, total):
-        elapsed = time.perf_counter() - start
-        left = elapsed / done * (total - done)
-        log(f"  tile {done}/{total}  {elapsed / done:.2f} s/tile  {left / 60:.1f} min left")
-
-    return progress
 
 
 # ------------------------------------------------------------------ the program
@@ -200,12 +63,6 @@ def define_flags():
     flags.DEFINE_bool("panel", False, "Also write <output>_panel.png: the reference photo and "
                       "the previews of the merge without alignment and with it, side by side.")
     define_overwrite_flag()
-
-
-def panel_path(output):
-    """Where `--panel` puts the side-by-side picture of a merge: `<output stem>_panel.png`."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}_panel.png")
 
 
 def _outputs_for(output, preview, exr):

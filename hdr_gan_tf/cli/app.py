@@ -1,0 +1,118 @@
+"""hdr-gan-app: a web page on this machine for merging brackets (`hdr_gan_tf.web_page`).
+
+Example:
+  hdr-gan-app --checkpoint=runs/paper          # then open http://127.0.0.1:7860
+
+Upload a bracket, merge it, look at the preview (tonemapper and exposure change without another
+merge), download the `.hdr`, `.exr`, preview and sidecar that `hdr-gan-infer` would write. The
+page listens on 127.0.0.1 only unless `--host` says otherwise, makes no public link, sends no
+usage statistics and fetches nothing from elsewhere. Uploads and merges live in a temporary
+folder: a session's files are removed when its browser tab closes, all of them when the
+program stops. Needs the `app` extra: `pip install -e .[app]`.
+"""
+
+import ipaddress
+import os
+import tempfile
+
+from absl import flags
+
+from hdr_gan_tf.cli.common import (define_checkpoint_flag, define_max_pixels_flag, guarded,
+                                   run_program, say)
+
+FLAGS = flags.FLAGS
+# Uploads larger than this are refused by the page (RAW photos of 100 megapixels fit).
+MAX_FILE_MB = 300
+
+
+def define_flags():
+    define_checkpoint_flag(required=False)
+    flags.DEFINE_string("saved_model", None, "An exported SavedModel folder (hdr-gan-export) "
+                        "instead of --checkpoint.")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on. Anything but a loopback "
+                        "address lets other machines use the page (and this machine's CPU).")
+    flags.DEFINE_integer("port", 7860, "Port to listen on.", lower_bound=1, upper_bound=65535)
+    flags.DEFINE_integer("max_file_mb", MAX_FILE_MB, "Largest upload, in megabytes.",
+                         lower_bound=1)
+    define_max_pixels_flag()
+
+
+def offline_gradio():
+    """Imports Gradio with its usage statistics and update checks off; ValueError naming the
+    extra to install if it is missing."""
+    for name, value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
+                        ("HF_HUB_DISABLE_TELEMETRY", "1"), ("GRADIO_SSR_MODE", "False")):
+        os.environ[name] = value
+    try:
+        import gradio
+    except ImportError:
+        raise ValueError("the web page needs Gradio: pip install -e .[app]") from None
+    return gradio
+
+
+def is_loopback(host):
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def start(merger, host="127.0.0.1", port=7860, max_file_mb=MAX_FILE_MB, block=True):
+    """Serves the page of `merger` (a `web_page.BracketMerger`) on `host:port`; with `block`,
+    until Ctrl-C, then removes every upload and merge. Without, returns `(page, stop)`: the
+    running `gradio.Blocks` and a function that stops it and removes the files."""
+    offline_gradio()
+    from hdr_gan_tf.web_page import Sessions, build_page
+
+    root = tempfile.TemporaryDirectory(prefix="hdr-gan-app-")
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    # Gradio reads it when the page and its server are made: uploads go to our folder.
+    os.environ["GRADIO_TEMP_DIR"] = os.path.join(root.name, "uploads")
+    page = build_page(merger, Sessions(os.path.join(root.name, "sessions")))
+
+    def stop():
+        page.close()
+        root.cleanup()
+        os.environ.pop("GRADIO_TEMP_DIR", None)
+        if before is not None:
+            os.environ["GRADIO_TEMP_DIR"] = before
+
+    import gradio as gr
+
+    try:
+        page.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+                    prevent_thread_lock=not block, max_file_size=f"{max_file_mb}mb",
+                    show_error=False, quiet=True, footer_links=[], ssr_mode=False,
+                    mcp_server=False, theme=gr.themes.Base())
+    except BaseException:
+        stop()
+        raise
+    if block:
+        stop()
+        return None
+    return page, stop
+
+
+@guarded
+def main(argv):
+    del argv
+    from hdr_gan_tf.web_page import BracketMerger
+
+    offline_gradio()
+    if not is_loopback(FLAGS.host):
+        say(f"warning: --host={FLAGS.host} lets other machines reach the page; anyone who can "
+            f"reach it can merge photos with this machine's CPU and read what it merged")
+    merger = BracketMerger(FLAGS.checkpoint, FLAGS.saved_model, max_pixels=FLAGS.max_pixels,
+                           log=say)
+    merger.merger()  # the model is loaded before the page opens: a bad one stops here
+    say(f"Open http://{FLAGS.host}:{FLAGS.port} in a browser (Ctrl-C stops the page)")
+    start(merger, FLAGS.host, FLAGS.port, FLAGS.max_file_mb)
+
+
+def run(argv=None):
+    """The program: from its console script, or (`argv`) in this process."""
+    return run_program(define_flags, main, argv)
+
+
+if __name__ == "__main__":
+    run()

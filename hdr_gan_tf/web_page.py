@@ -1,0 +1,327 @@
+"""The local web page: drop a bracket on it, merge it, look at the result, download the files.
+
+`BracketMerger` does the work and knows nothing of the page: each merge writes, into a folder
+of its own, the very files `hdr-gan-infer` writes for the same photos and options
+(`merge_files.merge_and_write`). `build_page` lays the Gradio page out around it
+(`hdr-gan-app` serves it). The page takes no file-system path from the browser, only uploaded
+files; each browser session's merges go to a folder of its own, removed when the session ends.
+"""
+
+import contextlib
+import itertools
+import logging
+import re
+import shutil
+import threading
+import typing
+from pathlib import Path
+
+import numpy as np
+
+from hdr_gan_tf.alignment import ALIGN_MODES, check_align, reduced_copy
+from hdr_gan_tf.display import TONEMAPPERS, PreviewImage, tonemap_for_display
+from hdr_gan_tf.image_io import MAX_PIXELS, write_ldr
+from hdr_gan_tf.merge import METHODS, InferenceOptions, check_method, load_merger
+from hdr_gan_tf.merge_files import merge_and_write, streams
+from hdr_gan_tf.photos import ROLES, check_bracket_files, exposures_for, load_bracket
+
+# The preview's exposure slider: stops either way, applied in linear light to the tonemapped
+# preview (Reinhard's and Drago's operators normalise the image, so scaling the HDR before them
+# would change nothing).
+EXPOSURE_STOPS = 4.0
+DISPLAY_GAMMA = 2.2
+# A merge's files in its folder: `merged.hdr`, `.exr`, `.png` (the preview), `.json`.
+STEM = "merged"
+# The classical merge shown beside the network's when asked for.
+CLASSICAL = "debevec"
+# Words of the programs' messages that name a flag, as the page names the same thing.
+_PAGE_WORDS = {"--exposure_bias": "the EV box", "--tile": "the tile size",
+               "--max_pixels": "hdr-gan-app --max_pixels", "--precision": "the precision"}
+
+
+class PageMerge(typing.NamedTuple):
+    """One merge as the page shows it."""
+    folder: Path  # where its files are
+    downloads: list  # `merged.hdr`, `.exr`, `.png`, `.json` (those written)
+    preview: Path  # the preview PNG, as written
+    preview_hdr: typing.Any  # the result at the preview's size (None: Mertens' fusion)
+    tonemap: str  # the preview's tonemapper
+    pictures: list  # `(PNG, caption)`: the merged photos, then the classical merge if asked for
+    log: list  # the lines the merge logged
+
+
+class BracketMerger:
+    """Merges brackets as `hdr-gan-infer` does, one at a time, with one model loaded once.
+
+    Args:
+      checkpoint: a training log dir or checkpoint prefix; or
+      saved_model: an exported SavedModel folder (exactly one of the two).
+      max_pixels: the largest photo (width x height) read; larger ones are refused from their
+        headers, before they are decoded.
+      log: where the merges' progress lines go besides the page (the console).
+    """
+
+    def __init__(self, checkpoint=None, saved_model=None, max_pixels=MAX_PIXELS, log=print):
+        check_method("network", checkpoint, saved_model)
+        self.checkpoint, self.saved_model = checkpoint, saved_model
+        self.max_pixels, self.log = max_pixels, log
+        self.merges = 0  # merges done; re-rendering a preview is not one
+        self._mergers = {}
+        self._lock = threading.Lock()  # one merge at a time: the model's memory, the cores
+
+    def merger(self, method="network", options=InferenceOptions()):
+        """`(merge, description)` of `method` with `options` (`merge.load_merger`), loaded on
+        first use and kept."""
+        key = (method, options)
+        if key not in self._mergers:
+            model = {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
+            self._mergers[key] = load_merger(options, method=method, log=self.log,
+                                             **(model if method == "network" else {}))
+        return self._mergers[key]
+
+    def merge(self, photos, exposures, folder, method="network", align="auto",
+              precision="float32", tile=0, tonemap="reinhard", compare=False, progress=None):
+        """Merges `photos` (3 to 9 paths) into the new folder `folder`, writing what
+        `hdr-gan-infer --exr` writes for them; returns a `PageMerge`.
+
+        Args:
+          exposures: the EV of each photo in the order of `photos`, as text ("-2, 0, 2"); empty:
+            from their EXIF ExposureTime.
+          method, align, precision, tile, tonemap: as `hdr-gan-infer`'s flags of these names.
+          compare: also merge with Debevec's classical method (into `folder/debevec/`).
+          progress: called with each line the merge logs.
+
+        Raises:
+          ValueError (ConfigError names its field) or OSError for anything the photos or
+          options make impossible, before the model runs where the headers tell.
+        """
+        photos = [str(p) for p in photos]
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        check_align(align)
+        if tonemap not in TONEMAPPERS:
+            raise ValueError(f"tonemap must be one of {', '.join(TONEMAPPERS)}, not {tonemap!r}")
+        tile = int(tile)
+        # hdr-gan-infer's overlap, or less for tiles too small for it (the page has no field).
+        overlap = InferenceOptions.overlap
+        if 0 < tile <= 2 * overlap:
+            overlap = (tile - 1) // 2
+        options = InferenceOptions(tile=tile, overlap=overlap, precision=precision)
+        if method == "mertens" and options.tile:
+            raise ValueError("--tile: Mertens' fusion is made at the preview's size; set the "
+                             "tile size to 0")
+        given = [v for v in re.split(r"[,;\s]+", exposures or "") if v]
+        check_bracket_files(photos, self.max_pixels)
+        exposures_for(photos, given)  # missing EXIF times are named before anything is read
+        lines = []
+
+        def log(line):
+            lines.append(line)
+            self.log(line)
+            if progress:
+                progress(line)
+
+        with self._lock:
+            merge, model = self.merger(method, options)
+            bracket = load_bracket(photos, given, spool=streams(options.tile),
+                                   max_pixels=self.max_pixels)
+            try:
+                folder.mkdir(parents=True)
+                output = folder / f"{STEM}.hdr"
+                written = merge_and_write(merge, bracket, output, output.with_suffix(".png"),
+                                          exr=method != "mertens", tonemap=tonemap, log=log,
+                                          model=model, align=align, program="hdr-gan-app")
+                pictures = _photo_pictures(bracket, folder)
+                if compare and method != CLASSICAL:
+                    classical = folder / CLASSICAL / f"{STEM}.hdr"
+                    classical.parent.mkdir()
+                    merge_and_write(self.merger(CLASSICAL, InferenceOptions(
+                                        tile=options.tile, overlap=overlap))[0],
+                                    bracket, classical, classical.with_suffix(".png"),
+                                    tonemap=tonemap, log=log, model=CLASSICAL, align=align,
+                                    program="hdr-gan-app")
+                    pictures.append((classical.with_suffix(".png"),
+                                     "Debevec's classical merge, for comparison"))
+            finally:
+                if hasattr(bracket.ldrs, "close"):  # a spooled bracket's temporary file
+                    bracket.ldrs.close()
+            self.merges += 1
+        return PageMerge(folder, [Path(p) for p in written.files],
+                         Path(written.record["preview"]), written.preview_hdr, tonemap, pictures,
+                         lines)
+
+
+def _photo_pictures(bracket, folder):
+    """`(PNG, caption)` of the three merged photos, reduced to the preview's size."""
+    height, width = bracket.ldrs.shape[1:3]
+    small, _ = reduced_copy(bracket.ldrs, factor=PreviewImage(height, width).factor)
+    pictures = []
+    for role, photo, ev, image in zip(ROLES, bracket.photos, bracket.ev, small):
+        path = folder / "photos" / f"{role}.png"
+        write_ldr(path, image)
+        pictures.append((path, f"{role}: {Path(photo).name} (EV {float(ev):+g})"))
+    return pictures
+
+
+def render_preview(merged, exposure=0.0, tonemap=None):
+    """The preview of `merged` (a `PageMerge`) with another tonemapper and `exposure` stops,
+    written beside it; the preview itself when neither changes. Never runs the network."""
+    tonemap = tonemap or merged.tonemap
+    if float(exposure) == 0 and tonemap == merged.tonemap:
+        return merged.preview
+    if merged.preview_hdr is None:  # Mertens' fusion: the picture itself
+        from hdr_gan_tf.image_io import read_ldr
+
+        shown = read_ldr(merged.preview)
+    else:
+        shown = tonemap_for_display(merged.preview_hdr, tonemap)
+    gain = 2.0 ** (float(exposure) / DISPLAY_GAMMA)  # 2**EV in linear light
+    path = merged.folder / "views" / f"{tonemap}_{float(exposure):+.2f}.png"
+    if not path.exists():
+        write_ldr(path, np.clip(shown * gain, 0, 1))
+    return path
+
+
+def page_message(err, photos=()):
+    """A one-paragraph message for the page from an error of the library: uploads named by
+    their file names, the programs' flags by what the page calls them."""
+    field = getattr(err, "field", None)
+    text = f"--{field}: {err.detail}" if field else str(err)
+    for photo in sorted(map(str, photos), key=len, reverse=True):
+        text = text.replace(photo, Path(photo).name)
+    for word, page_word in _PAGE_WORDS.items():
+        text = re.sub(rf"(?<![-\w]){word}\b", page_word, text)
+    return text
+
+
+# ------------------------------------------------------------------ the page
+class Sessions:
+    """Each browser session's folder under `root`: made on its first merge, removed (with the
+    session's uploads) when the session ends."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self._uploads = {}
+        self._count = itertools.count(1)
+
+    def folder(self, session):
+        return self.root / re.sub(r"[^A-Za-z0-9_-]", "_", session or "anonymous")
+
+    def next_merge(self, session, uploads):
+        self._uploads.setdefault(session, set()).update(map(str, uploads))
+        return self.folder(session) / f"merge-{next(self._count)}"
+
+    def end(self, session, cache=None):
+        """Removes the session's uploads, its merges and, from Gradio's `cache` folder, the
+        copies of them that the page served."""
+        from gradio.processing_utils import hash_file
+
+        folder = self.folder(session)
+        served = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+        if cache:
+            for path in served:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(Path(cache) / hash_file(path))
+        shutil.rmtree(folder, ignore_errors=True)
+        for upload in map(Path, self._uploads.pop(session, ())):
+            upload.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                upload.parent.rmdir()
+
+
+def build_page(merger, sessions):
+    """The Gradio page (`gradio.Blocks`) around a `BracketMerger`, its merges kept in
+    `sessions` (a `Sessions`)."""
+    import gradio as gr
+
+    def run_merge(files, exposures, method, compare, align, precision, tile, tonemap,
+                  request: gr.Request, progress=gr.Progress()):
+        paths = [getattr(f, "name", f) for f in files or []]
+        session = request.session_hash if request else None
+        progress(0, desc="Checking the photos")
+        try:
+            merged = merger.merge(paths, exposures, sessions.next_merge(session, paths),
+                                  method=method, align=align, precision=precision,
+                                  tile=int(tile or 0), tonemap=tonemap, compare=compare,
+                                  progress=lambda line: progress(None, desc=line[:120]))
+        except Exception as err:  # noqa: BLE001 - the page says what went wrong and goes on
+            foreseen = isinstance(err, (ValueError, OSError)) or _is_tensorflow_error(err)
+            if not foreseen:
+                logging.getLogger(__name__).exception("merge failed")
+            message = page_message(err, paths) if foreseen else (
+                f"the merge failed unexpectedly ({type(err).__name__}: {err}); the console "
+                f"shows the details")
+            return (f"**Could not merge:** {_escape(message)}", gr.skip(), gr.skip(),
+                    gr.skip(), gr.skip(), gr.skip())
+        status = "\n".join([f"**Merged** (merge {merger.merges} of this page)", ""] + [
+            f"- {_escape(line.strip())}" for line in merged.log
+            if not line.startswith(("Wrote", "  tile"))])
+        return (status, str(merged.preview), [(str(p), c) for p, c in merged.pictures],
+                [str(p) for p in merged.downloads], merged, 0)
+
+    def rerender(merged, exposure, tonemap):
+        if merged is None:
+            return gr.skip()
+        return str(render_preview(merged, exposure, tonemap))
+
+    def end_session(request: gr.Request):
+        sessions.end(request.session_hash if request else None, page.GRADIO_CACHE)
+
+    with gr.Blocks(title="HDR-GAN: merge a bracket", analytics_enabled=False,
+                   delete_cache=(600, 3600)) as page:
+        gr.Markdown("## HDR-GAN: merge a bracket of photos into one HDR image\n"
+                    "Upload 3 to 9 photos of one scene at different exposures (TIFF, PNG, JPEG "
+                    "or RAW). Exposures come from the photos' EXIF, or type one EV per photo.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(label="Photos", file_count="multiple", elem_id="photos")
+                exposures = gr.Textbox(label="EV of each photo, in upload order (empty: EXIF)",
+                                       placeholder="-2, 0, 2", elem_id="exposures")
+                method = gr.Radio(list(METHODS), value="network", label="Merge with",
+                                  elem_id="method")
+                compare = gr.Checkbox(label="Also show Debevec's classical merge",
+                                      elem_id="compare")
+                align = gr.Radio(list(ALIGN_MODES), value="auto", label="Alignment",
+                                 elem_id="align")
+                precision = gr.Radio(["float32", "bfloat16"], value="float32",
+                                     label="Precision", elem_id="precision")
+                tile = gr.Number(0, precision=0, minimum=0, elem_id="tile",
+                                 label="Tile side in pixels (0: whole image; 512 bounds the "
+                                       "memory of large photos)")
+                button = gr.Button("Merge", variant="primary", elem_id="merge")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Nothing merged yet.", elem_id="status")
+                preview = gr.Image(label="Preview", type="filepath", format="png",
+                                   interactive=False, height=520, elem_id="preview")
+                with gr.Row():
+                    tonemap = gr.Radio(list(TONEMAPPERS), value="reinhard",
+                                       label="Tonemapper", elem_id="tonemap")
+                    exposure = gr.Slider(-EXPOSURE_STOPS, EXPOSURE_STOPS, value=0, step=0.25,
+                                         label="Preview exposure (EV)", elem_id="exposure")
+                pictures = gr.Gallery(label="The photos merged (and the classical merge)",
+                                      columns=4, height=300, object_fit="contain",
+                                      elem_id="pictures")
+                downloads = gr.File(label="Downloads", file_count="multiple",
+                                    interactive=False, elem_id="downloads")
+        merged = gr.State(None)
+        # Progress shows on the preview, so that the status changes only when a merge ends.
+        button.click(run_merge, [files, exposures, method, compare, align, precision, tile,
+                                 tonemap],
+                     [status, preview, pictures, downloads, merged, exposure],
+                     show_progress_on=[preview])
+        for control in (exposure, tonemap):
+            control.change(rerender, [merged, exposure, tonemap], preview,
+                           trigger_mode="always_last", show_progress="hidden")
+        page.unload(end_session)
+    return page
+
+
+def _is_tensorflow_error(err):
+    import tensorflow as tf
+
+    return isinstance(err, tf.errors.OpError)
+
+
+def _escape(text):
+    """`text` shown as plain text in Markdown."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+!|])", r"\\\1", str(text))
