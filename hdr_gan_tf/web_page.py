@@ -32,6 +32,10 @@ EXPOSURE_STOPS = 4.0
 DISPLAY_GAMMA = 2.2
 # A merge's files in its folder: `merged.hdr`, `.exr`, `.png` (the preview), `.json`.
 STEM = "merged"
+# Smaller tiles would need less than hdr-gan-infer's overlap and take very many tiles.
+MIN_TILE = 128
+# Mergers kept loaded (a network restored per precision and tile size): the most recent ones.
+KEPT_MERGERS = 4
 # The classical merge shown beside the network's when asked for.
 CLASSICAL = "debevec"
 # Words of the programs' messages that name a flag, as the page names the same thing.
@@ -44,7 +48,7 @@ class PageMerge(typing.NamedTuple):
     folder: Path  # where its files are
     downloads: list  # `merged.hdr`, `.exr`, `.png`, `.json` (those written)
     preview: Path  # the preview PNG, as written
-    preview_hdr: typing.Any  # the result at the preview's size (None: Mertens' fusion)
+    preview_hdr: typing.Any  # `.npy` of the result at the preview's size (None: Mertens')
     tonemap: str  # the preview's tonemapper
     pictures: list  # `(PNG, caption)`: the merged photos, then the classical merge if asked for
     log: list  # the lines the merge logged
@@ -67,17 +71,22 @@ class BracketMerger:
         self.max_pixels, self.log = max_pixels, log
         self.merges = 0  # merges done; re-rendering a preview is not one
         self._mergers = {}
-        self._lock = threading.Lock()  # one merge at a time: the model's memory, the cores
+        self._lock = threading.RLock()  # one merge at a time: the model's memory, the cores
 
     def merger(self, method="network", options=InferenceOptions()):
         """`(merge, description)` of `method` with `options` (`merge.load_merger`), loaded on
-        first use and kept."""
+        first use; the `KEPT_MERGERS` used last are kept."""
         key = (method, options)
-        if key not in self._mergers:
-            model = {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
-            self._mergers[key] = load_merger(options, method=method, log=self.log,
-                                             **(model if method == "network" else {}))
-        return self._mergers[key]
+        with self._lock:
+            if key not in self._mergers:
+                model = {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
+                loaded = load_merger(options, method=method, log=self.log,
+                                     **(model if method == "network" else {}))
+                while len(self._mergers) >= KEPT_MERGERS:
+                    del self._mergers[next(iter(self._mergers))]
+                self._mergers[key] = loaded
+            self._mergers[key] = self._mergers.pop(key)  # the most recent last
+            return self._mergers[key]
 
     def merge(self, photos, exposures, folder, method="network", align="auto",
               precision="float32", tile=0, tonemap="reinhard", compare=False, progress=None):
@@ -101,12 +110,10 @@ class BracketMerger:
         check_align(align)
         if tonemap not in TONEMAPPERS:
             raise ValueError(f"tonemap must be one of {', '.join(TONEMAPPERS)}, not {tonemap!r}")
-        tile = int(tile)
-        # hdr-gan-infer's overlap, or less for tiles too small for it (the page has no field).
-        overlap = InferenceOptions.overlap
-        if 0 < tile <= 2 * overlap:
-            overlap = (tile - 1) // 2
-        options = InferenceOptions(tile=tile, overlap=overlap, precision=precision)
+        if 0 < int(tile) < MIN_TILE:
+            raise ValueError(f"--tile: 0 (the whole image) or at least {MIN_TILE} pixels, not "
+                             f"{tile}")
+        options = InferenceOptions(tile=int(tile), precision=precision)
         if method == "mertens" and options.tile:
             raise ValueError("--tile: Mertens' fusion is made at the preview's size; set the "
                              "tile size to 0")
@@ -132,11 +139,15 @@ class BracketMerger:
                                           exr=method != "mertens", tonemap=tonemap, log=log,
                                           model=model, align=align, program="hdr-gan-app")
                 pictures = _photo_pictures(bracket, folder)
+                preview_hdr = None
+                if written.preview_hdr is not None:  # kept on disk: it goes with the session
+                    preview_hdr = folder / "preview_hdr.npy"
+                    np.save(preview_hdr, written.preview_hdr)
                 if compare and method != CLASSICAL:
                     classical = folder / CLASSICAL / f"{STEM}.hdr"
                     classical.parent.mkdir()
                     merge_and_write(self.merger(CLASSICAL, InferenceOptions(
-                                        tile=options.tile, overlap=overlap))[0],
+                                        tile=options.tile))[0],
                                     bracket, classical, classical.with_suffix(".png"),
                                     tonemap=tonemap, log=log, model=CLASSICAL, align=align,
                                     program="hdr-gan-app")
@@ -147,7 +158,7 @@ class BracketMerger:
                     bracket.ldrs.close()
             self.merges += 1
         return PageMerge(folder, [Path(p) for p in written.files],
-                         Path(written.record["preview"]), written.preview_hdr, tonemap, pictures,
+                         Path(written.record["preview"]), preview_hdr, tonemap, pictures,
                          lines)
 
 
@@ -165,20 +176,30 @@ def _photo_pictures(bracket, folder):
 
 def render_preview(merged, exposure=0.0, tonemap=None):
     """The preview of `merged` (a `PageMerge`) with another tonemapper and `exposure` stops,
-    written beside it; the preview itself when neither changes. Never runs the network."""
+    written beside it; the preview itself when neither changes. Never runs the network.
+
+    μ-law takes the HDR image scaled by `2**exposure`; Reinhard's and Drago's operators
+    normalise their input (a scaled image maps to the same picture), so for them, and for
+    Mertens' picture, the exposure scales the displayed light (gamma 2.2) instead.
+    """
     tonemap = tonemap or merged.tonemap
-    if float(exposure) == 0 and tonemap == merged.tonemap:
+    exposure = float(exposure)
+    if exposure == 0 and tonemap == merged.tonemap:
         return merged.preview
+    path = merged.folder / "views" / f"{tonemap}_{exposure:.2f}EV.png"  # no "+" in a URL
+    if path.exists():
+        return path
+    gain = 2.0 ** exposure
     if merged.preview_hdr is None:  # Mertens' fusion: the picture itself
         from hdr_gan_tf.image_io import read_ldr
 
-        shown = read_ldr(merged.preview)
+        shown = read_ldr(merged.preview) * gain ** (1 / DISPLAY_GAMMA)
+    elif tonemap == "mu_law":
+        shown = tonemap_for_display(np.load(merged.preview_hdr) * gain, tonemap)
     else:
-        shown = tonemap_for_display(merged.preview_hdr, tonemap)
-    gain = 2.0 ** (float(exposure) / DISPLAY_GAMMA)  # 2**EV in linear light
-    path = merged.folder / "views" / f"{tonemap}_{float(exposure):+.2f}.png"
-    if not path.exists():
-        write_ldr(path, np.clip(shown * gain, 0, 1))
+        shown = tonemap_for_display(np.load(merged.preview_hdr), tonemap) * gain ** (
+            1 / DISPLAY_GAMMA)
+    write_ldr(path, np.clip(shown, 0, 1))
     return path
 
 
@@ -196,37 +217,76 @@ def page_message(err, photos=()):
 
 # ------------------------------------------------------------------ the page
 class Sessions:
-    """Each browser session's folder under `root`: made on its first merge, removed (with the
-    session's uploads) when the session ends."""
+    """What each browser session holds, removed when the session ends: its folder of merges
+    under `root`, its uploads and Gradio's copies (in `cache`) of the files the page served
+    it. Gradio names uploads and copies by their contents, so two sessions may hold the same
+    one: it goes when the last of them ends. A session that ends while it merges is cleared
+    when the merge is done."""
 
-    def __init__(self, root):
-        self.root = Path(root)
-        self._uploads = {}
+    def __init__(self, root, cache=None):
+        self.root, self.cache = Path(root), cache and Path(cache)
+        self._holders = {}  # path -> the sessions holding it
+        self._working = {}  # session -> merges or renderings under way
+        self._ended = set()
         self._count = itertools.count(1)
+        self._lock = threading.Lock()
 
     def folder(self, session):
         return self.root / re.sub(r"[^A-Za-z0-9_-]", "_", session or "anonymous")
 
-    def next_merge(self, session, uploads):
-        self._uploads.setdefault(session, set()).update(map(str, uploads))
+    def next_merge(self, session):
         return self.folder(session) / f"merge-{next(self._count)}"
 
-    def end(self, session, cache=None):
-        """Removes the session's uploads, its merges and, from Gradio's `cache` folder, the
-        copies of them that the page served."""
+    def hold(self, session, uploads=(), served=()):
+        """Records `uploads` (paths) and the copies Gradio makes of `served` (our files) as
+        held by `session`."""
         from gradio.processing_utils import hash_file
 
-        folder = self.folder(session)
-        served = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-        if cache:
-            for path in served:
+        copies = [self.cache / hash_file(p) for p in served] if self.cache else []
+        with self._lock:
+            for path in [*map(Path, uploads), *copies]:
+                self._holders.setdefault(path, set()).add(session)
+
+    @contextlib.contextmanager
+    def working(self, session):
+        """Around a merge or a rendering for `session`: the session's files stay meanwhile."""
+        with self._lock:
+            self._ended.discard(session)  # a page that reconnected works on
+            self._working[session] = self._working.get(session, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._working[session] -= 1
+                done = not self._working[session] and session in self._ended
+            if done:
+                self._clear(session)
+
+    def end(self, session):
+        with self._lock:
+            self._ended.add(session)
+            busy = self._working.get(session)
+        if not busy:
+            self._clear(session)
+
+    def _clear(self, session):
+        with self._lock:
+            self._ended.discard(session)
+            self._working.pop(session, None)
+            gone = []
+            for path, holders in list(self._holders.items()):
+                holders.discard(session)
+                if not holders:
+                    gone.append(path)
+                    del self._holders[path]
+        shutil.rmtree(self.folder(session), ignore_errors=True)
+        for path in gone:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
-                    shutil.rmtree(Path(cache) / hash_file(path))
-        shutil.rmtree(folder, ignore_errors=True)
-        for upload in map(Path, self._uploads.pop(session, ())):
-            upload.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                upload.parent.rmdir()
+                    path.parent.rmdir()  # Gradio's folder of the upload, when empty
 
 
 def build_page(merger, sessions):
@@ -234,16 +294,25 @@ def build_page(merger, sessions):
     `sessions` (a `Sessions`)."""
     import gradio as gr
 
+    def session_of(request):
+        return request.session_hash if request else None
+
+    def uploaded(files, request: gr.Request):
+        sessions.hold(session_of(request), uploads=_paths(files))
+
     def run_merge(files, exposures, method, compare, align, precision, tile, tonemap,
                   request: gr.Request, progress=gr.Progress()):
-        paths = [getattr(f, "name", f) for f in files or []]
-        session = request.session_hash if request else None
+        paths, session = _paths(files), session_of(request)
         progress(0, desc="Checking the photos")
         try:
-            merged = merger.merge(paths, exposures, sessions.next_merge(session, paths),
-                                  method=method, align=align, precision=precision,
-                                  tile=int(tile or 0), tonemap=tonemap, compare=compare,
-                                  progress=lambda line: progress(None, desc=line[:120]))
+            with sessions.working(session):
+                sessions.hold(session, uploads=paths)
+                merged = merger.merge(paths, exposures, sessions.next_merge(session),
+                                      method=method, align=align, precision=precision,
+                                      tile=int(tile or 0), tonemap=tonemap, compare=compare,
+                                      progress=lambda line: progress(None, desc=line[:120]))
+                sessions.hold(session, served=[merged.preview, *merged.downloads,
+                                               *(p for p, _ in merged.pictures)])
         except Exception as err:  # noqa: BLE001 - the page says what went wrong and goes on
             foreseen = isinstance(err, (ValueError, OSError)) or _is_tensorflow_error(err)
             if not foreseen:
@@ -259,13 +328,17 @@ def build_page(merger, sessions):
         return (status, str(merged.preview), [(str(p), c) for p, c in merged.pictures],
                 [str(p) for p in merged.downloads], merged, 0)
 
-    def rerender(merged, exposure, tonemap):
-        if merged is None:
+    def rerender(merged, exposure, tonemap, request: gr.Request):
+        session = session_of(request)
+        if merged is None or not merged.folder.is_dir():
             return gr.skip()
-        return str(render_preview(merged, exposure, tonemap))
+        with sessions.working(session):
+            shown = render_preview(merged, exposure, tonemap)
+            sessions.hold(session, served=[shown])
+        return str(shown)
 
     def end_session(request: gr.Request):
-        sessions.end(request.session_hash if request else None, page.GRADIO_CACHE)
+        sessions.end(session_of(request))
 
     with gr.Blocks(title="HDR-GAN: merge a bracket", analytics_enabled=False,
                    delete_cache=(600, 3600)) as page:
@@ -286,8 +359,8 @@ def build_page(merger, sessions):
                 precision = gr.Radio(["float32", "bfloat16"], value="float32",
                                      label="Precision", elem_id="precision")
                 tile = gr.Number(0, precision=0, minimum=0, elem_id="tile",
-                                 label="Tile side in pixels (0: whole image; 512 bounds the "
-                                       "memory of large photos)")
+                                 label=f"Tile side in pixels (0: whole image; {MIN_TILE} or "
+                                       f"more, e.g. 512, bounds the memory of large photos)")
                 button = gr.Button("Merge", variant="primary", elem_id="merge")
             with gr.Column(scale=2):
                 status = gr.Markdown("Nothing merged yet.", elem_id="status")
@@ -305,15 +378,23 @@ def build_page(merger, sessions):
                                     interactive=False, elem_id="downloads")
         merged = gr.State(None)
         # Progress shows on the preview, so that the status changes only when a merge ends.
+        files.upload(uploaded, files, None)
+        # The preview follows the tonemapper and exposure chosen while the merge ran.
         button.click(run_merge, [files, exposures, method, compare, align, precision, tile,
                                  tonemap],
                      [status, preview, pictures, downloads, merged, exposure],
-                     show_progress_on=[preview])
+                     show_progress_on=[preview]).then(rerender, [merged, exposure, tonemap],
+                                                      preview, show_progress="hidden")
         for control in (exposure, tonemap):
             control.change(rerender, [merged, exposure, tonemap], preview,
                            trigger_mode="always_last", show_progress="hidden")
         page.unload(end_session)
     return page
+
+
+def _paths(files):
+    """Paths of the uploads a `gradio.File` passes (paths, or objects naming them)."""
+    return [str(getattr(f, "name", f)) for f in files or []]
 
 
 def _is_tensorflow_error(err):

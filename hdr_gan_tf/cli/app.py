@@ -68,7 +68,8 @@ def start(merger, host="127.0.0.1", port=7860, max_file_mb=MAX_FILE_MB, block=Tr
     before = os.environ.get("GRADIO_TEMP_DIR")
     # Gradio reads it when the page and its server are made: uploads go to our folder.
     os.environ["GRADIO_TEMP_DIR"] = os.path.join(root.name, "uploads")
-    page = build_page(merger, Sessions(os.path.join(root.name, "sessions")))
+    page = build_page(merger, Sessions(os.path.join(root.name, "sessions"),
+                                       cache=os.environ["GRADIO_TEMP_DIR"]))
 
     def stop():
         page.close()
