@@ -57,8 +57,9 @@ def test_a_set_in_the_authors_layout_trains_and_evaluates(tmp_path):
     assert sorted(p.name for p in (out / "test" / "001").iterdir()) == [
         "input_1.tif", "input_2.tif", "input_3.tif", "input_exp.txt", "ref_hdr.hdr"]
     trained = run_program("train", f"--data_dir={out}", f"--logdir={tmp_path / 'run'}",
-                          "--patch_size=64", "--base_filters=8", "--iterations=2",
-                          "--validation=1", "--validation_every=2", "--summary_every=1")
+                          "--patch_size=64", "--base_filters=8", "--scales=2",
+                          "--iterations=2", "--validation=1", "--validation_every=2",
+                          "--summary_every=1")
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout.splitlines()[-1])["final_step"] == 2
     scored = run_program("evaluate", f"--checkpoint={tmp_path / 'run'}", f"--data_dir={out}",
@@ -85,7 +86,7 @@ def test_a_set_in_the_ntire_layout_trains_and_evaluates_like_its_kalantari_twin(
                                     "medium.png", "short.png")]
     run = tmp_path / "run"
     trained = run_program("train", f"--data_dir={out}", f"--logdir={run}", "--patch_size=64",
-                          "--base_filters=8", "--iterations=2", "--validation=1",
+                          "--base_filters=8", "--scales=2", "--iterations=2", "--validation=1",
                           "--validation_every=2", "--summary_every=1")
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout.splitlines()[-1])["final_step"] == 2
@@ -842,7 +843,8 @@ def test_a_full_disk_is_named_by_every_writing_program(converted, photos, tiny_d
     try:
         paths, ev = photos
         results = run_programs({
-            "train": _train(full / "run", tiny_data, "--iterations=1", "--base_filters=8"),
+            "train": _train(full / "run", tiny_data, "--iterations=1", "--base_filters=8",
+                            "--scales=2"),
             "export": ("export", [f"--checkpoint={converted}", f"--output_dir={full / 'x'}"]),
             "infer": ("infer", [f"--checkpoint={converted}", f"--output={full / 'm.exr'}",
                                 f"--inputs={','.join(map(str, paths))}",
