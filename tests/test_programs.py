@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from hdr_gan_tf.image_io import read_hdr, write_hdr, write_ldr
 from tests.helpers import REPO as REPO_ROOT
-from tests.helpers import assert_each_refused, run_program, run_programs
+from tests.helpers import assert_each_refused, log_dir_holder, run_program, run_programs
 
 pytestmark = pytest.mark.slow
 
@@ -781,12 +781,8 @@ def test_a_fine_tuned_log_dir_survives_convert_and_damaged_checkpoint_lists(
     _truncate_every_checkpoint(unreadable)
     restarted = _copy(unreadable, tmp_path / "restarted")
     held = _copy(converted, tmp_path / "held")  # not trained yet, but a trainer holds it
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom hdr_gan_tf.checkpoints import log_dir_lock\n"
-         f"with log_dir_lock({str(held)!r}):\n    print('held', flush=True)\n"
-         "    sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)))
-    assert holder.stdout.readline().strip() == "held"
+    holder, pid = log_dir_holder(held)
+    assert pid == str(holder.pid)
     convert = ["convert_tf1", [f"--tf1_checkpoint={golden_checkpoint}", "--overwrite"]]
     try:
         results = run_programs({
