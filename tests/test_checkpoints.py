@@ -6,7 +6,7 @@ from hdr_gan_tf.checkpoints import (checkpoint_prefixes, log_dir_lock, readable_
                                     state_file_damaged)
 from hdr_gan_tf.config import ConfigError
 from hdr_gan_tf.outputs import OutputError
-from tests.helpers import python_child
+from tests.helpers import log_dir_holder
 
 
 def _save(folder, numbers):
@@ -76,13 +76,7 @@ def test_the_lock_never_follows_a_link(tmp_path):
 
 
 def test_a_log_dir_lock_held_elsewhere_is_refused_naming_the_holder(tmp_path):
-    proc, pid = python_child(f"""
-        import os, sys
-        from hdr_gan_tf.checkpoints import log_dir_lock
-        lock = log_dir_lock({str(tmp_path)!r})
-        lock.__enter__()
-        print(os.getpid(), flush=True)
-    """)
+    proc, pid = log_dir_holder(tmp_path)
     try:
         with pytest.raises(OutputError, match=f"process {pid}"):
             with log_dir_lock(tmp_path):

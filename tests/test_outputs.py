@@ -9,7 +9,7 @@ from hdr_gan_tf import outputs
 from hdr_gan_tf.outputs import (MARKER, TEMP_PREFIX, DiskFull, OutputError, check_output_dir,
                                 check_output_file, check_outputs, clean_leftovers,
                                 disk_full, mark_as_training_log_dir, output_dir, temp_name)
-from tests.helpers import python_child
+from tests.helpers import log_dir_holder, python_child
 
 
 def _export(folder, text="old"):
@@ -216,13 +216,7 @@ def test_a_folder_that_became_a_training_log_dir_meanwhile_is_not_replaced(tmp_p
                     mark_as_training_log_dir(target)
                 (target / "ckpt-1.index").write_text("a trained checkpoint")
             else:
-                holder, _ = python_child(f"""
-                    import sys
-                    from hdr_gan_tf.checkpoints import log_dir_lock
-                    lock = log_dir_lock({str(target)!r})
-                    lock.__enter__()
-                    print("held", flush=True)
-                """)
+                holder, _ = log_dir_holder(target)
     if holder:
         holder.communicate("")
     else:

@@ -194,7 +194,7 @@ def test_patch_size_checks(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, tmp_path):
     config = _config(tmp_path / "run", tiny_data, iterations=2, checkpoint_every=1,
-                     use_discriminator=False)
+                     use_discriminator=False, scales=2)
     trainer, status = run_training(config, log=lambda line: None)
     assert status == "done"
     latest = trainer.manager.latest_checkpoint
@@ -228,9 +228,11 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tiny_data, t
 
 
 def _start_training(logdir, data_dir, *extra):
+    """A `hdr-gan-train` process; two scales, as the other runs about checkpoints, signals and
+    strategies take: what they check is not the network's depth, and its step traces sooner."""
     args = [sys.executable, "-m", "hdr_gan_tf.cli.train", f"--logdir={logdir}",
-            f"--data_dir={data_dir}", "--patch_size=64", "--base_filters=16", "--validation=0",
-            "--summary_every=1", *extra]
+            f"--data_dir={data_dir}", "--patch_size=64", "--base_filters=16", "--scales=2",
+            "--validation=0", "--summary_every=1", *extra]
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=REPO)
@@ -299,7 +301,7 @@ def test_killed_run_resumes_at_its_last_checkpoint_with_the_schedule(tiny_data, 
 
     # Restored in-process: same step, same weights, the schedule's rate at that step.
     config = _config(logdir, tiny_data, checkpoint_every=2, lr_boundaries=(3,),
-                     lr_values=(1e-4, 3e-5), iterations=saved_step)
+                     lr_values=(1e-4, 3e-5), iterations=saved_step, scales=2)
     trainer = Trainer(config, tf.distribute.get_strategy(), log=lambda line: None)
     trainer.restore()
     assert int(trainer.step.numpy()) == saved_step
@@ -330,7 +332,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
         with log_dir_lock(logdir):
             pass
     second = run_program("train", f"--logdir={logdir}", f"--data_dir={tiny_data}",
-                         "--patch_size=64", "--base_filters=16", "--iterations=100000")
+                         "--patch_size=64", "--base_filters=16", "--scales=2",
+                         "--iterations=100000")
     second_out = second.stdout + second.stderr
     assert second.returncode == 2, second_out
     assert [line for line in second_out.splitlines() if line.startswith("error:")] == [
@@ -361,7 +364,7 @@ from hdr_gan_tf.training import run_training
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 config = RunConfig.from_flat(dict(
     logdir=r"{tmp_path / 'run'}", data_dir=r"{tiny_data}", patch_size=64, base_filters=8,
-    validation="0", iterations=2, summary_every=1, batch_size=2, strategy="mirrored"))
+    scales=2, validation="0", iterations=2, summary_every=1, batch_size=2, strategy="mirrored"))
 trainer, status = run_training(config, log=print, strategy=strategy)
 print("REPLICAS", strategy.num_replicas_in_sync, "STATUS", status,
       "STEP", int(trainer.step.numpy()))
@@ -382,7 +385,8 @@ def _free_port():
 
 
 def _start_workers(logdir, data_dir, *extra):
-    """Two `hdr-gan-train --strategy=multi_worker` processes on loopback, one CPU each."""
+    """Two `hdr-gan-train --strategy=multi_worker` processes on loopback, one CPU each (two
+    scales: the strategy, not the network's depth, is the point; the step traces sooner)."""
     import json
     import shutil
 
@@ -397,7 +401,7 @@ def _start_workers(logdir, data_dir, *extra):
             "taskset") else []
         args = pin + [sys.executable, "-m", "hdr_gan_tf.cli.train", "--strategy=multi_worker",
                       f"--logdir={logdir}", f"--data_dir={data_dir}", "--patch_size=64",
-                      "--base_filters=8", "--batch_size=2", "--validation=0",
+                      "--base_filters=8", "--scales=2", "--batch_size=2", "--validation=0",
                       "--summary_every=1", "--collective_timeout=30", *extra]
         procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True, env=env, cwd=REPO))
@@ -489,7 +493,8 @@ def test_a_killed_worker_stops_the_other_with_an_error(tiny_data, tmp_path):
 def test_each_validated_step_is_saved_before_it_is_validated(tiny_data, tmp_path):
     """Validation runs the network at full resolution and can fail (memory, a full disk):
     the step it validates is saved first, whatever `checkpoint_every` says."""
-    config = _config(tmp_path / "run", tiny_data, base_filters=8, iterations=2, validation="1",
+    config = _config(tmp_path / "run", tiny_data, base_filters=8, scales=2, iterations=2,
+                     validation="1",
                      validation_every=1, checkpoint_every=1000)
     _, status = run_training(config, log=lambda line: None)
     assert status == "done"
