@@ -14,6 +14,7 @@ With --screenshot, saves a picture of the page after the merge.
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -46,8 +47,21 @@ def wait(condition, timeout=600):
         value = condition()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(0.5)  # the browser and its driver take CPU from the merge when asked often
     raise TimeoutError("the page did not answer")
+
+
+def browser_cpu_seconds():
+    """CPU seconds used so far by every Chromium process (from /proc)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if "chrom" in (stat.parent / "comm").read_text():
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def page_times(checkpoint, photos, screenshot):
@@ -80,11 +94,13 @@ def page_times(checkpoint, photos, screenshot):
         wait(lambda: not browser.find_elements(By.CSS_SELECTOR, "#photos .uploading"))
         upload = time.perf_counter() - begin
         browser.find_element(By.CSS_SELECTOR, "#exposures textarea").send_keys(EV)
-        begin = time.perf_counter()
+        begin, cpu = time.perf_counter(), browser_cpu_seconds()
         browser.find_element(By.ID, "merge").click()
         wait(lambda: "Merged" in browser.find_element(By.ID, "status").text)
         wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#downloads a"))
         merge = time.perf_counter() - begin
+        print(f"the browser took {browser_cpu_seconds() - cpu:.1f} CPU-s during the merge",
+              flush=True)
         if screenshot:
             browser.save_screenshot(str(screenshot))
         files = {}

@@ -377,14 +377,14 @@ def build_page(merger, sessions):
                 downloads = gr.File(label="Downloads", file_count="multiple",
                                     interactive=False, elem_id="downloads")
         merged = gr.State(None)
-        # Progress shows on the preview, so that the status changes only when a merge ends.
         files.upload(uploaded, files, None)
-        # The preview follows the tonemapper and exposure chosen while the merge ran.
+        # Progress shows on the preview, so that the status changes only when a merge ends;
+        # then the preview follows the tonemapper and exposure chosen while the merge ran.
         button.click(run_merge, [files, exposures, method, compare, align, precision, tile,
                                  tonemap],
                      [status, preview, pictures, downloads, merged, exposure],
-                     show_progress_on=[preview]).then(rerender, [merged, exposure, tonemap],
-                                                      preview, show_progress="hidden")
+                     show_progress_on=[preview]).then(
+                         rerender, [merged, exposure, tonemap], preview, show_progress="hidden")
         for control in (exposure, tonemap):
             control.change(rerender, [merged, exposure, tonemap], preview,
                            trigger_mode="always_last", show_progress="hidden")
