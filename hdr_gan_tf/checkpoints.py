@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from hdr_gan_tf.config import (CONFIG_FILE, ConfigError, build_generator, read_config,
                                set_precision)
-from hdr_gan_tf.outputs import LOCK_FILE, exclusive_lock, writer_busy
+from hdr_gan_tf.outputs import log_dir_lock as _log_dir_lock
 
 
 def checkpoint_problem(prefix):
@@ -181,10 +181,8 @@ def restore_generator(checkpoint, precision="float32", log=print):
     return generator, config, prefix
 
 
-def log_dir_lock(logdir):
-    """An exclusive lock on a log dir for one writer (`outputs.exclusive_lock` on its
-    `LOCK_FILE`): OutputError naming the holder's process if another program holds it."""
-    return exclusive_lock(Path(logdir) / LOCK_FILE, writer_busy(logdir))
+# A log dir's one-writer lock; it lives in `outputs`, so that taking it needs no TensorFlow.
+log_dir_lock = _log_dir_lock
 
 
 def remove_checkpoint_temps(folder):

@@ -333,6 +333,13 @@ def writer_busy(folder):
                            f"or use another folder")
 
 
+def log_dir_lock(logdir):
+    """An exclusive lock on a log dir for one writer (`exclusive_lock` on its `LOCK_FILE`):
+    OutputError naming the holder's process if another program holds it. Here rather than in
+    `checkpoints` (which offers it too) so that taking it needs no TensorFlow."""
+    return exclusive_lock(Path(logdir) / LOCK_FILE, writer_busy(logdir))
+
+
 def written_by(folder, kind):
     """Whether `folder` is an output of the program that writes `kind` folders."""
     folder = Path(folder)

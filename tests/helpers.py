@@ -134,14 +134,13 @@ def python_child(code):
 
 
 def log_dir_holder(logdir):
-    """A Python process holding `logdir`'s writer lock as a running trainer does (the lock file
-    of `checkpoints.log_dir_lock`, taken through `hdr_gan_tf.outputs`, which spares the 7 CPU-s
-    of a TensorFlow start); returns the process and its pid as it printed it."""
+    """A Python process holding `logdir`'s writer lock as a running trainer does
+    (`log_dir_lock`, imported from `hdr_gan_tf.outputs`, which spares the 7 CPU-s of a
+    TensorFlow start); returns the process and its pid as it printed it."""
     return python_child(f"""
         import os, sys
-        from pathlib import Path
-        from hdr_gan_tf.outputs import LOCK_FILE, exclusive_lock, writer_busy
-        lock = exclusive_lock(Path({str(logdir)!r}) / LOCK_FILE, writer_busy({str(logdir)!r}))
+        from hdr_gan_tf.outputs import log_dir_lock
+        lock = log_dir_lock({str(logdir)!r})
         lock.__enter__()
         print(os.getpid(), flush=True)
     """)
