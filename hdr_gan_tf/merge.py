@@ -29,6 +29,8 @@ LEAN_FROM_PIXELS = 512 * 512
 STRIPS_FROM_PIXELS = 128 * 128
 # Reflect padding needs a pixel to reflect: the smallest side a merge takes.
 MIN_SIDE = 2
+# The precisions a merge is offered in (float16, a training precision, is not).
+MERGE_PRECISIONS = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,11 +12,19 @@ from pathlib import Path
 
 
 class Written(typing.NamedTuple):
-    """What `merge_and_write` wrote, and the preview's pictures for a caller that shows them."""
-    files: list  # every file written, HDR files first
+    """What `merge_and_write` wrote, and the preview's HDR image for a caller that shows it."""
+    files: list  # every file written: HDR files, the preview, the sidecar (the panel)
     preview_hdr: typing.Any  # the result reduced to the preview's size (None: display-referred)
-    shown: typing.Any  # the preview as written, RGB in [0, 1]
-    record: dict  # the sidecar's contents
+    factor: int  # the preview's reduction: each side divided by it
+
+
+def check_fusion_options(method, tile=0, exr=False):
+    """ValueError naming `--exr` or `--tile` when `method` is Mertens' fusion, which writes no
+    HDR file, only the preview (made at the preview's size)."""
+    for flag, value in (("exr", exr), ("tile", tile)):
+        if method == "mertens" and value:
+            raise ValueError(f"--{flag}: Mertens' fusion writes no HDR file, only the preview "
+                             f"(made at the preview's size); leave --{flag} out")
 
 
 def streams(tile):
@@ -122,7 +130,7 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     write_text(sidecar_path(output), json.dumps(record, indent=2) + "\n")
     written = paths + [preview, sidecar_path(output)] + ([panel_path(output)] if panel else [])
     log(f"Wrote {', '.join(map(str, written))}")
-    return Written(written, preview_hdr, shown, record)
+    return Written(written, preview_hdr, reduced.factor)
 
 
 def _panel(merge, bracket, shown, factor, tonemap, align):

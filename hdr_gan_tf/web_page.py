@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from hdr_gan_tf.alignment import ALIGN_MODES, check_align, reduced_copy
-from hdr_gan_tf.display import TONEMAPPERS, PreviewImage, tonemap_for_display
+from hdr_gan_tf.display import TONEMAPPERS, tonemap_for_display
 from hdr_gan_tf.image_io import MAX_PIXELS, write_ldr
-from hdr_gan_tf.merge import METHODS, InferenceOptions, check_method, load_merger
-from hdr_gan_tf.merge_files import merge_and_write, streams
+from hdr_gan_tf.merge import (MERGE_PRECISIONS, METHODS, InferenceOptions, check_method,
+                              load_merger)
+from hdr_gan_tf.merge_files import check_fusion_options, merge_and_write, streams
 from hdr_gan_tf.photos import ROLES, check_bracket_files, exposures_for, load_bracket
 
 # The preview's exposure slider: stops either way, applied in linear light to the tonemapped
@@ -79,14 +80,18 @@ class BracketMerger:
         key = (method, options)
         with self._lock:
             if key not in self._mergers:
-                model = {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
-                loaded = load_merger(options, method=method, log=self.log,
-                                     **(model if method == "network" else {}))
+                loaded = load_merger(options, method=method, log=self.log, **self._model(method))
                 while len(self._mergers) >= KEPT_MERGERS:
                     del self._mergers[next(iter(self._mergers))]
                 self._mergers[key] = loaded
             self._mergers[key] = self._mergers.pop(key)  # the most recent last
             return self._mergers[key]
+
+    def _model(self, method):
+        """The model `method` merges with: the page's for the network, none for the others."""
+        if method != "network":
+            return {}
+        return {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
 
     def merge(self, photos, exposures, folder, method="network", align="auto",
               precision="float32", tile=0, tonemap="reinhard", compare=False, progress=None):
@@ -105,8 +110,7 @@ class BracketMerger:
           options make impossible, before the model runs where the headers tell.
         """
         photos = [str(p) for p in photos]
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        check_method(method, **self._model(method))
         check_align(align)
         if tonemap not in TONEMAPPERS:
             raise ValueError(f"tonemap must be one of {', '.join(TONEMAPPERS)}, not {tonemap!r}")
@@ -114,9 +118,7 @@ class BracketMerger:
             raise ValueError(f"--tile: 0 (the whole image) or at least {MIN_TILE} pixels, not "
                              f"{tile}")
         options = InferenceOptions(tile=int(tile), precision=precision)
-        if method == "mertens" and options.tile:
-            raise ValueError("--tile: Mertens' fusion is made at the preview's size; set the "
-                             "tile size to 0")
+        check_fusion_options(method, options.tile)
         given = [v for v in re.split(r"[,;\s]+", exposures or "") if v]
         check_bracket_files(photos, self.max_pixels)
         exposures_for(photos, given)  # missing EXIF times are named before anything is read
@@ -134,11 +136,11 @@ class BracketMerger:
                                    max_pixels=self.max_pixels)
             try:
                 folder.mkdir(parents=True)
-                output = folder / f"{STEM}.hdr"
-                written = merge_and_write(merge, bracket, output, output.with_suffix(".png"),
+                output, preview = folder / f"{STEM}.hdr", folder / f"{STEM}.png"
+                written = merge_and_write(merge, bracket, output, preview,
                                           exr=method != "mertens", tonemap=tonemap, log=log,
                                           model=model, align=align, program="hdr-gan-app")
-                pictures = _photo_pictures(bracket, folder)
+                pictures = _photo_pictures(bracket, folder, written.factor)
                 preview_hdr = None
                 if written.preview_hdr is not None:  # kept on disk: it goes with the session
                     preview_hdr = folder / "preview_hdr.npy"
@@ -157,15 +159,14 @@ class BracketMerger:
                 if hasattr(bracket.ldrs, "close"):  # a spooled bracket's temporary file
                     bracket.ldrs.close()
             self.merges += 1
-        return PageMerge(folder, [Path(p) for p in written.files],
-                         Path(written.record["preview"]), preview_hdr, tonemap, pictures,
-                         lines)
+        return PageMerge(folder, [Path(p) for p in written.files], preview, preview_hdr,
+                         tonemap, pictures, lines)
 
 
-def _photo_pictures(bracket, folder):
-    """`(PNG, caption)` of the three merged photos, reduced to the preview's size."""
-    height, width = bracket.ldrs.shape[1:3]
-    small, _ = reduced_copy(bracket.ldrs, factor=PreviewImage(height, width).factor)
+def _photo_pictures(bracket, folder, factor):
+    """`(PNG, caption)` of the three merged photos, each side divided by `factor` (the
+    preview's)."""
+    small, _ = reduced_copy(bracket.ldrs, factor=factor)
     pictures = []
     for role, photo, ev, image in zip(ROLES, bracket.photos, bracket.ev, small):
         path = folder / "photos" / f"{role}.png"
@@ -356,7 +357,7 @@ def build_page(merger, sessions):
                                       elem_id="compare")
                 align = gr.Radio(list(ALIGN_MODES), value="auto", label="Alignment",
                                  elem_id="align")
-                precision = gr.Radio(["float32", "bfloat16"], value="float32",
+                precision = gr.Radio(list(MERGE_PRECISIONS), value="float32",
                                      label="Precision", elem_id="precision")
                 tile = gr.Number(0, precision=0, minimum=0, elem_id="tile",
                                  label=f"Tile side in pixels (0: whole image; {MIN_TILE} or "

@@ -69,7 +69,8 @@ def test_bad_brackets_are_named_by_their_file_names_and_the_page_words(small_log
         "no exposures": (photos, "", {}, "no exposures given: pass the EV box"),
         "two photos": (photos[:2], ev[:2], {}, "a bracket is 3 to 9 photos"),
         "EV count": (photos, ev[:2], {}, "the EV box has 2 values for 3 photos"),
-        "tiled fusion": (photos, ev, {"method": "mertens", "tile": 128}, "set the tile size to 0"),
+        "tiled fusion": (photos, ev, {"method": "mertens", "tile": 128},
+                         "the tile size: Mertens' fusion writes no HDR file"),
         "negative tile": (photos, ev, {"tile": -1}, "the tile size: give 0"),
         "small tile": (photos, ev, {"tile": 64}, "the tile size: 0 (the whole image) or at least"),
     }

@@ -202,7 +202,9 @@ def define_checkpoint_flag(required=True):
 
 
 def define_precision_flag():
-    flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute precision.")
+    from hdr_gan_tf.merge import MERGE_PRECISIONS
+
+    flags.DEFINE_enum("precision", "float32", list(MERGE_PRECISIONS), "Compute precision.")
 
 
 def define_overwrite_flag(what="Replace existing outputs."):

@@ -28,7 +28,8 @@ from absl import flags
 from hdr_gan_tf.cli.common import (define_align_flag, define_checkpoint_flag,
                                    define_merge_flags, define_overwrite_flag, error, guarded,
                                    inference_options, run_program, say)
-from hdr_gan_tf.merge_files import hdr_outputs, merge_and_write, panel_path, sidecar_path, streams
+from hdr_gan_tf.merge_files import (check_fusion_options, hdr_outputs, merge_and_write,
+                                    panel_path, sidecar_path, streams)
 
 FLAGS = flags.FLAGS
 
@@ -123,10 +124,7 @@ def main(argv):
                          f"(--input_dir) chooses each shoot's three by EV")
     options = inference_options()  # checks --tile, --overlap and --precision first
     check_method(FLAGS.method, FLAGS.checkpoint)
-    for flag in ("exr", "tile"):
-        if FLAGS.method == "mertens" and FLAGS[flag].value:
-            raise ValueError(f"--{flag}: Mertens' fusion writes no HDR file, only the preview "
-                             f"(made at the preview's size); leave --{flag} out")
+    check_fusion_options(FLAGS.method, FLAGS.tile, FLAGS.exr)
     batch = FLAGS.input_dir is not None
     # Every output against every other and every input of the whole command (all scenes).
     check_outputs(files=[p for _, output, preview, _, _ in jobs
