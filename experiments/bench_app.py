@@ -15,7 +15,6 @@ With --screenshot, saves a picture of the page after the merge.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,16 +40,6 @@ def infer_times(checkpoint, photos, output):
     return whole, json.loads(Path(output).with_suffix(".json").read_text())["seconds"]
 
 
-def wait(condition, timeout=600):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)  # the browser and its driver take CPU from the merge when asked often
-    raise TimeoutError("the page did not answer")
-
-
 def browser_cpu_seconds():
     """CPU seconds used so far by every Chromium process (from /proc)."""
     total = 0.0
@@ -71,13 +60,14 @@ def page_times(checkpoint, photos, screenshot):
 
     from hdr_gan_tf.cli.app import start
     from hdr_gan_tf.web_page import BracketMerger
-    from tests.helpers import headless_chromium
+    from tests.helpers import free_port, headless_chromium, wait_for
+
+    def wait(condition):  # seldom: the browser and its driver take CPU from the merge
+        return wait_for(condition, "the page", timeout=600, every=0.5)
 
     merger = BracketMerger(checkpoint, log=lambda line: None)
     merger.merger()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     _, stop = start(merger, port=port, block=False)
     browser = headless_chromium(1400, 1750)
     try:

@@ -4,6 +4,7 @@ import os
 import subprocess
 import textwrap
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -191,3 +192,30 @@ def headless_chromium(width=1400, height=1300):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def free_port():
+    """A TCP port on the loopback address that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, what, timeout=120, every=0.2):
+    """`condition()`'s first true value, asked every `every` seconds (a Selenium error counts
+    as not yet: an element may be replaced while the page re-renders); AssertionError naming
+    `what` after `timeout` seconds."""
+    from selenium.common.exceptions import WebDriverException
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            value = condition()
+        except WebDriverException:
+            value = None
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"waited {timeout} s for {what}")

@@ -13,7 +13,7 @@ from hdr_gan_tf.checkpoints import log_dir_lock, resolve_checkpoint
 from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
 from hdr_gan_tf.outputs import OutputError
 from hdr_gan_tf.training import Trainer, TrainingDiverged, WindowMeans, run_training
-from tests.helpers import REPO, run_program
+from tests.helpers import REPO, free_port, run_program
 
 
 def _config(logdir, data_dir, **overrides):
@@ -376,21 +376,13 @@ print("REPLICAS", strategy.num_replicas_in_sync, "STATUS", status,
     assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-2")
 
 
-def _free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_workers(logdir, data_dir, *extra):
     """Two `hdr-gan-train --strategy=multi_worker` processes on loopback, one CPU each (two
     scales: the strategy, not the network's depth, is the point; the step traces sooner)."""
     import json
     import shutil
 
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):

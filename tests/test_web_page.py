@@ -4,6 +4,7 @@ import shutil
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -13,9 +14,8 @@ import tensorflow as tf
 
 from hdr_gan_tf.config import ModelConfig, RunConfig, build_generator, write_config
 from hdr_gan_tf.image_io import read_ldr
-from tests.helpers import (CHROMEDRIVER, CHROMIUM, assert_each_refused, headless_chromium,
-                           run_program)
-
+from tests.helpers import (CHROMEDRIVER, CHROMIUM, assert_each_refused, free_port,
+                           headless_chromium, run_program, wait_for)
 
 
 @pytest.fixture(scope="session")  # not "module": the tests may run on different workers
@@ -135,27 +135,6 @@ def test_a_merge_writes_what_infer_writes_and_the_preview_renders_without_the_ne
     assert merger.merges == 2
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(condition, what, timeout=120):
-    from selenium.common.exceptions import WebDriverException
-
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            value = condition()
-        except WebDriverException:  # an element replaced while the page re-renders
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"waited {timeout} s for {what}")
-
-
 def _fetch(url):
     with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
@@ -210,14 +189,14 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
     broken.write_bytes(photos[1].read_bytes()[:300])  # a truncated TIFF
 
     merger = _merger(small_log_dir)
-    port = _free_port()
+    port = free_port()
     page, stop = start(merger, port=port, block=False, max_file_mb=1)
     browser = None
     try:
         sessions = Path(page.GRADIO_CACHE).parent / "sessions"
         browser = headless_chromium()
         browser.get(f"http://127.0.0.1:{port}/")
-        _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#merge"), "the page")
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#merge"), "the page")
         browser.save_screenshot(str(shots / "1_page.png"))
 
         def upload(paths, exposures):
@@ -226,14 +205,14 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
                 clear.click()
             browser.find_element(By.CSS_SELECTOR, "#photos input[type=file]").send_keys(
                 "\n".join(map(str, paths)))
-            _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#photos tr.file"))
+            wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#photos tr.file"))
                   == len(paths), "the uploads")
             box = browser.find_element(By.CSS_SELECTOR, "#exposures textarea")
             box.clear()
             box.send_keys(", ".join(exposures))
             before = browser.find_element(By.ID, "status").text
             browser.find_element(By.ID, "merge").click()
-            return _wait(lambda: (lambda text: text != before and (
+            return wait_for(lambda: (lambda text: text != before and (
                 "Merged" in text or "Could not merge" in text) and text)(
                     browser.find_element(By.ID, "status").text), "the merge")
 
@@ -259,20 +238,19 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
         slider = browser.find_element(By.CSS_SELECTOR, "#exposure input[type=range]")
         for _ in range(4):  # +1 EV
             slider.send_keys(Keys.ARROW_RIGHT)
-        brighter = _wait(lambda: shown().endswith("reinhard_1.00EV.png") and shown(),
+        brighter = wait_for(lambda: shown().endswith("reinhard_1.00EV.png") and shown(),
                          "the preview re-rendered at +1 EV")
         browser.save_screenshot(str(shots / "4_exposure_plus_1.png"))
         assert _decoded_png(_fetch(brighter), tmp_path).mean() > read_ldr(
             tmp_path / "cli.png").mean() * 1.2
         assert merger.merges == 1  # the slider ran no merge
 
-        addresses = set()
+        addresses = set()  # host:port, or the scheme of a data: or blob: address
         for entry in browser.get_log("performance"):
             message = json.loads(entry["message"])["message"]
             if message["method"] == "Network.requestWillBeSent":
-                addresses.add(message["params"]["request"]["url"].split("/")[2]
-                              if "://" in message["params"]["request"]["url"][:12]
-                              else message["params"]["request"]["url"].split(":")[0])
+                url = urllib.parse.urlsplit(message["params"]["request"]["url"])
+                addresses.add(url.netloc or url.scheme)
         assert f"127.0.0.1:{port}" in addresses, addresses  # the log did record requests
         assert addresses <= {f"127.0.0.1:{port}", "data", "blob"}, addresses
         assert _upload(port, 2 ** 20 + 1) == 413 and _upload(port, 1000) == 200  # the file cap
@@ -280,7 +258,7 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
         assert any(sessions.iterdir()) and list(cache.rglob("merged.hdr"))
         browser.quit()
         browser = None
-        _wait(lambda: not any(sessions.iterdir()), "the session's files to go", timeout=60)
+        wait_for(lambda: not any(sessions.iterdir()), "the session's files to go", timeout=60)
         # Its uploads and the copies the page served went too (the HTTP upload is no
         # session's; Gradio's upload parser leaves empty placeholders until the program stops).
         left = [p.name for p in cache.rglob("*") if p.is_file() and p.stat().st_size]
