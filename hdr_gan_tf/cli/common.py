@@ -5,6 +5,8 @@ stderr and exit status 2, without a traceback; nothing it was writing is left be
 outputs are written atomically.
 """
 
+import atexit
+import gc
 import glob
 import os
 import re
@@ -119,22 +121,36 @@ def gpu_driver_present():
     return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
-def start_tensorflow():
-    """Loads TensorFlow and lets it find its devices, so that a program's first lines are its
-    own: on a machine without an NVIDIA driver TensorFlow's start-up chatter (CUDA probing
-    included) is held back, and whatever else it prints passes through. With a GPU driver, or
-    when the user set TF_CPP_MIN_LOG_LEVEL, TensorFlow prints as it likes."""
-    if cli.USER_LOG_LEVEL or gpu_driver_present():
+def import_tensorflow():
+    """Imports TensorFlow and lets it find its devices with Python's cycle collector paused,
+    then freezes what exists (`gc.freeze`): the import's objects live as long as the process,
+    and every later full collection would walk them again (docs/performance.md, "Start-up and
+    exit")."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
         import tensorflow as tf
         tf.config.list_physical_devices()
+    finally:
+        if collecting:
+            gc.enable()
+    gc.freeze()
+
+
+def start_tensorflow():
+    """Loads TensorFlow (`import_tensorflow`), so that a program's first lines are its own: on a
+    machine without an NVIDIA driver TensorFlow's start-up chatter (CUDA probing included) is
+    held back, and whatever else it prints passes through. With a GPU driver, or when the user
+    set TF_CPP_MIN_LOG_LEVEL, TensorFlow prints as it likes."""
+    if cli.USER_LOG_LEVEL or gpu_driver_present():
+        import_tensorflow()
         return
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
         sys.stderr.flush()
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()
+            import_tensorflow()
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -172,6 +188,9 @@ def run_program(define_flags, main, argv=None):
     in this process (`run_in_process`) and returns its exit status."""
     if argv is not None:
         return run_in_process(define_flags, main, argv)
+    # At exit, the interpreter's last collections would walk every object the run made,
+    # although the process's memory goes back whole.
+    atexit.register(gc.freeze)
     start_tensorflow()
     define_flags()
     signal.signal(signal.SIGTERM, _raise_terminated)
