@@ -7,6 +7,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(
         1, CORES // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,22 @@ def golden():
 @pytest.fixture(scope="session")
 def golden_checkpoint():
     return str(GOLDEN / "model")
+
+
+def pytest_configure(config):
+    """In each process that runs tests (an xdist worker, or pytest itself with `-n 0`):
+    TensorFlow started as the programs start it (`start_tensorflow`: quietly, the collector
+    paused, then frozen), and the cycle collector run less often, since tracing a graph makes
+    young objects by the million and each collection of the oldest generation walks them all."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", 0):
+        from hdr_gan_tf.cli.common import start_tensorflow
+
+        start_tensorflow()
+        gc.set_threshold(20_000, 20, 20)
+
+
+def pytest_unconfigure(config):
+    gc.freeze()  # the interpreter's collections at exit would walk everything the tests made
 
 
 def pytest_xdist_auto_num_workers(config):
