@@ -63,6 +63,7 @@ def test_inference_orders_compute_what_the_training_pass_computes(scales, base_f
     the training pass comes last. 132x140 has maps large enough for strips to matter
     everywhere; 4 scales take the merging bottlenecks."""
     g = Generator(scales=scales, base_filters=base_filters, merging_blocks=merging_blocks)
+    g.build([(None, None, None, 6)] * 3)  # variables made eagerly, so the graphs trace once
     x = _inputs(h, w, batch=2, seed=scales)
     graph = tf.function(lambda *x, lean=False, strips=None: (
         g.infer_lean(list(x), strips_from_pixels=strips) if lean
@@ -78,6 +79,7 @@ def test_inference_orders_compute_what_the_training_pass_computes(scales, base_f
 PEAK_PROBE = """
 import hdr_gan_tf, numpy as np, tensorflow as tf
 g = hdr_gan_tf.Generator()
+g.build([(None, None, None, 6)] * 3)  # variables made eagerly, so each graph traces once
 x = [tf.constant(np.random.default_rng(i).uniform(-1, 1, (1, 256, 384, 6)), tf.float32)
      for i in range(3)]
 strips = 128 * 128  # border strips on the large maps, as a merge runs the network
