@@ -31,13 +31,18 @@ def _config(logdir, data_dir, **overrides):
 FAST = {"gan_weight": 0.01, "lr_boundaries": (), "lr_values": (3e-4,)}
 
 
-def _fixed_l1(trainer, batches):
-    """Mean μ-law L1 of the main branch on fixed batches (inference mode)."""
-    values = []
-    for (xs, target) in batches:  # target: 2·T(H) - 1
-        y = trainer.generator(list(xs), training=False)[-1]
-        values.append(float(tf.reduce_mean(tf.abs(y - target))))
-    return float(np.mean(values))
+def _fixed_patches(scenes):
+    """Four batches of four unaugmented 64x64 patches, as one batch (one pass measures them)."""
+    batches = list(data.training_dataset(scenes, 64, 4, seed=123, augment=False).take(4))
+    exposures = [tf.concat([xs[i] for xs, _ in batches], 0) for i in range(3)]
+    return exposures, tf.concat([target for _, target in batches], 0)
+
+
+def _fixed_l1(trainer, patches):
+    """Mean μ-law L1 of the main branch on fixed patches (inference mode)."""
+    exposures, target = patches  # target: 2·T(H) - 1
+    y = trainer.generator(exposures, training=False)[-1]
+    return float(tf.reduce_mean(tf.abs(y - target)))
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,7 @@ def trained(tiny_data, tmp_path_factory):
     λ = 0.01 as in the demo, learning rate 3e-4 so that a short run gets somewhere)."""
     logdir = tmp_path_factory.mktemp("runs") / "l1"
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
-    fixed = list(data.training_dataset(scenes, 64, 4, seed=123, augment=False).take(4))
+    fixed = _fixed_patches(scenes)
     lines = []
     config = _config(logdir, tiny_data, iterations=0, summary_every=20, image_every=40,
                      **FAST)
@@ -71,7 +76,7 @@ def test_l1_only_training_fits_quickly(tiny_data, tmp_path):
     """Without the discriminator the same step must fit the data fast (0.42 -> 0.10 in 60
     iterations here)."""
     scenes = data.open_split(tiny_data, data.TRAIN_SPLIT)
-    fixed = list(data.training_dataset(scenes, 64, 4, seed=123, augment=False).take(4))
+    fixed = _fixed_patches(scenes)
     trainer, _ = run_training(_config(tmp_path / "run", tiny_data, iterations=0,
                                       use_discriminator=False, **FAST), log=lambda line: None)
     before = _fixed_l1(trainer, fixed)
@@ -419,55 +424,39 @@ def _final(output):
 
 
 @pytest.mark.slow
-def test_two_workers_train_in_step_and_resume_from_the_chiefs_checkpoint(tiny_data, tmp_path):
+@pytest.mark.waits  # at the end the chief waits out the collective timeout
+def test_two_workers_train_in_step_stop_together_and_resume_from_the_chiefs_checkpoint(
+        tiny_data, tmp_path):
     """Two processes (TF_CONFIG, loopback): one global step, the global batch of 2 split into
-    one sample per worker, identical weights at the end, only the chief writing the log dir;
-    restarted, both resume from the chief's checkpoint."""
+    one sample per worker, the same all-reduced losses on both; SIGTERM to one of them (a
+    preemption notice) makes both save at one agreed step with identical weights and exit
+    with the restart status 42, only the chief writing the log dir. Restarted, both resume
+    from the chief's checkpoint; a worker killed then stops the other with an error."""
     logdir = tmp_path / "run"
-
-    def run_to(step):
-        outputs = _finish(_start_workers(logdir, tiny_data, f"--iterations={step}",
-                                         f"--checkpoint_every={step}"))
-        finals = [_final(out) for out in outputs]
-        assert [f["final_step"] for f in finals] == [step, step], outputs
-        assert finals[0]["weights_sha256"] == finals[1]["weights_sha256"]
-        return outputs
-
-    outputs = run_to(3)
-    for out in outputs:
-        assert "2 replica(s), each taking 1 of the 2 patches of a batch" in out
-        assert len([line for line in out.splitlines() if line.startswith("step ")]) == 3
-    # The per-step losses are the all-reduced ones, the same on both workers.
-    steps = [[line for line in out.splitlines() if line.startswith("step 3/3")][0][:60]
-             for out in outputs]
-    assert steps[0] == steps[1]
-    assert sorted(p.name for p in logdir.iterdir()) == [
-        ".hdr_gan_tf.json", ".hdr_gan_train.lock", "checkpoint", "ckpt-3.data-00000-of-00001",
-        "ckpt-3.index", "config.json", "train"]
-
-    # Restarted, both resume from the chief's checkpoint; SIGTERM to one of them (a preemption
-    # notice) makes both save at one agreed step and exit with the restart status 42.
     chief, worker = _start_workers(logdir, tiny_data, "--iterations=100000",
                                    "--checkpoint_every=1000")
-    lines = _wait_for_line(chief, "step 5/", timeout=150)
+    lines = _wait_for_line(chief, "step 3/", timeout=150)
     worker.send_signal(signal.SIGTERM)
     outputs = _finish([chief, worker])
     outputs[0] = "".join(lines) + outputs[0]
     assert [chief.returncode, worker.returncode] == [42, 42], outputs
     finals = [_final(out) for out in outputs]
-    assert finals[0] == finals[1] and finals[0]["status"] == "preempted"
+    assert finals[0] == finals[1] and finals[0]["status"] == "preempted"  # weights included
+    stopped = finals[0]["final_step"]
+    assert stopped >= 3
     for out in outputs:
-        assert f"Resumed from {logdir / 'ckpt-3'} at step 3" in out
-    assert tf.train.latest_checkpoint(str(logdir)).endswith(f"ckpt-{finals[0]['final_step']}")
-    assert finals[0]["final_step"] >= 5
+        assert "2 replica(s), each taking 1 of the 2 patches of a batch" in out
+        assert len([line for line in out.splitlines() if line.startswith("step ")]) == stopped
+    steps = [[line for line in out.splitlines() if line.startswith("step 3/")][0][:60]
+             for out in outputs]
+    assert steps[0] == steps[1]
+    assert sorted(p.name for p in logdir.iterdir()) == [
+        ".hdr_gan_tf.json", ".hdr_gan_train.lock", "checkpoint",
+        f"ckpt-{stopped}.data-00000-of-00001", f"ckpt-{stopped}.index", "config.json", "train"]
 
-
-@pytest.mark.slow
-@pytest.mark.waits  # the chief waits out the collective timeout
-def test_a_killed_worker_stops_the_other_with_an_error(tiny_data, tmp_path):
-    chief, worker = _start_workers(tmp_path / "run", tiny_data, "--iterations=100000",
+    chief, worker = _start_workers(logdir, tiny_data, "--iterations=100000",
                                    "--checkpoint_every=1000")
-    _wait_for_line(chief, "step 2/", timeout=150)
+    lines = _wait_for_line(chief, f"step {stopped + 1}/", timeout=150)
     worker.kill()
     killed_at = time.time()
     try:
@@ -475,10 +464,12 @@ def test_a_killed_worker_stops_the_other_with_an_error(tiny_data, tmp_path):
     except subprocess.TimeoutExpired:
         chief.kill()
         raise AssertionError("the chief kept waiting for the killed worker")
+    out = "".join(lines) + out
     assert chief.returncode == 2, out
     assert "error: lost contact with another worker" in out
     assert time.time() - killed_at < 90
-    worker.communicate()
+    for text in (out, worker.communicate()[0]):
+        assert f"Resumed from {logdir / f'ckpt-{stopped}'} at step {stopped}" in text
 
 
 @pytest.mark.slow
