@@ -579,7 +579,7 @@ def _doc_section(document, title):
 def test_the_deploying_examples_run_as_written(converted, tmp_path):
     """Every code block of docs/deploying.md's examples, run in a folder holding
     `checkpoints/paper` and three 16-bit photos (a 125x190 crop of real ones at -3/0/+3 EV:
-    neither side a multiple of 4; a quarter of the 250x381 one, which took 7 CPU-s more)."""
+    neither side a multiple of 4); then the exported ONNX model against the SavedModel."""
     import os
     import re
     import subprocess
@@ -620,6 +620,21 @@ def test_the_deploying_examples_run_as_written(converted, tmp_path):
     assert np.all(np.abs(onnx_hdr - tf_hdr) <= 0.01 * tf_hdr.max(axis=-1, keepdims=True) + 1e-6)
     assert (work / "merged_onnx.png").stat().st_size > 1000
     np.testing.assert_allclose(cli_hdr[0], tf_hdr, atol=1e-6)
+    assert tf_hdr.max() > 0.01  # a real merge, not a blank image
+    # The exported ONNX model, every output by name, against the SavedModel: linear HDR
+    # clipped to [0, 1] to 1e-4 (docs/deploying.md gives the measured difference).
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(work / "export/hdr_gan.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    inputs = {name: np.asarray(value, np.float32) for name, value in request["inputs"].items()}
+    assert sorted(i.name for i in session.get_inputs()) == sorted(inputs)
+    names = [o.name for o in session.get_outputs()]
+    assert sorted(names) == sorted(served) == ["hdr", "hdr_aux", "tonemapped"]
+    for name, got in zip(names, session.run(names, inputs)):
+        assert got.shape == (1, 125, 190, 3)
+        difference = np.abs(np.clip(got, 0, 1) - np.clip(served[name].numpy(), 0, 1)).max()
+        assert difference <= 1e-4, (name, difference)
 
 
 def test_gpu_check_says_no_gpu_and_succeeds_without_one(tmp_path):

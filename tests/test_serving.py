@@ -3,7 +3,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from hdr_gan_tf.config import ConfigError, build_generator
 from hdr_gan_tf.merge import run_generator
@@ -60,34 +59,3 @@ print("MODULES", "hdr_gan_tf" in sys.modules)
             saved_model_merger(tmp_path / "model", options)
         assert caught.value.field == field
 
-
-@pytest.mark.slow
-def test_onnx_export_agrees_with_the_saved_model_on_an_odd_sized_bracket(generator, tmp_path):
-    """A 250x381 crop of real 16-bit photos (the large golden's), through the SavedModel and
-    through onnxruntime: linear HDR clipped to [0, 1] to 1e-4, every output by name."""
-    import onnxruntime
-
-    from hdr_gan_tf.serving import export_onnx
-    from tests.helpers import GOLDEN_LARGE
-
-    module = ServingModule(generator)
-    save_serving_model(module, tmp_path / "model")
-    export_onnx(module, tmp_path / "model.onnx")
-    golden = dict(np.load(GOLDEN_LARGE / "golden_large.npz"))
-    inputs = {f"ldr_{k}": golden[f"ldr_{k}"][:, :250, :381].astype(np.float32) / 65535
-              for k in ("short", "mid", "long")}
-    inputs["exposure_bias"] = golden["exposure_bias"].astype(np.float32)
-    serve = tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"]
-    expected = {k: v.numpy() for k, v in serve(**{k: tf.constant(v)
-                                                 for k, v in inputs.items()}).items()}
-    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"),
-                                           providers=["CPUExecutionProvider"])
-    assert sorted(i.name for i in session.get_inputs()) == sorted(inputs)
-    names = [o.name for o in session.get_outputs()]
-    assert sorted(names) == ["hdr", "hdr_aux", "tonemapped"]
-    got = dict(zip(names, session.run(names, inputs)))
-    for name in names:
-        assert got[name].shape == (1, 250, 381, 3)
-        difference = np.abs(np.clip(got[name], 0, 1) - np.clip(expected[name], 0, 1)).max()
-        assert difference <= 1e-4, (name, difference)
-    assert expected["hdr"].max() > 0.01  # a real merge, not a blank image
