@@ -125,6 +125,10 @@ def _assert_same(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+# The first lines of a test's Python child that loads TensorFlow: loaded as the programs load it.
+START_TENSORFLOW = "from hdr_gan_tf.cli.common import import_tensorflow\nimport_tensorflow()\n"
+
+
 def python_child(code):
     """A Python process running `code` that prints one line when ready, then waits for its
     standard input to close."""

@@ -9,7 +9,7 @@ from hdr_gan_tf import data, scene_cache
 from hdr_gan_tf.image_io import read_hdr, read_ldr, write_hdr
 from hdr_gan_tf.imaging import GAMMA, inverse_mu_law, to_unit
 from hdr_gan_tf.synthetic import synthesize_dataset, synthesize_scene
-from tests.helpers import training_batches
+from tests.helpers import START_TENSORFLOW, training_batches
 
 
 # ------------------------------------------------------------------ generated data set
@@ -263,11 +263,11 @@ def _write_big_split(root, count, height, width):
     return root
 
 
-_DISK_PATH = """
+_DISK_PATH = START_TENSORFLOW + """
 import json, resource, sys
 import numpy as np
 from hdr_gan_tf import data, scene_cache
-from tests.helpers import training_batches
+from tests.helpers import START_TENSORFLOW, training_batches
 def peak_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 training_batches([data.Scene("warm-up", ".", [], np.zeros((3, 64, 64, 3), np.uint16), 65535,

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from hdr_gan_tf import Discriminator, Generator
+from tests.helpers import START_TENSORFLOW
 
 
 def _inputs(h, w, batch=1, seed=0):
@@ -76,7 +77,7 @@ def test_inference_orders_compute_what_the_training_pass_computes(scales, base_f
             np.testing.assert_allclose(b.numpy(), a.numpy(), atol=2e-5)
 
 
-PEAK_PROBE = """
+PEAK_PROBE = START_TENSORFLOW + """
 import hdr_gan_tf, numpy as np, tensorflow as tf
 g = hdr_gan_tf.Generator()
 g.build([(None, None, None, 6)] * 3)  # variables made eagerly, so each graph traces once

@@ -13,7 +13,7 @@ from hdr_gan_tf.checkpoints import log_dir_lock, resolve_checkpoint
 from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
 from hdr_gan_tf.outputs import OutputError
 from hdr_gan_tf.training import Trainer, TrainingDiverged, WindowMeans, run_training
-from tests.helpers import REPO, free_port, run_program
+from tests.helpers import REPO, START_TENSORFLOW, free_port, run_program
 
 
 def _config(logdir, data_dir, **overrides):
@@ -360,7 +360,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tiny_data, tmp_path):
-    script = f"""
+    script = START_TENSORFLOW + f"""
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
