@@ -12,8 +12,14 @@ import gc
 import numpy as np
 import pytest
 
-from hdr_gan_tf.synthetic import synthesize_dataset
-from tests.helpers import GOLDEN
+from hdr_gan_tf.cli.common import start_tensorflow
+
+# Every pytest process loads TensorFlow (the imports below do): loaded as the programs load it,
+# quietly, the collector paused, then frozen.
+start_tensorflow()
+
+from hdr_gan_tf.synthetic import synthesize_dataset  # noqa: E402
+from tests.helpers import GOLDEN  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,14 +40,10 @@ def golden_checkpoint():
 
 
 def pytest_configure(config):
-    """In each process that runs tests (an xdist worker, or pytest itself with `-n 0`):
-    TensorFlow started as the programs start it (`start_tensorflow`: quietly, the collector
-    paused, then frozen), and the cycle collector run less often, since tracing a graph makes
-    young objects by the million and each collection of the oldest generation walks them all."""
+    """In each process that runs tests (an xdist worker, or pytest itself with `-n 0`), the
+    cycle collector runs less often: tracing a graph makes young objects by the million, and
+    each collection of the oldest generation walks them all."""
     if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", 0):
-        from hdr_gan_tf.cli.common import start_tensorflow
-
-        start_tensorflow()
         gc.set_threshold(20_000, 20, 20)
 
 

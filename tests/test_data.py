@@ -267,7 +267,7 @@ _DISK_PATH = START_TENSORFLOW + """
 import json, resource, sys
 import numpy as np
 from hdr_gan_tf import data, scene_cache
-from tests.helpers import START_TENSORFLOW, training_batches
+from tests.helpers import training_batches
 def peak_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 training_batches([data.Scene("warm-up", ".", [], np.zeros((3, 64, 64, 3), np.uint16), 65535,

@@ -423,53 +423,67 @@ def _final(output):
     return json.loads(output.strip().splitlines()[-1])
 
 
+def _kill_left(procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.slow
-@pytest.mark.waits  # at the end the chief waits out the collective timeout
-def test_two_workers_train_in_step_stop_together_and_resume_from_the_chiefs_checkpoint(
+@pytest.mark.waits  # the chief waits out the collective timeout
+def test_two_workers_train_in_step_resume_from_the_chiefs_checkpoint_and_stop_together(
         tiny_data, tmp_path):
-    """Two processes (TF_CONFIG, loopback): one global step, the global batch of 2 split into
-    one sample per worker, the same all-reduced losses on both; SIGTERM to one of them (a
-    preemption notice) makes both save at one agreed step with identical weights and exit
-    with the restart status 42, only the chief writing the log dir. Restarted, both resume
-    from the chief's checkpoint; a worker killed then stops the other with an error."""
+    """Two processes (TF_CONFIG, loopback), one CPU each. A worker killed stops the other with
+    an error. Restarted, both resume from the chief's last checkpoint: one global step, the
+    global batch of 2 split into one sample per worker, the same all-reduced losses on both;
+    SIGTERM to one of them (a preemption notice) makes both save at one agreed step with
+    identical weights and exit with the restart status 42, only the chief writing the log
+    dir."""
+    import re
+
     logdir = tmp_path / "run"
-    chief, worker = _start_workers(logdir, tiny_data, "--iterations=100000",
-                                   "--checkpoint_every=1000")
-    lines = _wait_for_line(chief, "step 3/", timeout=150)
-    worker.send_signal(signal.SIGTERM)
-    outputs = _finish([chief, worker])
+    procs = _start_workers(logdir, tiny_data, "--iterations=100000", "--checkpoint_every=2")
+    try:
+        chief, worker = procs
+        _wait_for_line(chief, "step 3/", timeout=150)  # ckpt-2 is written
+        worker.kill()
+        killed_at = time.time()
+        try:
+            out = chief.communicate(timeout=90)[0]
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the chief kept waiting for the killed worker")
+    finally:
+        _kill_left(procs)
+    assert chief.returncode == 2, out
+    assert "error: lost contact with another worker" in out
+    assert time.time() - killed_at < 90
+    saved = int(tf.train.latest_checkpoint(str(logdir)).rsplit("-", 1)[1])
+    assert saved >= 2
+
+    procs = _start_workers(logdir, tiny_data, "--iterations=100000", "--checkpoint_every=1000")
+    try:
+        chief, worker = procs
+        lines = _wait_for_line(chief, f"step {saved + 1}/", timeout=150)
+        worker.send_signal(signal.SIGTERM)
+        outputs = _finish(procs)
+    finally:
+        _kill_left(procs)
     outputs[0] = "".join(lines) + outputs[0]
     assert [chief.returncode, worker.returncode] == [42, 42], outputs
     finals = [_final(out) for out in outputs]
     assert finals[0] == finals[1] and finals[0]["status"] == "preempted"  # weights included
-    stopped = finals[0]["final_step"]
-    assert stopped >= 3
+    assert finals[0]["final_step"] > saved
+    steps = []
     for out in outputs:
+        assert f"Resumed from {logdir / f'ckpt-{saved}'} at step {saved}" in out
         assert "2 replica(s), each taking 1 of the 2 patches of a batch" in out
-        assert len([line for line in out.splitlines() if line.startswith("step ")]) == stopped
-    steps = [[line for line in out.splitlines() if line.startswith("step 3/")][0][:60]
-             for out in outputs]
-    assert steps[0] == steps[1]
-    assert sorted(p.name for p in logdir.iterdir()) == [
-        ".hdr_gan_tf.json", ".hdr_gan_train.lock", "checkpoint",
-        f"ckpt-{stopped}.data-00000-of-00001", f"ckpt-{stopped}.index", "config.json", "train"]
-
-    chief, worker = _start_workers(logdir, tiny_data, "--iterations=100000",
-                                   "--checkpoint_every=1000")
-    lines = _wait_for_line(chief, f"step {stopped + 1}/", timeout=150)
-    worker.kill()
-    killed_at = time.time()
-    try:
-        out, _ = chief.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        chief.kill()
-        raise AssertionError("the chief kept waiting for the killed worker")
-    out = "".join(lines) + out
-    assert chief.returncode == 2, out
-    assert "error: lost contact with another worker" in out
-    assert time.time() - killed_at < 90
-    for text in (out, worker.communicate()[0]):
-        assert f"Resumed from {logdir / f'ckpt-{stopped}'} at step {stopped}" in text
+        steps += [line[:60] for line in out.splitlines() if line.startswith(f"step {saved + 1}/")]
+    assert len(steps) == 2 and steps[0] == steps[1]
+    assert tf.train.latest_checkpoint(str(logdir)).endswith(f"ckpt-{finals[0]['final_step']}")
+    others = [p.name for p in logdir.iterdir() if not re.fullmatch(
+        r"ckpt-\d+\.(index|data-00000-of-00001)", p.name)]
+    assert sorted(others) == [".hdr_gan_tf.json", ".hdr_gan_train.lock", "checkpoint",
+                              "config.json", "train"]
 
 
 @pytest.mark.slow
