@@ -259,7 +259,8 @@ def _wait_for_line(process, prefix, timeout=240):
     """Reads `process`'s output until a line starts with `prefix`; returns the lines read.
     A reader thread takes the lines, so that a child that stalls without a word cannot block
     the wait past `timeout`. Reading goes on only while a caller waits (no line is lost
-    between calls: the thread hands over every line it read)."""
+    between calls: the thread hands over every line it read). A later `communicate` reads the
+    pipe itself and misses what the text buffer already held past the line found."""
     import queue
     import threading
 
