@@ -19,18 +19,23 @@ TONEMAPPERS = ("reinhard", "drago", "mu_law")
 PREVIEW_MAX_PIXELS = 4_000_000
 
 
+def check_tonemapper(method):
+    """ValueError unless `method` is one of `TONEMAPPERS`."""
+    if method not in TONEMAPPERS:
+        raise ValueError(f"unknown tonemapper {method!r}; choose from {', '.join(TONEMAPPERS)}")
+
+
 def tonemap_for_display(hdr, method="reinhard"):
     """Linear HDR `[H, W, 3]` -> display RGB in [0, 1]."""
+    check_tonemapper(method)
     hdr = np.maximum(np.asarray(hdr, np.float32), 0)
     if method == "mu_law":  # the curve is defined on [0, 1]
         return np.clip(mu_law(np.minimum(hdr, 1)), 0, 1)
     if method == "reinhard":
         operator = cv2.createTonemapReinhard(gamma=2.2, intensity=0.0, light_adapt=0.8,
                                              color_adapt=0.0)
-    elif method == "drago":
+    else:  # drago
         operator = cv2.createTonemapDrago(gamma=2.2, saturation=1.0, bias=0.85)
-    else:
-        raise ValueError(f"unknown tonemapper {method!r}; choose from {', '.join(TONEMAPPERS)}")
     # OpenCV works in BGR and needs strictly positive input for its log-luminance.
     bgr = np.ascontiguousarray(hdr[..., ::-1]) + 1e-8
     out = operator.process(bgr)

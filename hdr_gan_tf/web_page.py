@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hdr_gan_tf.alignment import ALIGN_MODES, check_align, reduced_copy
-from hdr_gan_tf.display import TONEMAPPERS, tonemap_for_display
+from hdr_gan_tf.display import TONEMAPPERS, check_tonemapper, tonemap_for_display
 from hdr_gan_tf.image_io import MAX_PIXELS, write_ldr
 from hdr_gan_tf.merge import (MERGE_PRECISIONS, METHODS, InferenceOptions, check_method,
                               load_merger)
@@ -112,8 +112,7 @@ class BracketMerger:
         photos = [str(p) for p in photos]
         check_method(method, **self._model(method))
         check_align(align)
-        if tonemap not in TONEMAPPERS:
-            raise ValueError(f"tonemap must be one of {', '.join(TONEMAPPERS)}, not {tonemap!r}")
+        check_tonemapper(tonemap)
         if 0 < int(tile) < MIN_TILE:
             raise ValueError(f"--tile: 0 (the whole image) or at least {MIN_TILE} pixels, not "
                              f"{tile}")
