@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from hdr_gan_tf.config import (CONFIG_FILE, ConfigError, build_generator, read_config,
                                set_precision)
-from hdr_gan_tf.outputs import log_dir_lock as _log_dir_lock
 
 
 def checkpoint_problem(prefix):
@@ -179,10 +178,6 @@ def restore_generator(checkpoint, precision="float32", log=print):
                           f"{logdir / CONFIG_FILE} ({config.model}): "
                           f"{str(err).splitlines()[0][:300]}") from None
     return generator, config, prefix
-
-
-# A log dir's one-writer lock; it lives in `outputs`, so that taking it needs no TensorFlow.
-log_dir_lock = _log_dir_lock
 
 
 def remove_checkpoint_temps(folder):

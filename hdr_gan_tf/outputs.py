@@ -336,7 +336,7 @@ def writer_busy(folder):
 def log_dir_lock(logdir):
     """An exclusive lock on a log dir for one writer (`exclusive_lock` on its `LOCK_FILE`):
     OutputError naming the holder's process if another program holds it. Here rather than in
-    `checkpoints` (which offers it too) so that taking it needs no TensorFlow."""
+    `checkpoints`, so that taking it needs no TensorFlow."""
     return exclusive_lock(Path(logdir) / LOCK_FILE, writer_busy(logdir))
 
 

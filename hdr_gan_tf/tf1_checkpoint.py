@@ -163,7 +163,7 @@ def convert_to_logdir(tf1_checkpoint, output_dir, overwrite=False):
     Returns the checkpoint prefix written.
     """
     from hdr_gan_tf import config as config_lib
-    from hdr_gan_tf.checkpoints import log_dir_lock
+    from hdr_gan_tf.outputs import log_dir_lock
     from hdr_gan_tf.outputs import check_outputs, output_dir as new_dir
 
     output_dir = Path(output_dir)

@@ -39,10 +39,10 @@ from hdr_gan_tf.imaging import to_unit
 from hdr_gan_tf.losses import discriminator_objective, generator_objective
 from hdr_gan_tf.merge import generator_merger
 from hdr_gan_tf import checkpoints
-from hdr_gan_tf.checkpoints import log_dir_lock, remove_checkpoint_temps
+from hdr_gan_tf.checkpoints import remove_checkpoint_temps
 from hdr_gan_tf.outputs import (SUMMARIES, OutputError, check_apart_from_inputs, clean_leftovers,
-                                disk_full, is_disk_full, mark_as_training_log_dir, temp_name,
-                                write_text)
+                                disk_full, is_disk_full, log_dir_lock, mark_as_training_log_dir,
+                                temp_name, write_text)
 
 
 class TrainingDiverged(RuntimeError):

@@ -1,11 +1,11 @@
 import tensorflow as tf
 import pytest
 
-from hdr_gan_tf.checkpoints import (checkpoint_prefixes, log_dir_lock, readable_checkpoint,
+from hdr_gan_tf.checkpoints import (checkpoint_prefixes, readable_checkpoint,
                                     remove_checkpoint_temps, resolve_checkpoint,
                                     state_file_damaged)
 from hdr_gan_tf.config import ConfigError
-from hdr_gan_tf.outputs import OutputError
+from hdr_gan_tf.outputs import OutputError, log_dir_lock
 from tests.helpers import log_dir_holder
 
 

@@ -201,7 +201,7 @@ def test_a_full_disk_names_the_file_being_written(tmp_path):
 def test_a_folder_that_became_a_training_log_dir_meanwhile_is_not_replaced(tmp_path, meanwhile):
     """An evaluation runs long after its output folder was checked: if a trainer took the folder
     over in between, the swap checks again (under the trainer's lock) and replaces nothing."""
-    from hdr_gan_tf.checkpoints import log_dir_lock
+    from hdr_gan_tf.outputs import log_dir_lock
 
     target = tmp_path / "eval"
     with output_dir(target, "evaluation") as tmp:

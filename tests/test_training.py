@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from hdr_gan_tf import data
-from hdr_gan_tf.checkpoints import log_dir_lock, resolve_checkpoint
+from hdr_gan_tf.checkpoints import resolve_checkpoint
 from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
-from hdr_gan_tf.outputs import OutputError
+from hdr_gan_tf.outputs import OutputError, log_dir_lock
 from hdr_gan_tf.training import Trainer, TrainingDiverged, WindowMeans, run_training
 from tests.helpers import REPO, START_TENSORFLOW, free_port, run_program
 
