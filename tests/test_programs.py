@@ -153,24 +153,21 @@ def test_programs_say_only_their_own_lines_on_a_machine_without_a_gpu(tmp_path):
 def test_every_flag_file_parses_into_the_configuration_it_describes():
     """In this process, the trainer's flags defined for the parses only (as `run_program` runs
     a program here), which spares a TensorFlow start."""
-    from absl import flags
-
     from hdr_gan_tf.cli import train
+    from hdr_gan_tf.cli.common import flags_defined
     from tests.helpers import REPO
 
-    before, cwd, configs = set(flags.FLAGS), os.getcwd(), {}
-    train.define_flags()
-    try:
-        os.chdir(REPO)
-        for path in sorted(Path("experiments").glob("*.flags")):
-            flags.FLAGS.unparse_flags()
-            flags.FLAGS(["hdr-gan-train", f"--flagfile={path}"])
-            configs[path.name] = json.loads(json.dumps(train.resolve_config().flat()))
-    finally:
-        os.chdir(cwd)
-        flags.FLAGS.unparse_flags()
-        for name in set(flags.FLAGS) - before:
-            delattr(flags.FLAGS, name)
+    cwd, configs = os.getcwd(), {}
+    with flags_defined(train.define_flags) as flags:
+        try:
+            os.chdir(REPO)
+            for path in sorted(Path("experiments").glob("*.flags")):
+                flags.unparse_flags()
+                flags(["hdr-gan-train", f"--flagfile={path}"])
+                configs[path.name] = json.loads(json.dumps(train.resolve_config().flat()))
+        finally:
+            os.chdir(cwd)
+            flags.unparse_flags()
     assert len(configs) == len(list((REPO / "experiments").glob("*.flags"))) >= 9
     released, paper = configs["released.flags"], configs["paper.flags"]
     assert (released["patch_size"], released["ldr_bits"], released["sphere_reference"]) == (

@@ -6,6 +6,7 @@ outputs are written atomically.
 """
 
 import atexit
+import contextlib
 import gc
 import glob
 import os
@@ -197,21 +198,29 @@ def run_program(define_flags, main, argv=None):
     app.run(main, flags_parser=parse_flags)
 
 
-def run_in_process(define_flags, main, argv):
-    """Runs a program's `main` on `argv` in this process, as its console script would, and
-    returns the exit status; its flags exist for the run only, so programs can run one after
-    another (or a test can run many)."""
+@contextlib.contextmanager
+def flags_defined(define_flags):
+    """A program's flags (`define_flags`), defined for the block only, so that programs can
+    run one after another in one process (or a test can run many)."""
     before = set(FLAGS)
     define_flags()
     try:
-        FLAGS.unparse_flags()
-        remaining = parse_flags(["hdr_gan_tf", *map(str, argv)])
-        return main(remaining) or 0
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
+        yield FLAGS
     finally:
         for name in set(FLAGS) - before:
             delattr(FLAGS, name)
+
+
+def run_in_process(define_flags, main, argv):
+    """Runs a program's `main` on `argv` in this process, as its console script would, and
+    returns the exit status; its flags exist for the run only (`flags_defined`)."""
+    with flags_defined(define_flags):
+        try:
+            FLAGS.unparse_flags()
+            remaining = parse_flags(["hdr_gan_tf", *map(str, argv)])
+            return main(remaining) or 0
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else 1
 
 
 # ------------------------------------------------------------------ flags several programs share
