@@ -406,14 +406,19 @@ def _start_workers(logdir, data_dir, *extra):
     return procs
 
 
+def _kill_left(procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _finish(procs, timeout=150):
     outputs = []
     for proc in procs:
         try:
             outputs.append(proc.communicate(timeout=timeout)[0])
         except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
+            _kill_left(procs)
             raise AssertionError("multi-worker training did not finish in time")
     return outputs
 
@@ -422,12 +427,6 @@ def _final(output):
     import json
 
     return json.loads(output.strip().splitlines()[-1])
-
-
-def _kill_left(procs):
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.mark.slow
