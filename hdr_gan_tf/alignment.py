@@ -25,6 +25,9 @@ ALIGN_MODES = ("auto", "homography", "translation", "none")
 # Longest side of the reduced copies the motion is estimated on, and of the coarsest level.
 ESTIMATE_SIDE = 1024
 COARSEST_SIDE = 128
+# The fewest pixels each way of a reduced copy that a motion is estimated on: a strip narrower
+# than its reduction factor reduces to nothing, which OpenCV's warps refuse.
+MIN_ESTIMATE_SIDE = 8
 # A pixel tells nothing of the scene where any channel is clipped or its grey is at noise level.
 CLIPPED = 0.97
 DARK = 0.02
@@ -306,6 +309,11 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
     identity = np.eye(3)
     if mode == "none":
         return Alignment(identity, "none", mode)
+    if min(reduced_reference.shape[:2]) < MIN_ESTIMATE_SIDE:
+        height, width = reduced_reference.shape[:2]
+        return Alignment(identity, "none", mode, None, fallback=(
+            f"too narrow to align ({width}x{height} pixels once reduced by {factor}; "
+            f"at least {MIN_ESTIMATE_SIDE} are needed each way)"))
     (reference, ref_mask), (photo, photo_mask) = common_exposure(
         reduced_photo, time, reduced_reference, reference_time)
     unaligned = disagreement(reference, ref_mask, photo, photo_mask, identity)

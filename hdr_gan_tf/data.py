@@ -246,7 +246,13 @@ def read_ntire_ground_truth(path, ratio_path, max_pixels=MAX_PIXELS):
     if ratio.size != 1 or not np.isfinite(ratio).all() or float(ratio.ravel()[0]) <= 0:
         raise ValueError(f"{ratio_path}: the align ratio must be one positive number, got "
                          f"{ratio.ravel()[:4].tolist()}")
-    ratio = np.float32(ratio.ravel()[0])
+    given = ratio.ravel()[0]
+    ratio = np.float32(given)
+    with np.errstate(over="ignore", divide="ignore"):
+        usable = ratio > 0 and np.isfinite(np.float32(65535) / ratio)
+    if not usable:
+        raise ValueError(f"{ratio_path}: the align ratio {float(given):g} is not a usable float32 scale "
+                         f"(it becomes {float(ratio):g} in float32)")
     return (raw.astype(np.float32) / ratio) ** np.float32(NTIRE_GAMMA)
 
 
@@ -256,6 +262,16 @@ def encode_ntire_ground_truth(hdr):
     encoded = np.asarray(hdr, np.float32) ** np.float32(1 / NTIRE_GAMMA)
     ratio = np.float32(65535 / encoded.max())
     return np.round(encoded * ratio).astype(np.uint16), ratio
+
+
+def check_ground_truth(hdr, where):
+    """DataError naming `where` unless a decoded ground truth can be scored: finite, not
+    negative, not black everywhere."""
+    if not np.all(np.isfinite(hdr)):
+        raise DataError(f"{where}: the ground truth holds NaN or Inf values")
+    if hdr.size and (hdr.min() < 0 or not hdr.max() > 0):
+        raise DataError(f"{where}: the ground truth must be at least 0 and not black everywhere "
+                        f"(its values span {float(hdr.min()):g} to {float(hdr.max()):g})")
 
 
 def check_patch_fits(name, shape, size):
@@ -300,6 +316,7 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
     if hdr.shape != shapes[0]:
         raise DataError(f"{where}: {ground_truth} is {hdr.shape[1]}x{hdr.shape[0]} but "
                         f"the LDRs are {shapes[0][1]}x{shapes[0][0]}")
+    check_ground_truth(hdr, f"{where}: {ground_truth}")
     check_patch_fits(name, shapes[0][:2], min_size)
     ldrs, peak = np.stack([r for r, _ in raws]), raws[0][1]
     if ntire:

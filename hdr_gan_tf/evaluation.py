@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import time
 from pathlib import Path
 
@@ -36,6 +37,21 @@ class Protocol:
 # `paper`: what the released test script scored (docs/design.md §7); `full`: everything as
 # stored, our default.
 PROTOCOLS = {"full": Protocol("full"), "paper": Protocol("paper", (960, 1440), 8)}
+
+
+def strict_json(record):
+    """`record` as standard JSON text (no NaN or Infinity, which JSON lacks): the infinite PSNR
+    of identical images is written as null."""
+    def finite(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(record), indent=2, allow_nan=False) + "\n"
 
 
 def center_crop(array, size):
@@ -93,8 +109,11 @@ def score_scenes(merge, scenes, branches, crop=None, metrics=METRICS,
         outputs = merge(ldrs, scene.exposure_bias)
         row = {"scene": scene.name}
         for b in branches:
-            row.update({f"{k}_{b}": v for k, v in hdr_metrics(
-                outputs[b], hdr_gt, metrics, display_peak).items()})
+            try:
+                scores = hdr_metrics(outputs[b], hdr_gt, metrics, display_peak)
+            except ValueError as err:
+                raise ValueError(f"scene {scene.name}, branch {b}: {err}") from None
+            row.update({f"{k}_{b}": v for k, v in scores.items()})
         yield scene, ldrs, hdr_gt, outputs, row
 
 
@@ -129,9 +148,9 @@ def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], lo
         if key != "scene":
             mean[key] = sum(r[key] for r in rows) / len(rows)
     rows.append(mean)
-    write_text(output_dir / "metrics.json", json.dumps(
+    write_text(output_dir / "metrics.json", strict_json(
         {"scenes": rows[:-1], "mean": mean, "protocol": dataclasses.asdict(protocol),
-         "pu21_display_peak": display_peak, "align": align}, indent=2) + "\n")
+         "pu21_display_peak": display_peak, "align": align}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -197,9 +216,12 @@ def score_predictions(paths, scenes, protocol=PROTOCOLS["full"], display_peak=PU
                                  f"{scene.name}")
         else:
             hdr = center_crop(hdr, protocol.center_crop)
-        rows.append({"scene": scene.name,
-                     **hdr_metrics(hdr, center_crop(hdr_gt, protocol.center_crop), METRICS,
-                                   display_peak)})
+        try:
+            scores = hdr_metrics(hdr, center_crop(hdr_gt, protocol.center_crop), METRICS,
+                                 display_peak)
+        except ValueError as err:
+            raise ValueError(f"{paths[scene.name]}: scene {scene.name}: {err}") from None
+        rows.append({"scene": scene.name, **scores})
     return rows
 
 
@@ -214,9 +236,9 @@ def write_comparison(methods, output_dir, protocol=PROTOCOLS["full"],
         mean = {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
         table += [{"method": name, **row} for row in rows]
         table.append({"method": name, "scene": "mean", **mean})
-    write_text(output_dir / "comparison.json", json.dumps(
+    write_text(output_dir / "comparison.json", strict_json(
         {"rows": table, "protocol": dataclasses.asdict(protocol),
-         "pu21_display_peak": display_peak}, indent=2) + "\n")
+         "pu21_display_peak": display_peak}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["method", "scene", *METRICS])
     writer.writeheader()

@@ -12,7 +12,9 @@ maintained `OpenEXR` package; OpenCV's own, older OpenEXR decoder stays switched
 """
 
 import contextlib
+import mmap
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -21,7 +23,7 @@ import cv2
 import numpy as np
 import OpenEXR
 
-from hdr_gan_tf.outputs import atomic_output
+from hdr_gan_tf.outputs import DiskFull, atomic_output, is_disk_full
 
 LDR_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".hdr", ".exr")
@@ -66,10 +68,6 @@ def probe(path, max_pixels=MAX_PIXELS):
                          f"{', '.join(sorted(_FORMATS))})")
     with open(path, "rb") as f:
         head = f.read(1 << 16)
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(size - 16, 0))
-        tail = f.read()
     actual = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
     if actual != expected:
         what = f"{actual} data" if actual else "no image data this program reads"
@@ -85,11 +83,60 @@ def probe(path, max_pixels=MAX_PIXELS):
         raise ImageError(f"{path}: its header says {width}x{height} = {width * height:,} pixels, "
                          f"more than the limit of {max_pixels:,}; refusing to decode it "
                          f"(--max_pixels raises the limit)")
-    if actual == "PNG" and not tail.endswith(b"IEND\xaeB`\x82"):
-        raise ImageError(f"{path}: truncated PNG (no IEND chunk at its end)")
-    if actual == "JPEG" and b"\xff\xd9" not in tail.rstrip(b"\x00\r\n ")[-2:]:
-        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker at its end)")
+    if actual == "PNG" and not _png_complete(path):
+        raise ImageError(f"{path}: truncated PNG (its chunks end before the IEND chunk)")
+    if actual == "JPEG" and not _jpeg_complete(path):
+        raise ImageError(f"{path}: truncated JPEG (its data ends before the end-of-image "
+                         f"marker)")
     return actual, width, height
+
+
+def _png_complete(path):
+    """Whether a PNG's chunks, walked from the signature, reach IEND whole (data after it, as
+    some programs append, is allowed)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        at = 8
+        while at + 12 <= size:
+            f.seek(at)
+            length, kind = struct.unpack(">I4s", f.read(8))
+            at += 12 + length
+            if kind == b"IEND":
+                return at <= size
+    return False
+
+
+# In a JPEG's entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte), a restart marker
+# (0xD0-0xD7) or more 0xFF fill; anything else is the next marker.
+_ENTROPY_MARKER = re.compile(rb"\xff(?=[\x01-\xcf\xd8-\xfe])")
+
+
+def _jpeg_complete(path):
+    """Whether a JPEG's segments and scans, walked from its start, reach the end-of-image
+    marker (a phone's motion-photo video or any other trailer after it is allowed)."""
+    with open(path, "rb") as f, contextlib.closing(
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) as data:
+        at, size = 2, len(data)
+        while at + 2 <= size:
+            if data[at] != 0xFF:
+                return False
+            marker = data[at + 1]
+            if marker == 0xFF:  # fill byte
+                at += 1
+            elif marker == 0xD9:  # end of image
+                return True
+            elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+                at += 2
+            elif at + 4 > size:
+                return False
+            else:
+                at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
+                if marker == 0xDA:  # start of scan: its entropy-coded data runs to a marker
+                    found = _ENTROPY_MARKER.search(data, at)
+                    if found is None:
+                        return False
+                    at = found.start()
+    return False
 
 
 def _png_size(path, head):
@@ -259,12 +306,17 @@ def write_hdr(path, rgb, exact=False):
         raise ImageError(f"{path}: only OpenEXR (.exr) stores 32-bit floats exactly")
     rgb = np.asarray(rgb, np.float32)
     if path.suffix.lower() == ".exr":
-        with atomic_output(path) as tmp, _exr_errors(path):
+        with atomic_output(path) as tmp:
             header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
             stored = np.float32 if exact else np.float16
             channels = {c: np.ascontiguousarray(rgb[..., i].astype(stored))
                         for i, c in enumerate("RGB")}
-            OpenEXR.File(header, channels).write(str(tmp))
+            try:
+                OpenEXR.File(header, channels).write(str(tmp))
+            except (RuntimeError, ValueError, TypeError) as err:
+                if is_disk_full(err):
+                    raise DiskFull(path) from None
+                raise ImageError(f"{path}: could not write this OpenEXR file ({err})") from None
         return
     _imwrite(path, np.ascontiguousarray(rgb[..., ::-1]))
 
@@ -389,7 +441,12 @@ class SpooledImages:
     """
 
     def __init__(self, directory=None):
-        self._file = tempfile.TemporaryFile(dir=directory)
+        self.directory = directory or tempfile.gettempdir()
+        try:
+            self._file = tempfile.TemporaryFile(dir=self.directory)
+        except OSError as err:
+            self._disk_full(err)
+            raise
         self.count = 0
         self.image_shape = None
         self.dtype = None
@@ -406,8 +463,19 @@ class SpooledImages:
             raise ImageError(f"{name}: {image.shape} {image.dtype} does not match the earlier "
                              f"images' {self.image_shape} {self.dtype}")
         self._file.seek(0, os.SEEK_END)
-        self._file.write(image.data)
+        try:
+            self._file.write(image.data)
+            self._file.flush()
+        except OSError as err:
+            self._disk_full(err)
+            raise
         self.count += 1
+
+    def _disk_full(self, err):
+        """DiskFull naming the spool's folder for a full disk there."""
+        if is_disk_full(err):
+            raise DiskFull(f"{self.directory}/<the photos' temporary spool file>",
+                           "the photos of a tiled merge are kept there") from None
 
     def rows(self, first, last, images=None):
         """Rows `first .. last - 1` of every image, or of those whose indices `images` lists."""

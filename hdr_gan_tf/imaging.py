@@ -92,11 +92,16 @@ def output_to_hdr(output, mu=MU):
     return inverse_mu_law(tonemapped, mu), tonemapped
 
 
+# The largest exposure value (in magnitude) taken: a ratio of a billion between exposure times,
+# far beyond any camera's, while 2^EV times any radiance stays well inside float32.
+MAX_EV = 30.0
+
+
 def parse_exposure_bias(values, source="exposure values", count=3):
     """Validates `count` exposure biases in EV, strictly increasing; returns a float32 array.
 
-    Raises ValueError naming `source` when the count is wrong, a value is not finite, or the
-    values do not increase.
+    Raises ValueError naming `source` when the count is wrong, a value is not finite or beyond
+    `MAX_EV`, or the values do not increase.
     """
     try:
         ev = np.asarray([float(v) for v in values], np.float32)
@@ -106,6 +111,9 @@ def parse_exposure_bias(values, source="exposure values", count=3):
         raise ValueError(f"{source}: expected {count} exposure values, got {ev.size}")
     if not np.all(np.isfinite(ev)):
         raise ValueError(f"{source}: exposure values must be finite, got {ev.tolist()}")
+    if np.any(np.abs(ev) > MAX_EV):
+        raise ValueError(f"{source}: exposure values must lie within ±{MAX_EV:g} EV (2^EV must "
+                         f"stay a finite float32 with room for the radiance), got {ev.tolist()}")
     if not np.all(np.diff(ev) > 0):
         raise ValueError(
             f"{source}: exposure values must increase strictly (short, reference, long), "

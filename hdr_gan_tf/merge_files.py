@@ -59,15 +59,28 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     A tiled merge writes each band of rows to the `.hdr` / `.exr` file(s) as soon as it is
     final, so neither the photos (pass them spooled) nor the result is ever held whole. The
     preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`. `program`
-    names the writer in the sidecar. Returns `Written`.
+    names the writer in the sidecar, which lists every file written with its size and SHA-256
+    (what `--overwrite` later asks, `outputs.check_outputs`). The files are replaced as one set
+    (`outputs.output_set`): if any write fails, none of the earlier ones changes. Returns
+    `Written`.
     """
+    from hdr_gan_tf.outputs import output_set
+
+    with output_set() as staged:
+        return _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model,
+                                align, panel, program, staged)
+
+
+def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, align, panel,
+                     program, staged):
+    """`merge_and_write`'s work, its files staged in `staged` (an `outputs.OutputSet`)."""
     import dataclasses
     import json
 
     from hdr_gan_tf import __version__
     from hdr_gan_tf.display import PreviewImage, tonemap_for_display
     from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
-    from hdr_gan_tf.outputs import write_text
+    from hdr_gan_tf.outputs import fingerprint, write_text
 
     from hdr_gan_tf.alignment import align_bracket
 
@@ -110,9 +123,11 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     if paths:
         shown = tonemap_for_display(preview_hdr, tonemap)
     write_ldr(preview, shown)
+    images = paths + [Path(preview)]
     if panel:
         write_ldr(panel_path(output), _panel(merge, bracket, shown, reduced.factor, tonemap,
                                              align))
+        images.append(panel_path(output))
     record = {
         "program": program, "version": __version__,
         "photos": sorted(
@@ -126,6 +141,8 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
         "merged_by": model,
         "options": dataclasses.asdict(merge.options), "size": [width, height],
         "outputs": [str(p) for p in paths], "preview": str(preview),
+        # What this merge wrote, as it wrote it: `--overwrite` replaces only files listed here.
+        "files": [fingerprint(p, staged.temporary(p)) for p in images],
         "seconds": round(time.perf_counter() - start, 3)}
     write_text(sidecar_path(output), json.dumps(record, indent=2) + "\n")
     written = paths + [preview, sidecar_path(output)] + ([panel_path(output)] if panel else [])

@@ -101,8 +101,15 @@ def hdr_metrics(hdr, hdr_gt, names=METRICS, display_peak=PU21_DISPLAY_PEAK):
     """PSNR-μ, PSNR-L, SSIM-μ, SSIM-L, PU21-PSNR and PU21-SSIM (or those of `names`) of a linear
     HDR estimate against the ground truth. The μ-law of the metrics is the paper's, μ = 5000,
     whatever μ a model was trained with, so that scores stay comparable; PU21 shows the ground
-    truth's peak at `display_peak` cd/m²."""
+    truth's peak at `display_peak` cd/m².
+
+    Raises ValueError when an image holds NaN or Inf: a score is a number or nothing (a PSNR of
+    identical images is +inf, the one score that may not be finite).
+    """
     hdr, hdr_gt = np.asarray(hdr, np.float64), np.asarray(hdr_gt, np.float64)
+    for image, what in ((hdr, "the merged image"), (hdr_gt, "the ground truth")):
+        if not np.all(np.isfinite(image)):
+            raise ValueError(f"{what} holds NaN or Inf values; it cannot be scored")
     tonemapped = {}
 
     def domain(name):
@@ -117,4 +124,9 @@ def hdr_metrics(hdr, hdr_gt, names=METRICS, display_peak=PU21_DISPLAY_PEAK):
             return (pu21_psnr if name == "pu21_psnr" else pu21_ssim)(hdr, hdr_gt, display_peak)
         return (psnr if name.startswith("psnr") else ssim)(*domain(name))
 
-    return {name: score(name) for name in names}
+    scores = {name: score(name) for name in names}
+    broken = [name for name, value in scores.items() if np.isnan(value) or value == -np.inf]
+    if broken:
+        raise ValueError(f"{', '.join(broken)} came out undefined ({scores[broken[0]]}); the "
+                         f"images are degenerate (e.g. the ground truth's peak is 0)")
+    return scores

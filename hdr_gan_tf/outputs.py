@@ -7,6 +7,17 @@ Rules for an output folder (`check_output_dir`, before any work):
   (its marker file `MARKER` says so, or, for outputs written before markers existed, its
   contents do).
 
+The one rule for what `--overwrite` may replace (`check_outputs`): only what a record of ours
+vouches for. A folder's record is its marker; a file's is the record the program names for it
+(`hdr-gan-infer`'s sidecar, `hdr-gan-export`'s marker), which must list the file with the size
+and SHA-256 it has now (`fingerprint`); the record itself must be one of ours (`is_our_record`).
+Anything else is refused, named, before any work.
+
+A command's files are replaced as one set (`output_set`): each is written complete under a
+temporary name first; only when all are, the old ones are renamed aside, the new ones renamed
+in and the old ones removed. A failure before that point leaves every old file as it was and no
+new one; a failure among the renames puts the old ones back.
+
 Every file the programs write goes through `atomic_output` (the data land in a temporary file
 beside the target and are renamed onto it only when complete); `output_dir` builds a new folder
 beside the target and swaps it in: the new folder is complete first, the old one is renamed
@@ -27,8 +38,10 @@ now belongs to another process) can be told from live ones.
 """
 
 import contextlib
+import contextvars
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -124,9 +137,14 @@ def user_permissions(path, directory=False):
     os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
+# The `OutputSet` that `atomic_output` hands its finished files to, where one is open.
+_OPEN_SET = contextvars.ContextVar("output_set", default=None)
+
+
 @contextlib.contextmanager
 def atomic_output(path):
-    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success.
+    """Yields a temporary path beside `path` (same suffix); renames it onto `path` on success,
+    or, inside `output_set`, hands it to the set, which renames it with the others.
 
     A full disk is reported as `DiskFull` naming `path`."""
     path = Path(path)
@@ -142,7 +160,11 @@ def atomic_output(path):
     try:
         yield Path(tmp)
         user_permissions(tmp)  # mkstemp makes the file private
-        os.replace(tmp, path)
+        staging = _OPEN_SET.get()
+        if staging is None:
+            os.replace(tmp, path)
+        else:
+            staging.add(Path(tmp), path)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -154,6 +176,129 @@ def atomic_output(path):
 def write_text(path, text):
     with atomic_output(path) as tmp:
         tmp.write_text(text)
+
+
+class OutputSet:
+    """The files of one `output_set` block: each finished under its temporary name."""
+
+    def __init__(self):
+        self.staged = []  # (temporary path, target)
+
+    def add(self, tmp, target):
+        self.staged = [(t, p) for t, p in self.staged if p != target] + [(tmp, Path(target))]
+
+    def temporary(self, target):
+        """Where `target`'s new data lies until the set is committed (None if not staged)."""
+        return next((t for t, p in self.staged if p == Path(target)), None)
+
+    def discard(self):
+        for tmp, _ in self.staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self.staged = []
+
+    def commit(self):
+        """Old files aside, new ones in, old ones removed; a failed rename puts back what was
+        there (see the module docstring)."""
+        aside, placed = [], []
+        try:
+            for _, target in self.staged:
+                if os.path.lexists(target):
+                    old = target.with_name(temp_name(f"{target.name}-old"))
+                    os.rename(target, old)
+                    aside.append((old, target))
+            for tmp, target in self.staged:
+                os.rename(tmp, target)
+                placed.append(target)
+        except BaseException:
+            for target in placed:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+            for old, target in aside:
+                with contextlib.suppress(OSError):
+                    os.rename(old, target)
+            self.discard()
+            raise
+        for old, _ in aside:
+            with contextlib.suppress(OSError):
+                os.unlink(old)
+        self.staged = []
+
+
+@contextlib.contextmanager
+def output_set():
+    """Every file written through `atomic_output` in the block (this thread's) is replaced as
+    one set when the block succeeds; if it fails, none is (see the module docstring). Yields
+    the `OutputSet`."""
+    staging = OutputSet()
+    token = _OPEN_SET.set(staging)
+    try:
+        yield staging
+    except BaseException:
+        _OPEN_SET.reset(token)
+        staging.discard()
+        raise
+    _OPEN_SET.reset(token)
+    staging.commit()
+
+
+# Programs whose records (sidecars and markers) vouch for what they wrote.
+PROGRAMS = ("hdr-gan-infer", "hdr-gan-app", "hdr-gan-export", "hdr-gan-evaluate",
+            "hdr-gan-convert-tf1", "hdr-gan-train")
+
+
+def fingerprint(path, data_path=None):
+    """`{"path", "bytes", "sha256"}` of the file `path` (its data read from `data_path`, where
+    it is not yet in place): what a record lists so that `--overwrite` can tell it is ours."""
+    data_path = Path(data_path or path)
+    digest = hashlib.sha256()
+    with open(data_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "bytes": data_path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _read_record(path):
+    """A record's JSON object, or None (missing, unreadable, not JSON, not an object, not of
+    one of `PROGRAMS`)."""
+    try:
+        if not Path(path).is_file() or Path(path).stat().st_size > 1 << 22:
+            return None
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or record.get("program") not in PROGRAMS:
+        return None
+    return record
+
+
+def is_our_record(path):
+    """Whether `path` is a record one of `PROGRAMS` wrote (a sidecar or marker)."""
+    return _read_record(path) is not None
+
+
+def vouched_for(path, records):
+    """Whether one of the records (files) lists `path` with the size and SHA-256 it has now."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    current = None
+    for record in map(_read_record, records):
+        listed = record and record.get("files")
+        for entry in listed if isinstance(listed, list) else []:
+            if not isinstance(entry, dict) or entry.get("bytes") != size:
+                continue
+            try:
+                same_path = Path(str(entry.get("path"))).resolve() == path.resolve()
+            except (OSError, RuntimeError, ValueError):
+                continue
+            if same_path:
+                current = current or fingerprint(path)
+                if entry.get("sha256") == current["sha256"]:
+                    return True
+    return False
 
 
 def _is_under(path, folder):
@@ -228,9 +373,11 @@ def check_apart_from_inputs(output, inputs, around=True):
                               f"{given}")
 
 
-def check_output_file(path, overwrite, inputs=()):
-    """Raises OutputError if the program must not write the file `path`: it exists and
-    `overwrite` is off, it is not a regular file, or it is (or lies inside) an input."""
+def check_output_file(path, overwrite, inputs=(), records=()):
+    """Raises OutputError if the program must not write the file `path`: it is (or lies inside)
+    an input, or it exists and `overwrite` is off, it is not a regular file, or no record of
+    ours vouches for it (`records`: the record files that may list it; a record among them
+    must itself be one of ours)."""
     path = Path(path)
     clean_leftovers(path.parent)
     check_apart_from_inputs(path, inputs)
@@ -239,12 +386,20 @@ def check_output_file(path, overwrite, inputs=()):
             raise OutputError(f"{path}: exists and is not a regular file")
         if not overwrite:
             raise OutputError(f"{path}: output exists; pass --overwrite to replace it")
+        records = [Path(r) for r in records]
+        ours = (is_our_record(path) if path in records
+                else vouched_for(path, [r for r in records if r != path]))
+        if not ours:
+            raise OutputError(f"{path}: exists and no record of ours says this program wrote "
+                              f"it as it is now; --overwrite replaces only that. Choose "
+                              f"another name, or remove it yourself.")
 
 
-def check_outputs(files=(), folders=(), inputs=(), overwrite=False):
+def check_outputs(files=(), folders=(), inputs=(), overwrite=False, records=None):
     """Checks all outputs of one command at once: `files` (paths, None for one not asked for)
     with `check_output_file`, `folders` (`(path, kind)`) with `check_output_dir`, each against
-    every input, and no two outputs on one path or one inside another's folder.
+    every input, and no two outputs on one path or one inside another's folder. `records`
+    `{file: [record files]}` names what may vouch for each file (`check_output_file`).
 
     Raises:
       OutputError naming the outputs (and input) in conflict.
@@ -260,7 +415,8 @@ def check_outputs(files=(), folders=(), inputs=(), overwrite=False):
                                   f"{other} of the same command")
     for path, kind in named:
         if kind is None:
-            check_output_file(path, overwrite, inputs)
+            check_output_file(path, overwrite, inputs,
+                              (records or {}).get(path, (records or {}).get(str(path), ())))
         else:
             check_output_dir(path, kind, overwrite, inputs)
 
@@ -291,10 +447,22 @@ def _marker_kind(folder):
     return marker.get("kind") if isinstance(marker, dict) else None
 
 
-def _write_marker(folder, kind, program):
-    write_text(Path(folder) / MARKER, json.dumps(
-        {"kind": kind, "program": program,
-         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n")
+def _write_marker(folder, kind, program, files=()):
+    """The folder's marker: its kind, the program, when, and `files` (`fingerprint`s of files
+    written beside it that it vouches for)."""
+    token = _OPEN_SET.set(None)  # in place at once: the folder is swapped in as a whole
+    try:
+        write_text(Path(folder) / MARKER, json.dumps(
+            {"kind": kind, "program": program,
+             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             **({"files": list(files)} if files else {})}) + "\n")
+    finally:
+        _OPEN_SET.reset(token)
+
+
+def marker_path(folder):
+    """The marker file of an output folder: the record of what its program wrote."""
+    return Path(folder) / MARKER
 
 
 @contextlib.contextmanager
@@ -351,18 +519,19 @@ def written_by(folder, kind):
 
 
 @contextlib.contextmanager
-def output_dir(target, kind=None):
+def output_dir(target, kind=None, vouch_for=lambda: ()):
     """Yields a new, empty temporary folder beside `target`; when the block succeeds it is
     marked as a `kind` output and swapped in for `target` (see the module docstring). Without
     `kind` (a folder that is never replaced, such as a data set), an existing `target` must be
-    empty. A failed block leaves `target` as it was and nothing else behind."""
+    empty. A failed block leaves `target` as it was and nothing else behind. `vouch_for()`,
+    called when the block is done: `fingerprint`s of files beside it the marker lists."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=temp_name(f"{target.name}-new-"), dir=target.parent))
     try:
         yield new
         if kind is not None:
-            _write_marker(new, kind, KINDS[kind][0])
+            _write_marker(new, kind, KINDS[kind][0], vouch_for())
         elif target.exists() and any(target.iterdir()):
             raise FileExistsError(f"{target}: exists and is not empty")
         user_permissions(new, directory=True)

@@ -73,10 +73,17 @@ def choose_three(ev, given=None):
              if ev[i] - ev[ref] <= TRAINED_EV_SPREAD] or list(range(ref + 1, len(ev)))[:1]
     short = given.get("short", below[0] if below else None)
     long = given.get("long", above[-1] if above else None)
-    if short is None or long is None or not ev[short] < ev[ref] < ev[long]:
-        raise ValueError("the short, reference and long photos must have increasing exposures "
-                         "(EV " + ", ".join(f"{ev[i]:g}" for i in (short, ref, long)
-                                            if i is not None) + ")")
+    problem = None
+    if short is None:
+        problem = f"no photo is darker than the reference (EV {ev[ref]:g})"
+    elif long is None:
+        problem = f"no photo is brighter than the reference (EV {ev[ref]:g})"
+    elif not ev[short] < ev[ref] < ev[long]:
+        problem = ("the short, reference and long photos must have increasing exposures (EV "
+                   + ", ".join(f"{ev[i]:g}" for i in (short, ref, long)) + ")")
+    if problem:
+        named = " and ".join(f"--{role}" for role in ROLES if role in given)
+        raise ValueError(f"{named}: {problem}" if named else problem)
     how = ("reference nearest the middle EV, short and long the farthest within "
            f"{TRAINED_EV_SPREAD:g} EV of it")
     return (short, ref, long), (f"{', '.join(sorted(given))} given; " if given else "") + how
@@ -182,6 +189,10 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
                    if Path(paths[i]).resolve() == Path(path).resolve()]
         if not matches:
             raise ValueError(f"--{role}={path}: not one of the bracket's photos")
+        for other, index in fixed.items():
+            if index == matches[0]:
+                raise ValueError(f"--{other} and --{role} name the same photo, {path}; each "
+                                 f"role needs a photo of its own")
         fixed[role] = matches[0]
     chosen, chosen_by = choose_three([ev[i] for i in by_ev], fixed)
     order = [by_ev[k] for k in chosen]

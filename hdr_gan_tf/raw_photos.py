@@ -8,6 +8,7 @@ time; `exifread` reads it from the file's EXIF (the TIFF-based formats, DNG, CR2
 and RW2, carry it where it reads; CR3 and RAF where its parsers reach it).
 """
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -32,9 +33,24 @@ def _open(path):
         raise ValueError(f"{path}: not a RAW photo LibRaw can read ({err})") from None
 
 
+@contextlib.contextmanager
+def _reading(path, what):
+    """Around LibRaw's work on an opened photo: its errors (a truncated file often opens and
+    fails only here) as one ValueError naming the file and `what` failed."""
+    import rawpy
+
+    try:
+        yield
+    except (rawpy.LibRawError, OSError) as err:
+        detail = err.args[0].decode(errors="replace") if err.args and isinstance(
+            err.args[0], bytes) else str(err)
+        raise ValueError(f"{path}: LibRaw could not {what} ({detail}); the file may be "
+                         f"truncated or damaged") from None
+
+
 def raw_size(path):
     """`(width, height)` of the image a RAW photo develops to."""
-    with _open(path) as raw:
+    with _open(path) as raw, _reading(path, "read its size"):
         sizes = raw.sizes
         width, height = sizes.width, sizes.height
         return (height, width) if sizes.flip in (5, 6) else (width, height)
@@ -43,7 +59,7 @@ def raw_size(path):
 def raw_white_balance(path):
     """The photo's as-shot white balance multipliers (R, G, B, G), or ones where none is
     recorded."""
-    with _open(path) as raw:
+    with _open(path) as raw, _reading(path, "read its white balance"):
         balance = [float(v) for v in raw.camera_whitebalance]
     if not any(balance):
         return [1.0, 1.0, 1.0, 1.0]
@@ -77,13 +93,10 @@ def read_raw(path, white_balance):
     `white_balance`, then encoded as `v ** (1 / 2.2)` (a table over every 16-bit value)."""
     import rawpy
 
-    with _open(path) as raw:
-        try:
-            linear = raw.postprocess(
-                output_bps=16, gamma=(1, 1), no_auto_bright=True, adjust_maximum_thr=0.0,
-                use_camera_wb=False, use_auto_wb=False, user_wb=list(white_balance),
-                output_color=rawpy.ColorSpace.sRGB)
-        except rawpy.LibRawError as err:
-            raise ValueError(f"{path}: LibRaw could not develop it ({err})") from None
+    with _open(path) as raw, _reading(path, "develop it"):
+        linear = raw.postprocess(
+            output_bps=16, gamma=(1, 1), no_auto_bright=True, adjust_maximum_thr=0.0,
+            use_camera_wb=False, use_auto_wb=False, user_wb=list(white_balance),
+            output_color=rawpy.ColorSpace.sRGB)
     table = np.round((np.arange(65536) / 65535.0) ** (1 / GAMMA) * 65535).astype(np.uint16)
     return table[linear], 65535

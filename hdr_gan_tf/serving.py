@@ -55,24 +55,29 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
     optionally as a `.keras` file and an ONNX model (`export_onnx`). Returns the checkpoint
     prefix exported."""
     from hdr_gan_tf.checkpoints import checkpoint_log_dir, restore_generator
-    from hdr_gan_tf.outputs import atomic_output
-    from hdr_gan_tf.outputs import check_outputs, output_dir as new_dir
+    from hdr_gan_tf.outputs import (atomic_output, check_outputs, fingerprint, marker_path,
+                                    output_dir as new_dir, output_set)
 
     output_dir = Path(output_dir)
+    files = [p for p in (keras_file, onnx_path) if p]
     for path, suffix in ((keras_file, ".keras"), (onnx_path, ".onnx")):
         if path and not str(path).endswith(suffix):
             raise ValueError(f"{path}: the file name must end in {suffix}")
-    check_outputs(files=[keras_file, onnx_path], folders=[(output_dir, "saved_model")],
-                  inputs=[checkpoint_log_dir(checkpoint)], overwrite=overwrite)
+    # The SavedModel's marker vouches for the files written beside it.
+    check_outputs(files=files, folders=[(output_dir, "saved_model")],
+                  inputs=[checkpoint_log_dir(checkpoint)], overwrite=overwrite,
+                  records={p: [marker_path(output_dir)] for p in files})
     generator, _, prefix = restore_generator(checkpoint, precision)
     module = ServingModule(generator)
-    with new_dir(output_dir, "saved_model") as tmp:
-        save_serving_model(module, tmp)
-    if keras_file:
-        with atomic_output(keras_file) as path:
-            generator.save(str(path))
-    if onnx_path:
-        export_onnx(module, onnx_path)
+    with output_set() as staged:  # the files and the folder: all new, or all as they were
+        if keras_file:
+            with atomic_output(keras_file) as path:
+                generator.save(str(path))
+        if onnx_path:
+            export_onnx(module, onnx_path)
+        with new_dir(output_dir, "saved_model", vouch_for=lambda: [
+                fingerprint(p, staged.temporary(p)) for p in files]) as tmp:
+            save_serving_model(module, tmp)
     return prefix
 
 

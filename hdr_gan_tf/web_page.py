@@ -7,11 +7,9 @@ of its own, the very files `hdr-gan-infer` writes for the same photos and option
 files; each browser session's merges go to a folder of its own, removed when the session ends.
 """
 
-import contextlib
-import itertools
 import logging
+import math
 import re
-import shutil
 import threading
 import typing
 from pathlib import Path
@@ -183,7 +181,7 @@ def render_preview(merged, exposure=0.0, tonemap=None):
     Mertens' picture, the exposure scales the displayed light (gamma 2.2) instead.
     """
     tonemap = tonemap or merged.tonemap
-    exposure = float(exposure)
+    exposure = check_preview_options(exposure, tonemap)
     if exposure == 0 and tonemap == merged.tonemap:
         return merged.preview
     path = merged.folder / "views" / f"{tonemap}_{exposure:.2f}EV.png"  # no "+" in a URL
@@ -203,6 +201,20 @@ def render_preview(merged, exposure=0.0, tonemap=None):
     return path
 
 
+def check_preview_options(exposure, tonemap):
+    """The preview's exposure as a float; ValueError naming the slider or the tonemapper when
+    either is not one the page offers."""
+    check_tonemapper(tonemap)
+    try:
+        value = float(exposure)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not -EXPOSURE_STOPS <= value <= EXPOSURE_STOPS:  # also refuses nan
+        raise ValueError(f"the preview exposure: from {-EXPOSURE_STOPS:g} to "
+                         f"{EXPOSURE_STOPS:g} EV, not {exposure}")
+    return value
+
+
 def page_message(err, photos=()):
     """A one-paragraph message for the page from an error of the library: uploads named by
     their file names, the programs' flags by what the page calls them."""
@@ -216,79 +228,6 @@ def page_message(err, photos=()):
 
 
 # ------------------------------------------------------------------ the page
-class Sessions:
-    """What each browser session holds, removed when the session ends: its folder of merges
-    under `root`, its uploads and Gradio's copies (in `cache`) of the files the page served
-    it. Gradio names uploads and copies by their contents, so two sessions may hold the same
-    one: it goes when the last of them ends. A session that ends while it merges is cleared
-    when the merge is done."""
-
-    def __init__(self, root, cache=None):
-        self.root, self.cache = Path(root), cache and Path(cache)
-        self._holders = {}  # path -> the sessions holding it
-        self._working = {}  # session -> merges or renderings under way
-        self._ended = set()
-        self._count = itertools.count(1)
-        self._lock = threading.Lock()
-
-    def folder(self, session):
-        return self.root / re.sub(r"[^A-Za-z0-9_-]", "_", session or "anonymous")
-
-    def next_merge(self, session):
-        return self.folder(session) / f"merge-{next(self._count)}"
-
-    def hold(self, session, uploads=(), served=()):
-        """Records `uploads` (paths) and the copies Gradio makes of `served` (our files) as
-        held by `session`."""
-        from gradio.processing_utils import hash_file
-
-        copies = [self.cache / hash_file(p) for p in served] if self.cache else []
-        with self._lock:
-            for path in [*map(Path, uploads), *copies]:
-                self._holders.setdefault(path, set()).add(session)
-
-    @contextlib.contextmanager
-    def working(self, session):
-        """Around a merge or a rendering for `session`: the session's files stay meanwhile."""
-        with self._lock:
-            self._ended.discard(session)  # a page that reconnected works on
-            self._working[session] = self._working.get(session, 0) + 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._working[session] -= 1
-                done = not self._working[session] and session in self._ended
-            if done:
-                self._clear(session)
-
-    def end(self, session):
-        with self._lock:
-            self._ended.add(session)
-            busy = self._working.get(session)
-        if not busy:
-            self._clear(session)
-
-    def _clear(self, session):
-        with self._lock:
-            self._ended.discard(session)
-            self._working.pop(session, None)
-            gone = []
-            for path, holders in list(self._holders.items()):
-                holders.discard(session)
-                if not holders:
-                    gone.append(path)
-                    del self._holders[path]
-        shutil.rmtree(self.folder(session), ignore_errors=True)
-        for path in gone:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    path.parent.rmdir()  # Gradio's folder of the upload, when empty
-
-
 def build_page(merger, sessions):
     """The Gradio page (`gradio.Blocks`) around a `BracketMerger`, its merges kept in
     `sessions` (a `Sessions`)."""
@@ -298,56 +237,70 @@ def build_page(merger, sessions):
         return request.session_hash if request else None
 
     def uploaded(files, request: gr.Request):
-        sessions.hold(session_of(request), uploads=_paths(files))
+        try:
+            sessions.claim(session_of(request), _paths(files))
+        except ValueError as err:
+            gr.Warning(page_message(err))
 
     def run_merge(files, exposures, method, compare, align, precision, tile, tonemap,
                   request: gr.Request, progress=gr.Progress()):
-        paths, session = _paths(files), session_of(request)
+        session = session_of(request)
         progress(0, desc="Checking the photos")
+        again = False
         try:
-            with sessions.working(session):
-                sessions.hold(session, uploads=paths)
-                merged = merger.merge(paths, exposures, sessions.next_merge(session),
-                                      method=method, align=align, precision=precision,
-                                      tile=int(tile or 0), tonemap=tonemap, compare=compare,
-                                      progress=lambda line: progress(None, desc=line[:120]))
-                sessions.hold(session, served=[merged.preview, *merged.downloads,
-                                               *(p for p, _ in merged.pictures)])
+            with sessions.working(session) as disconnected:
+                paths = sessions.claim(session, _paths(files))
+                key = (tuple(paths), exposures, method, bool(compare), align, precision,
+                       _tile_side(tile), tonemap)
+                merged = sessions.kept(session, key)
+                again = merged is not None
+                if merged is None:
+                    merged = merger.merge(
+                        paths, exposures, sessions.next_merge(session), method=method,
+                        align=align, precision=precision, tile=key[6], tonemap=tonemap,
+                        compare=compare, progress=lambda line: progress(None, desc=line[:120]))
+                    if disconnected():  # its tab may never see it: shown on the next click
+                        sessions.keep(session, key, merged)
         except Exception as err:  # noqa: BLE001 - the page says what went wrong and goes on
             foreseen = isinstance(err, (ValueError, OSError)) or _is_tensorflow_error(err)
             if not foreseen:
                 logging.getLogger(__name__).exception("merge failed")
-            message = page_message(err, paths) if foreseen else (
+            message = page_message(err, _paths(files)) if foreseen else (
                 f"the merge failed unexpectedly ({type(err).__name__}: {err}); the console "
                 f"shows the details")
             return (f"**Could not merge:** {_escape(message)}", gr.skip(), gr.skip(),
                     gr.skip(), gr.skip(), gr.skip())
-        status = "\n".join([f"**Merged** (merge {merger.merges} of this page)", ""] + [
+        heading = (f"**Merged** (merge {merger.merges} of this page)" if not again else
+                   "**Merged** (this merge finished while the page was disconnected)")
+        status = "\n".join([heading, ""] + [
             f"- {_escape(line.strip())}" for line in merged.log
             if not line.startswith(("Wrote", "  tile"))])
         return (status, str(merged.preview), [(str(p), c) for p, c in merged.pictures],
                 [str(p) for p in merged.downloads], merged, 0)
 
     def rerender(merged, exposure, tonemap, request: gr.Request):
-        session = session_of(request)
         if merged is None or not merged.folder.is_dir():
             return gr.skip()
-        with sessions.working(session):
-            shown = render_preview(merged, exposure, tonemap)
-            sessions.hold(session, served=[shown])
-        return str(shown)
+        try:
+            check_preview_options(exposure, tonemap)
+        except ValueError as err:
+            gr.Warning(page_message(err))
+            return gr.skip()
+        with sessions.working(session_of(request)):
+            return str(render_preview(merged, exposure, tonemap))
 
     def end_session(request: gr.Request):
         sessions.end(session_of(request))
 
-    with gr.Blocks(title="HDR-GAN: merge a bracket", analytics_enabled=False,
-                   delete_cache=(600, 3600)) as page:
+    # No `delete_cache`: `sessions` removes what the page's sessions held, and nothing else.
+    with gr.Blocks(title="HDR-GAN: merge a bracket", analytics_enabled=False) as page:
         gr.Markdown("## HDR-GAN: merge a bracket of photos into one HDR image\n"
                     "Upload 3 to 9 photos of one scene at different exposures (TIFF, PNG, JPEG "
                     "or RAW). Exposures come from the photos' EXIF, or type one EV per photo.")
         with gr.Row():
             with gr.Column(scale=1):
-                files = gr.File(label="Photos", file_count="multiple", elem_id="photos")
+                files = _photo_files(gr.File(label="Photos", file_count="multiple",
+                                             elem_id="photos"))
                 exposures = gr.Textbox(label="EV of each photo, in upload order (empty: EXIF)",
                                        placeholder="-2, 0, 2", elem_id="exposures")
                 method = gr.Radio(list(METHODS), value="network", label="Merge with",
@@ -392,9 +345,31 @@ def build_page(merger, sessions):
     return page
 
 
+def _photo_files(files):
+    """The `gradio.File` `files`, passing the uploads' paths to events as they are: as it
+    comes, it leaves an empty temporary file in the upload folder per file per event. (Changed
+    on the one component rather than by a subclass: Gradio writes a `.pyi` file beside the
+    source of every subclass of its components.)"""
+    from gradio.utils import NamedString
+
+    files._process_single_file = lambda data: NamedString(data.path)
+    return files
+
+
 def _paths(files):
     """Paths of the uploads a `gradio.File` passes (paths, or objects naming them)."""
     return [str(getattr(f, "name", f)) for f in files or []]
+
+
+def _tile_side(tile):
+    """The tile box's value as a whole number of pixels; ValueError naming the box."""
+    try:
+        value = float(tile or 0)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(f"--tile: a whole number of pixels, not {tile}")
+    return int(value)
 
 
 def _is_tensorflow_error(err):

@@ -29,6 +29,22 @@ def tiny_data(tmp_path_factory):
     return synthesize_dataset(root, num_train=4, num_test=2, height=96, width=128, seed=1)
 
 
+@pytest.fixture(scope="session")  # not "module": the tests may run on different workers
+def small_log_dir(tmp_path_factory):
+    """A log dir of an untrained small generator: what merges alike in the page and the
+    programs, whatever the weights."""
+    import tensorflow as tf
+
+    from hdr_gan_tf.config import ModelConfig, RunConfig, build_generator, write_config
+
+    logdir = tmp_path_factory.mktemp("small") / "run"
+    logdir.mkdir()
+    config = RunConfig(model=ModelConfig(base_filters=8))
+    write_config(logdir, config)
+    tf.train.Checkpoint(generator=build_generator(config.model)).save(str(logdir / "ckpt"))
+    return logdir
+
+
 @pytest.fixture(scope="session")
 def golden():
     return dict(np.load(GOLDEN / "golden_io.npz"))

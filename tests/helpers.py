@@ -223,3 +223,26 @@ def wait_for(condition, what, timeout=120, every=0.2):
             return value
         time.sleep(every)
     raise AssertionError(f"waited {timeout} s for {what}")
+
+
+def tiny_filesystem(path, free_kb, size="2m"):
+    """A tmpfs of `size` at `path` with about `free_kb` KB left free (needs root), or a skip;
+    the caller unmounts it (`umount`)."""
+    import pytest
+
+    path.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}",
+                                            "tmpfs", str(path)],
+                                           capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    fill_to(path, free_kb)
+    return path
+
+
+def fill_to(path, free_kb):
+    """Fills the file system of `path` (a file `filler` there) until about `free_kb` KB are
+    left free."""
+    stats = os.statvfs(path)
+    filler = stats.f_bavail * stats.f_frsize - free_kb * 1024
+    with open(Path(path) / "filler", "ab") as f:
+        f.write(b"\0" * max(filler, 0))

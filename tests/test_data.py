@@ -424,6 +424,10 @@ def test_the_ntire_layout_decodes_as_the_challenge_encodes(tmp_path):
     ("exposures.npy", np.array([0.0, 2.0]), "expected 3 exposure values, got 2"),
     ("alignratio.npy", np.float32(0), "0001_alignratio.npy: the align ratio must be one "
                                       "positive number"),
+    # positive as float64, 0 once float32: the ground truth would be Inf and every score NaN
+    ("alignratio.npy", np.float64(1e-300), "0001_alignratio.npy: the align ratio 1e-300 is "
+                                           "not a usable float32 scale"),
+    ("exposures.npy", np.array([-300.0, 0.0, 300.0]), "exposure values must lie within ±30 EV"),
     ("gt.png", np.zeros((64, 96, 3), np.uint8), "0001_gt.png: an 8-bit image; the NTIRE "
                                                 "ground truth is a 16-bit PNG"),
 ])

@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -5,6 +8,8 @@ from hdr_gan_tf import data
 from hdr_gan_tf.evaluation import (PROTOCOLS, Protocol, find_predictions, score_predictions,
                                    write_comparison)
 from hdr_gan_tf.image_io import read_ldr, write_hdr
+from hdr_gan_tf.metrics import hdr_metrics
+from tests.helpers import assert_each_refused, run_program
 
 
 def _image(path, shape=(96, 128, 3), seed=0):
@@ -71,3 +76,49 @@ def test_the_comparison_holds_every_method_with_its_mean_and_a_chart(tiny_data, 
     # The two methods' bars are drawn in their own colours.
     colours = {tuple(c) for c in np.round(chart * 255).astype(int).reshape(-1, 3).tolist()}
     assert (31, 119, 180) in colours and (255, 127, 14) in colours
+
+
+def _strict(text):
+    """JSON as the standard has it: NaN and Infinity are not JSON."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_scores_are_numbers_and_their_files_strict_json(tiny_data, tmp_path):
+    scenes = data.open_split(tiny_data, data.TEST_SPLIT)
+    exact = {s.name: tmp_path / "exact" / f"{s.name}.exr" for s in scenes}
+    for scene in scenes:
+        write_hdr(exact[scene.name], scene.hdr, exact=True)
+    rows = score_predictions(exact, scenes)
+    assert rows[0]["psnr_mu"] == float("inf")  # identical images: the one infinite score
+    write_comparison({"exact": rows}, tmp_path)
+    written = _strict((tmp_path / "comparison.json").read_text())
+    assert written["rows"][0]["psnr_mu"] is None and written["rows"][0]["ssim_mu"] == 1.0
+    broken = scenes[0].hdr.copy()
+    broken[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="the merged image holds NaN or Inf"):
+        hdr_metrics(broken, scenes[0].hdr)
+
+
+def test_a_predictions_folder_whose_path_holds_an_equals_sign_is_a_folder(tiny_data, tmp_path):
+    scenes = data.open_split(tiny_data, data.TEST_SPLIT)
+    folder = tmp_path / "runs" / "lr=1e-4" / "preds"
+    for scene in scenes:
+        write_hdr(folder / f"{scene.name}.exr", scene.hdr * 0.9, exact=True)
+    decoy = Path("runs") / "lr"  # what splitting at '=' would have read, relative to the cwd
+    result = run_program("evaluate", f"--data_dir={tiny_data}", f"--predictions={folder}",
+                         f"--output_dir={tmp_path / 'eval'}")
+    assert result.returncode == 0, result.stderr
+    table = _strict((tmp_path / "eval" / "comparison.json").read_text())
+    assert {row["method"] for row in table["rows"]} == {"preds"}
+    missing = tmp_path / "runs" / "lr=1e-5" / "preds"
+    assert_each_refused({
+        "missing": ("evaluate", [f"--data_dir={tiny_data}", f"--predictions={missing}",
+                                 f"--output_dir={tmp_path / 'eval2'}"],
+                    f"{missing}: not a folder of merged images"),
+        "named": ("evaluate", [f"--data_dir={tiny_data}", f"--predictions=mine={missing}",
+                               f"--output_dir={tmp_path / 'eval3'}"],
+                  f"{missing}: not a folder of merged images")})
+    assert not decoy.exists()

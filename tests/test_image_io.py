@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from hdr_gan_tf.image_io import (ImageError, SpooledImages, exr_rows, probe, radiance_rows,
-                                 read_hdr, read_ldr, write_hdr, write_ldr)
+                                 read_hdr, read_ldr, read_ldr_raw, write_hdr, write_ldr)
 
 
 def _hdr_image(height=37, width=53):
@@ -153,6 +153,31 @@ def test_truncated_photos_are_refused(tmp_path, suffix, cut, message):
     path.write_bytes(path.read_bytes()[:-cut])
     with pytest.raises(ImageError, match=f"photo{suffix}: {message}"):
         read_ldr(path)
+
+
+@pytest.mark.parametrize("suffix, options", [
+    (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+    (".jpg", [cv2.IMWRITE_JPEG_RST_INTERVAL, 2]), (".png", [])])
+def test_data_after_the_end_of_an_image_is_no_truncation(tmp_path, suffix, options):
+    """A phone's motion photo (a video after the JPEG's end-of-image marker), a second image
+    after the first, or any other trailer: the image itself is whole and decodes; the same
+    image cut short is refused whatever follows."""
+    rng = np.random.default_rng(2)
+    picture = np.round(rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    _, encoded = cv2.imencode(suffix, picture, options)
+    whole = encoded.tobytes()
+    trailer = b"\x00\x00\x00\x18ftypmp42" + rng.bytes(3000)
+    for name, data in (("motion", whole + trailer), ("twice", whole + whole)):
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(data)
+        np.testing.assert_array_equal(read_ldr_raw(path)[0], cv2.imdecode(
+            encoded, cv2.IMREAD_UNCHANGED)[..., ::-1])
+    for name, data in (("cut", whole[:len(whole) // 2]),
+                       ("cut_then_trailer", whole[:len(whole) // 2] + trailer)):
+        path = tmp_path / f"{name}{suffix}"
+        path.write_bytes(data)
+        with pytest.raises(ImageError, match=f"{name}{suffix}: truncated"):
+            read_ldr(path)
 
 
 def test_file_names_that_are_not_utf8_are_read_and_written(tmp_path):

@@ -2,6 +2,9 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -10,24 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from hdr_gan_tf.config import ModelConfig, RunConfig, build_generator, write_config
 from hdr_gan_tf.image_io import read_ldr
-from tests.helpers import (CHROMEDRIVER, CHROMIUM, assert_each_refused, free_port,
+from tests.helpers import (CHROMEDRIVER, CHROMIUM, REPO, assert_each_refused, free_port,
                            headless_chromium, run_program, wait_for)
-
-
-@pytest.fixture(scope="session")  # not "module": the tests may run on different workers
-def small_log_dir(tmp_path_factory):
-    """A log dir of an untrained small generator: the page and the program must merge alike,
-    whatever the weights."""
-    logdir = tmp_path_factory.mktemp("small") / "run"
-    logdir.mkdir()
-    config = RunConfig(model=ModelConfig(base_filters=8))
-    write_config(logdir, config)
-    tf.train.Checkpoint(generator=build_generator(config.model)).save(str(logdir / "ckpt"))
-    return logdir
+from tests.page_client import PageClient, file_data
 
 
 @pytest.fixture()
@@ -60,8 +50,17 @@ def test_bad_brackets_are_named_by_their_file_names_and_the_page_words(small_log
     broken = tmp_path / "uploads" / "def" / "broken.tif"
     broken.parent.mkdir()
     broken.write_bytes(b"II*\x00" + b"\x00" * 20)
+    from tests.test_raw_photos import _scene, write_dng
+
+    raws = []
+    for n, seconds in enumerate((1 / 400, 1 / 100, 1 / 25)):
+        raws.append(tmp_path / "uploads" / f"raw{n}" / f"IMG_{n}.dng")
+        raws[-1].parent.mkdir()
+        write_dng(raws[-1], np.clip(_scene() * 4 ** n / 8, 0, 1), seconds=seconds)
+    raws[1].write_bytes(raws[1].read_bytes()[:2000])  # the reference, truncated
     merger = _merger(small_log_dir)
     cases = {
+        "truncated RAW reference": (raws, "", {}, "IMG_1.dng: LibRaw could not"),
         "too many pixels": (photos, ev, {"max_pixels": 96 * 128 - 1},
                             "more than the limit of 12,287"),
         "sizes differ": ([*photos[:2], small], ev, {}, "photos differ in size"),
@@ -190,10 +189,10 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
 
     merger = _merger(small_log_dir)
     port = free_port()
-    page, stop = start(merger, port=port, block=False, max_file_mb=1)
+    page, stop = start(merger, port=port, block=False, max_file_mb=1, grace=0)
     browser = None
     try:
-        sessions = Path(page.GRADIO_CACHE).parent / "sessions"
+        sessions = page.sessions.root
         browser = headless_chromium()
         browser.get(f"http://127.0.0.1:{port}/")
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#merge"), "the page")
@@ -227,6 +226,7 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
         links = {Path(a.get_attribute("href")).name: a.get_attribute("href")
                  for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")}
         assert sorted(links) == ["merged.exr", "merged.hdr", "merged.json", "merged.png"]
+        assert all(str(sessions) in link for link in links.values())  # served, not copied
         assert _fetch(links["merged.hdr"]) == (tmp_path / "cli.hdr").read_bytes()
 
         def shown():
@@ -254,20 +254,23 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
         assert f"127.0.0.1:{port}" in addresses, addresses  # the log did record requests
         assert addresses <= {f"127.0.0.1:{port}", "data", "blob"}, addresses
         assert _upload(port, 2 ** 20 + 1) == 413 and _upload(port, 1000) == 200  # the file cap
-        cache = Path(page.GRADIO_CACHE)
-        assert any(sessions.iterdir()) and list(cache.rglob("merged.hdr"))
+        uploads = Path(page.GRADIO_CACHE)
+        assert any(sessions.iterdir()) and len(list(uploads.rglob("*.tif"))) == 5  # big.tif too
         browser.quit()
         browser = None
-        wait_for(lambda: not any(sessions.iterdir()), "the session's files to go", timeout=60)
-        # Its uploads and the copies the page served went too (the HTTP upload is no
-        # session's; Gradio's upload parser leaves empty placeholders until the program stops).
-        left = [p.name for p in cache.rglob("*") if p.is_file() and p.stat().st_size]
-        assert left == ["big.tif"], left
+        # The session's end is one step: once it is no longer active, its files are gone.
+        wait_for(lambda: not page.sessions.active(), "the session's end", timeout=60)
+        assert not any(sessions.iterdir())
+        left = [p.name for p in uploads.rglob("*") if p.is_file()]
+        assert left == ["big.tif"], left  # the HTTP upload is no session's: it expires
+        page.sessions.upload_ttl = 0
+        wait_for(lambda: not list(uploads.rglob("*")), "the unclaimed upload to expire",
+                 timeout=60)
     finally:
         if browser is not None:
             browser.quit()
         stop()
-    assert not sessions.parent.exists()
+    assert not sessions.parent.exists()  # the program's whole folder went when it stopped
     shutil.copy(tmp_path / "cli.png", shots / "0_infer_preview.png")
 
 
@@ -288,31 +291,153 @@ def test_the_program_refuses_what_it_cannot_serve(small_log_dir, tmp_path):
         })
 
 
-def test_a_file_two_sessions_hold_goes_when_the_last_ends_and_not_during_a_merge(tmp_path):
+@pytest.fixture()
+def served_page(small_log_dir):
+    """The page on a free port with a 3 s grace and a 3 s upload expiry: `(page, merger,
+    port)`; stopped (every file removed) after the test."""
     pytest.importorskip("gradio")
-    from gradio.processing_utils import hash_file
+    from hdr_gan_tf.cli.app import start
 
-    from hdr_gan_tf.web_page import Sessions
+    merger, port = _merger(small_log_dir), free_port()
+    page, stop = start(merger, port=port, block=False, grace=3, upload_ttl=3)
+    try:
+        yield page, merger, port
+    finally:
+        stop()
 
-    cache = tmp_path / "cache"
-    sessions = Sessions(tmp_path / "sessions", cache=cache)
-    upload = cache / "abc" / "photo.tif"  # Gradio names an upload's folder by its contents
-    upload.parent.mkdir(parents=True)
-    upload.write_bytes(b"photo")
-    merges = {}
-    for session in ("a", "b"):  # the same photo merged alike in two tabs
-        merges[session] = sessions.next_merge(session) / "merged.hdr"
-        merges[session].parent.mkdir(parents=True)
-        merges[session].write_bytes(b"merge")
-        sessions.hold(session, uploads=[upload], served=[merges[session]])
-    served = cache / hash_file(merges["a"]) / "merged.hdr"  # the copy Gradio served both
-    served.parent.mkdir()
-    served.write_bytes(b"merge")
-    with sessions.working("a"):
-        sessions.end("a")  # the tab closed while it merged: its files stay until it is done
-        assert merges["a"].is_file()
-    assert not sessions.folder("a").exists()
-    assert upload.is_file() and served.is_file()  # b still holds them
-    sessions.end("b")
-    assert not upload.parent.exists() and not served.parent.exists()
-    assert not sessions.folder("b").exists()
+
+def _merge_args(paths, ev, **options):
+    """The merge event's inputs, in the page's order."""
+    options = {"method": "network", "compare": False, "align": "none",
+               "precision": "float32", "tile": 0, "tonemap": "reinhard", **options}
+    return [[file_data(p) for p in paths], ", ".join(ev), *options.values()]
+
+
+def _status(message):
+    """The merge's status line (a successful event's first output)."""
+    assert message["success"], message
+    return message["output"]["data"][0] if message["output"]["data"] else None
+
+
+@pytest.mark.slow
+def test_a_hostile_client_touches_no_other_sessions_files(served_page, bracket):
+    """Names the upload folder, another session's upload folder and merge, and the sessions'
+    folder as its photos, then leaves: the other session keeps everything."""
+    page, merger, port = served_page
+    photos, ev = bracket
+    victim, attacker = PageClient(port), PageClient(port)
+    victim.connect()
+    status, uploads = victim.upload([(p.name, p.read_bytes()) for p in photos])
+    assert status == 200
+    _status(victim.call("uploaded", [[file_data(p) for p in uploads]]))
+    merged = victim.call("run_merge", _merge_args(uploads, ev))
+    assert "Merged" in _status(merged)
+    preview = Path(merged["output"]["data"][1]["path"])
+    victims = [Path(p) for p in uploads] + [p for p in preview.parent.rglob("*")]
+
+    attacker.connect()
+    status, own = attacker.upload([("x.tif", b"not a photo")])
+    assert status == 200
+    upload_folder = Path(own[0]).parent.parent
+    _status(attacker.call("uploaded", [[file_data(own[0])]]))
+    for target in (upload_folder, Path(uploads[0]).parent, preview.parent, preview,
+                   page.sessions.root, Path(own[0]).parent / ".." / Path(uploads[0]).parent.name):
+        _status(attacker.call("uploaded", [[file_data(own[0]), file_data(target)]]))
+        text = _status(attacker.call("run_merge", _merge_args([own[0], target, own[0]], ev)))
+        assert "Could not merge" in text and "not a photo uploaded to this page" in text, text
+    attacker.disconnect()
+    wait_for(lambda: attacker.session not in page.sessions.active(), "the attacker's end",
+             timeout=60)
+    assert not Path(own[0]).exists()  # its own upload went with it
+    assert all(p.exists() for p in victims), [p for p in victims if not p.exists()]
+    assert "Merged" in _status(victim.call("run_merge", _merge_args(uploads, ev)))
+    assert merger.merges == 2
+
+
+@pytest.mark.slow
+def test_a_tab_that_reconnects_keeps_its_uploads_and_the_merge_it_missed(served_page, bracket):
+    page, merger, port = served_page
+    photos, ev = bracket
+    tab = PageClient(port)
+    tab.connect()
+    _, uploads = tab.upload([(p.name, p.read_bytes()) for p in photos])
+    _status(tab.call("uploaded", [[file_data(p) for p in uploads]]))
+
+    # An idle tab's blip, longer than nothing but shorter than the grace.
+    tab.disconnect()
+    time.sleep(1)
+    tab.connect()
+    time.sleep(page.sessions.grace + 2)
+    assert all(Path(p).is_file() for p in uploads)
+    assert "(merge 1 of this page)" in _status(tab.call("run_merge", _merge_args(uploads, ev)))
+
+    # A blip during a merge: the merge finishes, and the next click shows it at once.
+    original, started, release = merger.merge, threading.Event(), threading.Event()
+
+    def held_merge(*args, **kwargs):
+        started.set()
+        release.wait(60)
+        return original(*args, **kwargs)
+
+    merger.merge = held_merge
+    first = {}
+    click = threading.Thread(target=lambda: first.update(
+        message=tab.call("run_merge", _merge_args(uploads, ev, tonemap="drago"))))
+    click.start()
+    assert started.wait(60)
+    tab.disconnect()
+    wait_for(lambda: tab.session not in page.sessions._connections, "the drop")
+    tab.connect()
+    release.set()
+    click.join(120)
+    merger.merge = original
+    assert merger.merges == 2
+    again = _status(tab.call("run_merge", _merge_args(uploads, ev, tonemap="drago")))
+    assert "finished while the page was disconnected" in again, again
+    assert merger.merges == 2  # shown, not merged again
+    assert all(Path(p).is_file() for p in uploads)
+    tab.disconnect()
+    wait_for(lambda: not page.sessions.active(), "the tab's end", timeout=60)
+    assert not any(Path(p).exists() for p in uploads)
+
+
+@pytest.mark.slow
+def test_uploads_no_event_claims_are_bounded_and_expire(served_page, bracket):
+    page, merger, port = served_page
+    photos, ev = bracket
+    client = PageClient(port)
+    for n in range(page.sessions.max_pending_files):
+        assert client.upload([(f"{n}.tif", bytes([n]) * 100)])[0] == 200
+    status, text = client.upload([("more.tif", b"x")])
+    assert status == 429 and "not used by any page" in text
+    uploads = Path(page.GRADIO_CACHE)
+    wait_for(lambda: not [p for p in uploads.rglob("*") if p.is_file()],
+             "the unclaimed uploads to expire", timeout=60)
+    assert client.upload([("more.tif", b"x")])[0] == 200
+
+    # Clicks leave nothing behind in the upload folder (Gradio's File would leave an empty
+    # file per photo per click), and a re-render with an exposure of NaN writes nothing.
+    client.connect()
+    _, paths = client.upload([(p.name, p.read_bytes()) for p in photos])
+    for _ in range(2):
+        assert "Merged" in _status(client.call("run_merge", _merge_args(paths, ev)))
+    assert [p.name for p in uploads.iterdir() if p.is_file()] == []
+    before = sorted(page.sessions.root.rglob("*.png"))
+    rerender = client.call("rerender_1", [None, float("nan"), "reinhard"])
+    assert rerender["success"] and sorted(page.sessions.root.rglob("*.png")) == before
+    client.disconnect()
+
+
+@pytest.mark.slow
+def test_the_page_leaves_no_gradio_folder_in_the_system_temporary_folder(tmp_path):
+    pytest.importorskip("gradio")
+    script = ("from hdr_gan_tf.cli.app import start\n"
+              "from tests.helpers import free_port\n"
+              "page, stop = start(object(), port=free_port(), block=False)\n"
+              "stop()\n")
+    temp = tmp_path / "system_temp"
+    temp.mkdir()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, env=dict(os.environ, TMPDIR=str(temp)), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert list(temp.iterdir()) == [], list(temp.iterdir())

@@ -34,10 +34,12 @@ def define_flags():
                         "(written whole at the end).", required=True)
     flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
     flags.DEFINE_multi_string("predictions", [], "Merged images of another method to score "
-                              "by the same protocol: name=DIR or DIR, one .exr or .hdr per "
+                              "by the same protocol: DIR or name=DIR, one .exr or .hdr per "
                               "scene (<scene>.exr, <scene>.hdr or <scene>/hdr_main.exr); "
                               "repeat for several methods; with a model, it joins them as "
-                              "'network' in one comparison.")
+                              "'network' in one comparison. An existing folder is always DIR "
+                              "(runs/lr=1e-4/preds included); name=DIR needs a name without "
+                              "'/'.")
     flags.DEFINE_enum("protocol", "full", list(PROTOCOLS), "What is scored: full = every "
                       "pixel, LDRs as stored; paper = as the released test script scored (a "
                       "centred 960x1440 crop, LDRs reduced to 8 bits). --center_crop and "
@@ -84,10 +86,14 @@ def _center_crop(values):
 
 
 def _predictions():
-    """`--predictions` as `{name: folder}` (`name=DIR`, or `DIR` named by its last part)."""
+    """`--predictions` as `{name: folder}`: an existing folder is a folder, named by its last
+    part, whatever its name holds; else `name=DIR` where the part before the first `=` is not
+    a path (no `/`), else `DIR`."""
     named = {}
     for given in FLAGS.predictions:
-        name, folder = given.split("=", 1) if "=" in given else (Path(given).name, given)
+        name, equals, folder = given.partition("=")
+        if Path(given).is_dir() or not equals or "/" in name or name in (".", ".."):
+            name, folder = Path(given).name, given
         if not name or not folder or name in named or name == FLAGS.method:
             raise ValueError(f"--predictions={given}: give name=DIR or DIR with a name of its "
                              f"own (not '{FLAGS.method}', which is --method's)")

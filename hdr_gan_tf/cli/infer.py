@@ -27,7 +27,7 @@ from absl import flags
 
 from hdr_gan_tf.cli.common import (define_align_flag, define_checkpoint_flag,
                                    define_merge_flags, define_overwrite_flag, error, guarded,
-                                   inference_options, run_program, say)
+                                   inference_options, run_program, say, tensorflow_error)
 from hdr_gan_tf.merge_files import (check_fusion_options, hdr_outputs, merge_and_write,
                                     panel_path, sidecar_path, streams)
 
@@ -126,14 +126,16 @@ def main(argv):
     check_method(FLAGS.method, FLAGS.checkpoint)
     check_fusion_options(FLAGS.method, FLAGS.tile, FLAGS.exr)
     batch = FLAGS.input_dir is not None
-    # Every output against every other and every input of the whole command (all scenes).
-    check_outputs(files=[p for _, output, preview, _, _ in jobs
-                         for p in _outputs_for(output, preview, FLAGS.exr)],
+    # Every output against every other and every input of the whole command (all scenes);
+    # each existing one replaced only if its merge's sidecar vouches for it.
+    outputs = {p: [sidecar_path(output)] for _, output, preview, _, _ in jobs
+               for p in _outputs_for(output, preview, FLAGS.exr)}
+    check_outputs(files=list(outputs),
                   inputs=[FLAGS.checkpoint and checkpoint_log_dir(FLAGS.checkpoint),
                           FLAGS.input_dir,
                           FLAGS.exposure_file,
                           *(p for photos, *_ in jobs for p in photos)],
-                  overwrite=FLAGS.overwrite)
+                  overwrite=FLAGS.overwrite, records=outputs)
     # Photos are checked from their headers before the model is loaded, so bad ones fail fast
     # (in a batch, such a scene is reported and skipped).
     failures, usable = [], []
@@ -141,10 +143,10 @@ def main(argv):
         try:
             check_bracket_files(job[0], FLAGS.max_pixels)
             usable.append(job)
-        except ValueError as err:
+        except Exception as err:  # noqa: BLE001 - in a batch, one bad shoot is one line
             if not batch:
                 raise
-            failures.append(f"{Path(job[1]).stem}: {err}")
+            failures.append(f"{Path(job[1]).stem}: {_one_line(err)}")
             say(f"skipped {failures[-1]}")
     if not usable:
         error(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
@@ -167,13 +169,26 @@ def main(argv):
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()
-        except (ValueError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - in a batch, one bad shoot is one line
             if not batch or isinstance(err, DiskFull):
                 raise
-            failures.append(f"{Path(output).stem}: {err}")
+            failures.append(f"{Path(output).stem}: {_one_line(err)}")
             say(f"skipped {failures[-1]}")
     if failures:
         error(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
+
+
+def _one_line(err):
+    """An error of one shoot as one line: foreseen ones by their message, others by their
+    kind too (the batch goes on either way)."""
+    import tensorflow as tf
+
+    if isinstance(err, (ValueError, OSError)):
+        return str(err)
+    if isinstance(err, tf.errors.OpError):
+        return tensorflow_error(err)
+    return f"unexpected {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}" if str(
+        err).strip() else f"unexpected {type(err).__name__}"
 
 
 def run(argv=None):
