@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from hdr_gan_tf.imaging import GAMMA
-from hdr_gan_tf.merge import as_unit_float, row_reader
+from hdr_gan_tf.merge import as_unit_float, decide_tile, row_reader
 
 # Rows a banded (streamed) classical merge yields at a time; it is per pixel, so any will do.
 BAND_ROWS = 256
@@ -42,11 +42,11 @@ def debevec_merger(options, band_rows=BAND_ROWS):
     """A `merge(ldrs, ev) -> {"main": linear HDR}` of `debevec_merge` with the interface of
     `merge.generator_merger` (`merge.bands` yields bands of `band_rows` rows; tiles do not
     change a per-pixel merge)."""
-    def merge(ldrs, exposure_bias, progress=None, wanted=None):
+    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         shape, read = row_reader(ldrs)
         return {"main": debevec_merge(read(0, shape[1]), exposure_bias)}
 
-    def bands(ldrs, exposure_bias, progress=None, wanted=None):
+    def bands(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         shape, read = row_reader(ldrs)
         starts = range(0, shape[1], band_rows)
         for done, first in enumerate(starts, start=1):
@@ -56,6 +56,7 @@ def debevec_merger(options, band_rows=BAND_ROWS):
                 progress(done, len(starts))
 
     merge.bands, merge.options, merge.branches = bands, options, ["main"]
+    merge.plan = lambda height, width: decide_tile(options, height, width, tiles=False)
     return merge
 
 
@@ -74,9 +75,10 @@ def mertens_merger(options):
     """A merge whose `"main"` is `mertens_fusion`, marked `display_referred`: the programs show
     it as the preview and write no HDR file. Fusion blends whole pyramids, so it has no
     `bands`; `hdr-gan-infer` fuses a copy reduced to the preview's size instead."""
-    def merge(ldrs, exposure_bias, progress=None, wanted=None):
+    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         shape, read = row_reader(ldrs)
         return {"main": mertens_fusion(read(0, shape[1]))}
 
     merge.options, merge.branches, merge.display_referred = options, ["main"], True
+    merge.plan = lambda height, width: decide_tile(options, height, width, tiles=False)
     return merge

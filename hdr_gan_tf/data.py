@@ -346,13 +346,13 @@ def open_split(root, split, min_size=0, names=None, workers=4, ldr_bits=16,
       cache_dir: folder of the disk cache (required unless `cache="memory"`).
       log: callable taking a progress line, or None.
       available: bytes of memory `"auto"` compares with (default: what the system and the
-        container have available, `scene_cache.available_memory`).
+        container have available, `memory.available_memory`).
 
     Returns:
       list of `Scene` or `DiskScene`.
     """
-    from hdr_gan_tf.scene_cache import (AUTO_MEMORY_SHARE, CACHE_MODES, DiskScene,
-                                        available_memory, decoded_size)
+    from hdr_gan_tf.memory import available_memory
+    from hdr_gan_tf.scene_cache import AUTO_MEMORY_SHARE, CACHE_MODES, DiskScene, decoded_size
 
     if cache not in CACHE_MODES:
         raise DataError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")

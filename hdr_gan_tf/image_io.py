@@ -93,50 +93,59 @@ def probe(path, max_pixels=MAX_PIXELS):
 
 def _png_complete(path):
     """Whether a PNG's chunks, walked from the signature, reach IEND whole (data after it, as
-    some programs append, is allowed)."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        at = 8
-        while at + 12 <= size:
-            f.seek(at)
-            length, kind = struct.unpack(">I4s", f.read(8))
+    some programs append, is allowed). ImageError for more chunks than any encoder writes."""
+    with open(path, "rb") as f, contextlib.closing(
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) as data:
+        at, size = 8, len(data)
+        for _ in range(MAX_PNG_CHUNKS):
+            if at + 12 > size:
+                return False
+            length, kind = struct.unpack_from(">I4s", data, at)
             at += 12 + length
             if kind == b"IEND":
                 return at <= size
-    return False
+    raise ImageError(f"{path}: damaged PNG (more than {MAX_PNG_CHUNKS:,} chunks)")
 
 
-# In a JPEG's entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte), a restart marker
+# A JPEG's entropy-coded data: 0xFF is followed by 0x00 (a stuffed byte), a restart marker
 # (0xD0-0xD7) or more 0xFF fill; anything else is the next marker.
 _ENTROPY_MARKER = re.compile(rb"\xff(?=[\x01-\xcf\xd8-\xfe])")
+_FILL = re.compile(rb"\xff+(?=[^\xff])")
+# More chunks (segments outside a JPEG's scans) than any encoder writes: a file made to be
+# slow to walk. A PNG of 8 KB chunks holds 8 GB; a JPEG's tables and scans number in the tens.
+MAX_PNG_CHUNKS = 1 << 20
+MAX_JPEG_SEGMENTS = 1 << 16
 
 
 def _jpeg_complete(path):
     """Whether a JPEG's segments and scans, walked from its start, reach the end-of-image
-    marker (a phone's motion-photo video or any other trailer after it is allowed)."""
+    marker (a phone's motion-photo video or any other trailer after it is allowed).
+    ImageError for more segments than any encoder writes."""
     with open(path, "rb") as f, contextlib.closing(
             mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) as data:
         at, size = 2, len(data)
-        while at + 2 <= size:
-            if data[at] != 0xFF:
+        for _ in range(MAX_JPEG_SEGMENTS):
+            if at + 2 > size or data[at] != 0xFF:
+                return False
+            fill = _FILL.match(data, at)  # fill bytes before a marker
+            at = fill.end() - 1 if fill else at
+            if at + 2 > size:
                 return False
             marker = data[at + 1]
-            if marker == 0xFF:  # fill byte
-                at += 1
-            elif marker == 0xD9:  # end of image
+            if marker == 0xD9:  # end of image
                 return True
-            elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
                 at += 2
-            elif at + 4 > size:
+                continue
+            if at + 4 > size:
                 return False
-            else:
-                at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
-                if marker == 0xDA:  # start of scan: its entropy-coded data runs to a marker
-                    found = _ENTROPY_MARKER.search(data, at)
-                    if found is None:
-                        return False
-                    at = found.start()
-    return False
+            at += 2 + struct.unpack_from(">H", data, at + 2)[0]
+            if marker == 0xDA:  # start of scan: its entropy-coded data runs to a marker
+                found = _ENTROPY_MARKER.search(data, at)
+                if found is None:
+                    return False
+                at = found.start()
+    raise ImageError(f"{path}: damaged JPEG (more than {MAX_JPEG_SEGMENTS:,} segments)")
 
 
 def _png_size(path, head):

@@ -39,6 +39,8 @@ class InferenceOptions:
 
     Attributes:
       tile: tile side in pixels (rounded up to the generator's multiple); 0 = whole image.
+      auto_tile: decide `tile` for each image by the memory it needs and the memory available
+        (`decide_tile`, `memory.plan_tile`): whole when that fits, else tiles.
       overlap: overlap between neighbouring tiles in pixels (blended); less than half a tile.
       precision: compute precision of the restored generator (`config.PRECISIONS`).
       jit_compile: compile the network with XLA (one compilation per image or tile size).
@@ -54,6 +56,7 @@ class InferenceOptions:
     tile: int = 0
     overlap: int = 32
     precision: str = "float32"
+    auto_tile: bool = False
     jit_compile: bool = False
     lean_from_pixels: int = LEAN_FROM_PIXELS
     strips_from_pixels: int = STRIPS_FROM_PIXELS
@@ -73,6 +76,42 @@ class InferenceOptions:
 
     def lean(self, height, width):
         return self.lean_from_pixels is not None and height * width >= self.lean_from_pixels
+
+
+def tile_setting(value):
+    """`(tile, auto)` of a tile setting as a person gives it: "auto" (or empty), or a whole
+    number of pixels (0: the whole image). ConfigError naming the field otherwise."""
+    text = str(value).strip().lower()
+    if text in ("auto", ""):
+        return 0, True
+    try:
+        tile = int(text)
+    except ValueError:
+        raise ConfigError(f"auto, 0 (the whole image) or a tile side in pixels, not {value!r}",
+                          field="tile") from None
+    return tile, False
+
+
+def decide_tile(options, height, width, multiple=4, base_filters=None, tiles=True):
+    """`(options, plan)` for merging one `height` x `width` image: with `options.auto_tile`,
+    the tile `memory.plan_tile` picks for it (whole when `tiles` is False: a merger that has
+    none) and that `TilePlan`; otherwise `options` as they are and None."""
+    from hdr_gan_tf.memory import MEASURED_BASE_FILTERS, TilePlan, merge_bytes, plan_tile
+
+    if not options.auto_tile:
+        return options, None
+    base_filters = base_filters or MEASURED_BASE_FILTERS
+    if tiles:
+        plan = plan_tile(height, width, options.precision, options.overlap, multiple,
+                         base_filters)
+    else:
+        from hdr_gan_tf.memory import available_memory
+
+        needed, available = merge_bytes(height, width, options.precision), available_memory()
+        plan = TilePlan(0, needed, available, f"whole image (this merger has no tiles): about "
+                                              f"{needed / 2 ** 30:.1f} GB of the "
+                                              f"{available / 2 ** 30:.1f} GB available")
+    return dataclasses.replace(options, tile=plan.tile), plan
 
 
 def pad_reflect(x, multiple):
@@ -322,25 +361,33 @@ def generator_merger(generator, branches, mu=None, options=InferenceOptions()):
 
     `merge(..., wanted=names)` computes only the named branches (all by default);
     `merge.bands(...)` is the tiled merge that yields the result a band of rows at a time;
-    `merge.options` and `merge.branches` say how it runs and what it gives.
+    `merge.options` and `merge.branches` say how it runs and what it gives; `merge.plan(H, W)`
+    decides the tile of one image (`decide_tile`), and `decided=` (its options) makes a call
+    run with them.
     `mu`: the generator's μ unless given.
     """
     mu = generator.mu if mu is None else mu
+    multiple = 2 ** (generator.scales - 1)
 
-    def merge(ldrs, exposure_bias, progress=None, wanted=None):
+    def plan(height, width):
+        return decide_tile(options, height, width, multiple, generator.base_filters)
+
+    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         names = list(branches) if wanted is None else list(wanted)
+        decided = decided or plan(*row_reader(ldrs)[0][1:3])[0]
         outputs = merge_exposures(generator, ldrs, exposure_bias, mu, progress,
-                                  [branches.index(n) for n in names], options)
+                                  [branches.index(n) for n in names], decided)
         return dict(zip(names, outputs_to_linear(outputs, mu)))
 
-    def bands(ldrs, exposure_bias, progress=None, wanted=None):
+    def bands(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         """Tiled merge as `merge_bands`: yields `(first_row, {branch: linear HDR rows})`."""
         names = list(branches) if wanted is None else list(wanted)
+        decided = decided or plan(*row_reader(ldrs)[0][1:3])[0]
         for first, rows in merge_bands(generator, ldrs, exposure_bias, mu, progress,
-                                       [branches.index(n) for n in names], options):
+                                       [branches.index(n) for n in names], decided):
             yield first, dict(zip(names, outputs_to_linear(rows, mu)))
 
-    merge.bands, merge.options, merge.branches = bands, options, list(branches)
+    merge.bands, merge.options, merge.branches, merge.plan = bands, options, list(branches), plan
     return merge
 
 

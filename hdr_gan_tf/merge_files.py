@@ -47,7 +47,8 @@ def sidecar_path(output):
 
 
 def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print,
-                    model=None, align="none", panel=False, program="hdr-gan-infer"):
+                    model=None, align="none", panel=False, program="hdr-gan-infer",
+                    decided=None, plan=None):
     """Merges a loaded bracket (`hdr_gan_tf.photos.load_bracket`) and writes the HDR file(s),
     the preview PNG and the sidecar `sidecar_path(output)`: the photos with their EVs and where
     those came from, the reference, how each photo maps onto it (`align`, one of
@@ -61,18 +62,20 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     preview is made from a copy reduced to at most `display.PREVIEW_MAX_PIXELS`. `program`
     names the writer in the sidecar, which lists every file written with its size and SHA-256
     (what `--overwrite` later asks, `outputs.check_outputs`). The files are replaced as one set
-    (`outputs.output_set`): if any write fails, none of the earlier ones changes. Returns
-    `Written`.
+    (`outputs.output_set`): if any write fails, none of the earlier ones changes. `decided`
+    and `plan`: the merge's options and `memory.TilePlan` for this image where the caller
+    decided them already (`merge.plan`; it loaded the photos accordingly, spooled or not);
+    else they are decided here. Returns `Written`.
     """
     from hdr_gan_tf.outputs import output_set
 
     with output_set() as staged:
         return _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model,
-                                align, panel, program, staged)
+                                align, panel, program, staged, decided, plan)
 
 
 def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, align, panel,
-                     program, staged):
+                     program, staged, decided, plan):
     """`merge_and_write`'s work, its files staged in `staged` (an `outputs.OutputSet`)."""
     import dataclasses
     import json
@@ -87,8 +90,12 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
     ev = bracket.ev
     start = time.perf_counter()
     height, width = bracket.ldrs.shape[1:3]
+    if decided is None:
+        decided, plan = merge.plan(height, width)
+        if plan:
+            log(f"Tiles: {plan.reason}")
     ldrs, alignments = align_bracket(bracket.ldrs, ev, align, log)
-    tile = merge.options.tile
+    tile = decided.tile
     log(f"Merging {width}x{height} photos at EV {ev.tolist()}"
         + (f" in {tile}-pixel tiles" if tile else ""))
     progress = progress_printer(log)
@@ -99,7 +106,7 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
         from hdr_gan_tf.alignment import reduced_copy
 
         small, _ = reduced_copy(ldrs, factor=reduced.factor)
-        shown = merge(small, ev)["main"]
+        shown = merge(small, ev, decided=decided)["main"]
         paths = []
         log("Mertens' fusion is display-referred: no HDR file is written, only the preview")
     elif streams(tile):
@@ -107,14 +114,14 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
             writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
                                             else radiance_rows)(p, height, width))
                        for p in paths]
-            for _, rows in merge.bands(ldrs, ev, progress, wanted=["main"]):
+            for _, rows in merge.bands(ldrs, ev, progress, wanted=["main"], decided=decided):
                 for write in writers:
                     write(rows["main"])
                 reduced.add(rows["main"])
     else:
         if hasattr(ldrs, "rows"):
             ldrs = ldrs.rows(0, height)
-        hdr = merge(ldrs, ev, progress, wanted=["main"])["main"]
+        hdr = merge(ldrs, ev, progress, wanted=["main"], decided=decided)["main"]
         for path in paths:
             write_hdr(path, hdr)
         reduced.add(hdr)
@@ -139,10 +146,11 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
         "ev_source": bracket.ev_source, "reference": str(bracket.photos[1]),
         "chosen_by": bracket.chosen_by,
         "merged_by": model,
-        "options": dataclasses.asdict(merge.options), "size": [width, height],
+        "options": dataclasses.asdict(decided), "size": [width, height],
+        **({"tile_plan": plan.reason} if plan else {}),
         "outputs": [str(p) for p in paths], "preview": str(preview),
         # What this merge wrote, as it wrote it: `--overwrite` replaces only files listed here.
-        "files": [fingerprint(p, staged.temporary(p)) for p in images],
+        "files": [fingerprint(p, staged.temporary(p), sidecar_path(output)) for p in images],
         "seconds": round(time.perf_counter() - start, 3)}
     write_text(sidecar_path(output), json.dumps(record, indent=2) + "\n")
     written = paths + [preview, sidecar_path(output)] + ([panel_path(output)] if panel else [])

@@ -185,7 +185,11 @@ class OutputSet:
         self.staged = []  # (temporary path, target)
 
     def add(self, tmp, target):
-        self.staged = [(t, p) for t, p in self.staged if p != target] + [(tmp, Path(target))]
+        target = Path(target)
+        for earlier, _ in [(t, p) for t, p in self.staged if p == target]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(earlier)
+        self.staged = [(t, p) for t, p in self.staged if p != target] + [(tmp, target)]
 
     def temporary(self, target):
         """Where `target`'s new data lies until the set is committed (None if not staged)."""
@@ -247,15 +251,19 @@ PROGRAMS = ("hdr-gan-infer", "hdr-gan-app", "hdr-gan-export", "hdr-gan-evaluate"
             "hdr-gan-convert-tf1", "hdr-gan-train")
 
 
-def fingerprint(path, data_path=None):
+def fingerprint(path, data_path=None, record=None):
     """`{"path", "bytes", "sha256"}` of the file `path` (its data read from `data_path`, where
-    it is not yet in place): what a record lists so that `--overwrite` can tell it is ours."""
+    it is not yet in place): what a record lists so that `--overwrite` can tell it is ours.
+    With `record` (the record file that will list it) the path is written relative to the
+    record's folder, so that the two can move together and be named from anywhere."""
     data_path = Path(data_path or path)
     digest = hashlib.sha256()
     with open(data_path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return {"path": str(path), "bytes": data_path.stat().st_size, "sha256": digest.hexdigest()}
+    named = str(path) if record is None else os.path.relpath(
+        Path(path).absolute(), Path(record).absolute().parent)
+    return {"path": named, "bytes": data_path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def _read_record(path):
@@ -278,20 +286,23 @@ def is_our_record(path):
 
 
 def vouched_for(path, records):
-    """Whether one of the records (files) lists `path` with the size and SHA-256 it has now."""
+    """Whether one of the records (files) lists `path` with the size and SHA-256 it has now
+    (a relative path in a record is relative to the record's folder)."""
     path = Path(path)
     try:
         size = path.stat().st_size
     except OSError:
         return False
     current = None
-    for record in map(_read_record, records):
+    for record_path in records:
+        record = _read_record(record_path)
         listed = record and record.get("files")
         for entry in listed if isinstance(listed, list) else []:
             if not isinstance(entry, dict) or entry.get("bytes") != size:
                 continue
             try:
-                same_path = Path(str(entry.get("path"))).resolve() == path.resolve()
+                listed_path = Path(record_path).absolute().parent / str(entry.get("path"))
+                same_path = listed_path.resolve() == path.resolve()
             except (OSError, RuntimeError, ValueError):
                 continue
             if same_path:
@@ -379,6 +390,9 @@ def check_output_file(path, overwrite, inputs=(), records=()):
     ours vouches for it (`records`: the record files that may list it; a record among them
     must itself be one of ours)."""
     path = Path(path)
+    if path.name in (MARKER, LOCK_FILE):
+        raise OutputError(f"{path}: {path.name} is the name of our programs' own records; "
+                          f"choose another name")
     clean_leftovers(path.parent)
     check_apart_from_inputs(path, inputs)
     if os.path.lexists(path):
@@ -602,8 +616,8 @@ def clean_leftovers(folder):
         if _writer_alive(int(match["pid"]), match["started"], match["namespace"]):
             continue
         aside = re.fullmatch(r"(?P<name>.+)-old", match["rest"])
-        if aside and entry.is_dir() and not os.path.lexists(folder / aside["name"]):
-            os.rename(entry, folder / aside["name"])
+        if aside and not entry.is_symlink() and not os.path.lexists(folder / aside["name"]):
+            os.rename(entry, folder / aside["name"])  # an old output set aside: put back
         elif entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:

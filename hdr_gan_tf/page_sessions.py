@@ -7,20 +7,25 @@ A session owns exactly two kinds of files, and the page removes nothing else:
 - its **own folder** of merges, made by the page under a random name (the downloads are served
   from there, so the server keeps no copies of them elsewhere).
 
-A session ends when its browser tab has been gone for `grace` seconds: the tab's heartbeat
-connection closed and did not come back (a network blip, a laptop waking up, reconnects within
-the grace and keeps everything), and no merge of it runs. Then its folder and the uploads no
-other session claims are removed, file by file, and only then is the session forgotten, so
-`active()` no longer listing it means its files are gone. A merge that finishes while its tab is
-disconnected is kept, and the next click with the same photos and options shows it.
+A session ends when it has been gone for `grace` seconds: its tab's heartbeat connection closed
+and did not come back (a network blip, a laptop waking up, reconnects within the grace and
+keeps everything), or, for a client that never opens one, since its last event; and no merge of
+it runs. Then it is forgotten at once (a later event of the same tab starts afresh) and its
+folder and the uploads no other session claims are removed, file by file, so `active()` no
+longer listing it means its files are gone. A merge that finishes while its tab is disconnected
+is kept, and the next click with the same photos and options shows it.
 
 Uploads that no session claims (a tab closed right after uploading, a client posting to the
-upload route alone) are removed `upload_ttl` seconds after they arrived, and while a client
-(an address) has `max_pending_files` or `max_pending_bytes` of them, its next upload is
-refused. `sweep` does the removing; `start` runs it every second in a thread.
+upload route alone) are removed `upload_ttl` seconds after they arrived. A client (an address)
+may hold at most `max_pending_files` and `max_pending_bytes` of them, counting uploads under
+way by their length, and a session at most four times as many claimed: beyond, an upload is
+answered 429 and removed, a claim refused. `sweep` does the removing; `start` runs it every
+second in a thread.
 """
 
 import contextlib
+import json
+import logging
 import os
 import re
 import secrets
@@ -31,12 +36,14 @@ import typing
 from pathlib import Path
 
 # How long a session's files outlive its tab's last heartbeat connection (a reconnect within it
-# keeps everything).
+# keeps everything), or a client's last event where it never opened one.
 GRACE_S = 120.0
 # How long an upload that no session claimed is kept.
 UPLOAD_TTL_S = 600.0
 # Unclaimed uploads allowed per client (address) at a time: a bracket's photos, twice over.
 MAX_PENDING_FILES = 18
+# What one session may claim, as a multiple of the unclaimed bounds.
+SESSION_SHARE = 4
 
 
 class Received(typing.NamedTuple):
@@ -64,9 +71,9 @@ class Sessions:
     """The page's files by browser session (see the module docstring).
 
     Args:
-      root: the folder the sessions' folders go in (made by the page, removed with it).
+      root: the folder the sessions' folders go in (made here, removed with the page's).
       uploads: the folder the upload route writes to (Gradio's upload folder).
-      grace: seconds a session outlives its tab's last connection.
+      grace: seconds a session outlives its tab's last connection (or its last event).
       upload_ttl: seconds an unclaimed upload is kept.
       max_pending_files, max_pending_bytes: unclaimed uploads allowed per client at once.
       clock: the time in seconds (a seam for tests).
@@ -76,16 +83,19 @@ class Sessions:
                  max_pending_files=MAX_PENDING_FILES, max_pending_bytes=2 ** 32,
                  clock=time.monotonic):
         self.root, self.uploads = Path(root), Path(uploads)
+        self.root.mkdir(parents=True, exist_ok=True)
         self.grace, self.upload_ttl = float(grace), float(upload_ttl)
         self.max_pending_files, self.max_pending_bytes = max_pending_files, max_pending_bytes
         self.clock = clock
         self._received = {}  # upload path -> Received
+        self._reserved = {}  # client -> bytes of uploads under way
+        self._refused = []  # (client, bytes, when) of uploads the route refused
         self._holders = {}  # upload path -> the sessions that claimed it
         self._claimed_at = {}  # upload path -> when a session last claimed it
         self._folders = {}  # session -> its folder
         self._connections = {}  # session -> open heartbeat connections
         self._working = {}  # session -> merges or renderings under way
-        self._gone_since = {}  # session -> when its last connection closed (or it unloaded)
+        self._gone_since = {}  # session -> since when it has had no connection
         self._dropped = {}  # session -> connections lost so far (a merge notices one)
         self._kept = {}  # session -> Kept
         self._count = 0
@@ -94,28 +104,59 @@ class Sessions:
         self._thread = None
 
     # ---------------------------------------------------------------- uploads
+    def _pending(self, client):
+        """`(count, bytes)` of `client`'s unclaimed uploads; those under way, and those the
+        route refused within the TTL (it may have written some of their files), by their
+        length."""
+        pending = [r for path, r in self._received.items()
+                   if r.client == client and path not in self._holders]
+        refused = sum(size for who, size, _ in self._refused if who == client)
+        return len(pending), (sum(r.size for r in pending) + self._reserved.get(client, 0)
+                              + refused)
+
     def admit_upload(self, client, size):
-        """Raises UploadRefused unless `client` may upload `size` more bytes now (its
-        unclaimed uploads within the bounds)."""
+        """Reserves `size` bytes for an upload of `client`, or raises UploadRefused when its
+        unclaimed uploads are at their bounds. `received` (or `release`) ends the reservation."""
         with self._lock:
-            pending = [r for path, r in self._received.items()
-                       if r.client == client and path not in self._holders]
-        if len(pending) >= self.max_pending_files:
-            raise UploadRefused(429, f"{len(pending)} uploads of this client are not used by any "
-                                     f"page yet; wait for them to be merged or to expire")
-        if sum(r.size for r in pending) + size > self.max_pending_bytes:
-            raise UploadRefused(429, "this client's unused uploads would exceed "
-                                     f"{self.max_pending_bytes:,} bytes; try again later")
+            count, held = self._pending(client)
+            if count >= self.max_pending_files:
+                raise UploadRefused(429, f"{count} uploads of this client are not used by any "
+                                         f"page yet; wait for them to be merged or to expire")
+            if held + size > self.max_pending_bytes:
+                raise UploadRefused(429, "this client's unused uploads would exceed "
+                                         f"{self.max_pending_bytes:,} bytes; try again later")
+            self._reserved[client] = self._reserved.get(client, 0) + size
+
+    def release(self, client, size, refused=False):
+        """Ends a reservation of `admit_upload`; an upload the route `refused` still counts
+        for the TTL (whatever it wrote is removed as a stray by then)."""
+        with self._lock:
+            left = self._reserved.get(client, 0) - size
+            if left > 0:
+                self._reserved[client] = left
+            else:
+                self._reserved.pop(client, None)
+            if refused:
+                self._refused.append((client, size, self.clock()))
 
     def received(self, client, paths):
-        """Records the files the upload route wrote for `client` (its response's paths); only
-        regular files directly in a folder of the upload folder count."""
+        """Records the files the upload route wrote for `client` (its answer's paths): only
+        regular files directly in a folder of the upload folder count. Raises UploadRefused,
+        having removed them, when they would take the client beyond its bounds."""
         now = self.clock()
         with self._lock:
-            for path in map(Path, paths):
-                info = self._upload_stat(path)
-                if info is not None:
-                    self._received[path] = Received(client, info.st_size, now)
+            found = {path: info for path, info in ((Path(p), self._upload_stat(p))
+                                                   for p in paths) if info is not None}
+            fresh = [p for p in found if p not in self._received]
+            count, _ = self._pending(client)
+            if count + len(fresh) > self.max_pending_files:
+                for path in fresh:
+                    _remove_upload(path)
+                raise UploadRefused(429, f"{len(fresh)} files at once would take this "
+                                         f"client's unused uploads beyond "
+                                         f"{self.max_pending_files}")
+            for path, info in found.items():
+                self._received[path] = Received(client, info.st_size, now)
 
     def _upload_stat(self, path):
         """`lstat` of `path` if it is a regular file `<uploads>/<folder>/<name>` (no link, no
@@ -135,25 +176,37 @@ class Sessions:
     def claim(self, session, paths):
         """The uploads `paths` (as an event of `session` named them), now held by `session`
         until it ends. ValueError naming the first one (by its file name) that is not a file
-        the upload route wrote; nothing is claimed then."""
+        the upload route wrote, or saying the session holds too much; nothing is claimed
+        then."""
         paths = [Path(p) for p in paths]
         with self._lock:
             for path in paths:
                 if path not in self._received or self._upload_stat(path) is None:
                     raise ValueError(f"{path.name or path}: not a photo uploaded to this page "
                                      f"(or it expired); upload it again")
+            held = {p for p, holders in self._holders.items() if session in holders}
+            held.update(paths)
+            if (len(held) > SESSION_SHARE * self.max_pending_files
+                    or sum(self._received[p].size for p in held)
+                    > SESSION_SHARE * self.max_pending_bytes):
+                raise ValueError("this page holds too many uploads; reload it to start afresh")
             for path in paths:
                 self._holders.setdefault(path, set()).add(session)
                 self._claimed_at[path] = self.clock()
+            self._touch(session)
         return paths
 
     # ---------------------------------------------------------------- a session's folder
     def folder(self, session):
-        """The session's own folder (a random name, made on first use)."""
+        """The session's own folder (a random name, made on first use). ValueError once the
+        page has stopped."""
         with self._lock:
+            if self._stop.is_set():
+                raise ValueError("the page is shutting down")
             if session not in self._folders:
                 self._folders[session] = self.root / secrets.token_urlsafe(18)
-                self._folders[session].mkdir(parents=True)
+                self._folders[session].mkdir()
+                self._touch(session)
             return self._folders[session]
 
     def next_merge(self, session):
@@ -163,6 +216,11 @@ class Sessions:
             return self.folder(session) / f"merge-{self._count}"
 
     # ---------------------------------------------------------------- life and end
+    def _touch(self, session):
+        """An event of `session`: without an open connection, its grace starts again now."""
+        if not self._connections.get(session):
+            self._gone_since[session] = self.clock()
+
     def connected(self, session):
         """A heartbeat connection of `session` opened (the tab is there)."""
         with self._lock:
@@ -199,6 +257,7 @@ class Sessions:
                 self._working[session] -= 1
                 if not self._working[session]:
                     del self._working[session]
+                self._touch(session)
 
     def keep(self, session, key, result):
         """Keeps a merge whose tab was disconnected when it finished (`kept` returns it)."""
@@ -226,38 +285,41 @@ class Sessions:
         longer than the TTL; returns the sessions ended."""
         now = self.clock()
         with self._lock:
-            ended = [s for s, since in self._gone_since.items()
-                     if now - since >= self.grace and not self._working.get(s)
-                     and not self._connections.get(s)]
-        for session in ended:
-            self._clear(session)
+            ended = [s for s in self._gone_since if self._over(s, now)]
+        ended = [s for s in ended if self._clear(s, now)]
         self._remove_expired_uploads(now)
         return ended
 
-    def _clear(self, session):
-        """Removes the session's folder and the uploads only it held, then forgets it."""
+    def _over(self, session, now):
+        since = self._gone_since.get(session)
+        return (since is not None and now - since >= self.grace
+                and not self._working.get(session) and not self._connections.get(session))
+
+    def _clear(self, session, now):
+        """Forgets `session` (if it is still over: it may have come back meanwhile), then
+        removes its folder and the uploads only it held; whether it was ended."""
         with self._lock:
-            folder = self._folders.get(session)
+            if not self._over(session, now):
+                return False
+            folder = self._folders.pop(session, None)
             gone = []
             for path, holders in list(self._holders.items()):
                 holders.discard(session)
                 if not holders:
                     del self._holders[path]
                     gone.append(path)
-        if folder is not None:
-            _remove_tree_we_made(folder)
-        for path in gone:
-            with self._lock:
+            for table in (self._gone_since, self._dropped, self._kept):
+                table.pop(session, None)
+            for path in gone:
                 received = self._received.get(path)
-                if path in self._holders or (
-                        received and received.at > self._claimed_at.get(path, received.at)):
-                    continue  # claimed or uploaded again meanwhile: it is another's now
+                if received and received.at > self._claimed_at.get(path, received.at):
+                    continue  # uploaded again since it was claimed: it is another's now
                 self._received.pop(path, None)
                 self._claimed_at.pop(path, None)
                 _remove_upload(path)
-        with self._lock:
-            for table in (self._folders, self._gone_since, self._dropped, self._kept):
-                table.pop(session, None)
+        if folder is not None:
+            _remove_tree_we_made(folder)
+        return True
 
     def _remove_expired_uploads(self, now):
         """Unclaimed uploads older than the TTL, and anything else in the upload folder that
@@ -267,53 +329,61 @@ class Sessions:
                        if p not in self._holders and now - r.at >= self.upload_ttl]
             for path in expired:
                 del self._received[path]
-            held = set(self._holders) | set(self._received)
-        for path in expired:
-            _remove_upload(path)
-        wall_cutoff = time.time() - self.upload_ttl
+                _remove_upload(path)
+            self._refused = [r for r in self._refused if now - r[2] < self.upload_ttl]
+        self.remove_strays(time.time() - self.upload_ttl)
+
+    def remove_strays(self, before):
+        """Removes what lies in the upload folder, modified before `before` (wall clock), that
+        no session holds and the upload route did not record (Gradio's leftovers, the files of
+        an upload it refused), and its folders left empty since then."""
         try:
             folders = list(os.scandir(self.uploads))
         except OSError:
             return
         for entry in folders:
             with contextlib.suppress(OSError):
-                if entry.is_file(follow_symlinks=False):
-                    # a file the upload parser left in the folder itself
-                    if entry.stat(follow_symlinks=False).st_mtime < wall_cutoff:
+                if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+                    if entry.stat(follow_symlinks=False).st_mtime < before:
                         os.unlink(entry.path)
                 elif entry.is_dir(follow_symlinks=False):
                     for item in os.scandir(entry.path):
                         path = Path(item.path)
-                        if (path not in held and item.is_file(follow_symlinks=False)
-                                and item.stat(follow_symlinks=False).st_mtime < wall_cutoff):
-                            os.unlink(item.path)
-                    with contextlib.suppress(OSError):
+                        with self._lock:
+                            known = path in self._holders or path in self._received
+                            if (not known and not item.is_dir(follow_symlinks=False)
+                                    and item.stat(follow_symlinks=False).st_mtime < before):
+                                os.unlink(item.path)
+                    if entry.stat(follow_symlinks=False).st_mtime < before:
                         os.rmdir(entry.path)  # only when empty
 
     # ---------------------------------------------------------------- the sweeper thread
     def start(self, every=1.0):
-        """Runs `sweep` every `every` seconds in a thread until `stop`."""
+        """Runs `sweep` every `every` seconds in a thread until `stop`; an error of one sweep
+        is logged and the next goes on."""
         def loop():
             while not self._stop.wait(every):
-                self.sweep()
+                try:
+                    self.sweep()
+                except Exception:  # noqa: BLE001 - the sweeper must outlive any one file
+                    logging.getLogger(__name__).exception("removing a session's files failed")
 
         self._thread = threading.Thread(target=loop, name="page-sessions", daemon=True)
         self._thread.start()
 
     def stop(self):
+        """Stops the sweeper; no session gets a folder from now on."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
 
 
 def _remove_upload(path):
-    """Removes one upload file and then its folder if that is empty (never a folder's
-    contents)."""
-    with contextlib.suppress(FileNotFoundError):
+    """Removes one upload file (its folder, named by its contents, stays a while: the route may
+    be writing the same contents into it again; `remove_strays` removes it when empty)."""
+    with contextlib.suppress(OSError):
         if stat.S_ISREG(os.lstat(path).st_mode):
             os.unlink(path)
-    with contextlib.suppress(OSError):
-        os.rmdir(Path(path).parent)
 
 
 def _remove_tree_we_made(folder):
@@ -321,7 +391,7 @@ def _remove_tree_we_made(folder):
     unlinked (a link's target is never touched), folders removed bottom-up."""
     for top, dirs, files in os.walk(folder, topdown=False):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(os.path.join(top, name))
         for name in dirs:
             with contextlib.suppress(OSError):
@@ -330,15 +400,18 @@ def _remove_tree_we_made(folder):
         os.rmdir(folder)
 
 
-# A Gradio route's path: `/gradio_api/upload`, `/gradio_api/heartbeat/<session>`.
+# Gradio's routes under /gradio_api: the heartbeat, the upload route, and the only others the
+# page's own calls post to; other posts (recordings, the vibe editor, the REST API) are refused.
 _HEARTBEAT = re.compile(r"(?:.*/)?gradio_api/heartbeat/(?P<session>[^/]+)")
-_UPLOAD = re.compile(r"(?:.*/)?gradio_api/upload")
+_UPLOAD = re.compile(r"(?:.*/)?gradio_api/upload/?")
+_POSTS = re.compile(r"(?:.*/)?gradio_api/(?:upload|queue/join|cancel|reset)/?")
 
 
 class PageTraffic:
     """ASGI middleware between the server and Gradio's routes: tells `sessions` when a tab's
     heartbeat connection opens and closes, bounds each client's unclaimed uploads (an upload
-    needs its Content-Length) and records the files the upload route wrote."""
+    must give its Content-Length and no Transfer-Encoding) and records the files the upload
+    route wrote, and refuses writes to the routes the page does not use."""
 
     def __init__(self, app, sessions):
         self.app, self.sessions = app, sessions
@@ -355,39 +428,51 @@ class PageTraffic:
                 return await self.app(scope, receive, send)
             finally:
                 self.sessions.disconnected(session)
-        if _UPLOAD.fullmatch(path) and method == "POST":
+        if method not in ("GET", "HEAD", "OPTIONS") and not _POSTS.fullmatch(path):
+            return await _answer(send, 403, "the page takes no such request")
+        if _UPLOAD.fullmatch(path):
             return await self._upload(scope, receive, send)
         return await self.app(scope, receive, send)
 
     async def _upload(self, scope, receive, send):
-        import json
-
         client = (scope.get("client") or ("unknown",))[0]
         headers = dict(scope.get("headers") or [])
         try:
+            if b"transfer-encoding" in headers:
+                raise UploadRefused(411, "an upload must give its Content-Length, not a "
+                                         "Transfer-Encoding")
             size = int(headers.get(b"content-length", b"-1"))
             if size < 0:
                 raise UploadRefused(411, "an upload must give its Content-Length")
             self.sessions.admit_upload(client, size)
         except (ValueError, UploadRefused) as err:
-            status = getattr(err, "status", 400)
-            return await _answer(send, status, str(err))
-        answer = {"status": 0, "body": b""}
+            return await _answer(send, getattr(err, "status", 400), str(err))
+        # The answer is held back until the route is done, so that its files are recorded
+        # (or refused and removed) before the client can name them.
+        answer = {"start": None, "body": b""}
 
-        async def recording_send(message):
+        async def holding_send(message):
             if message["type"] == "http.response.start":
-                answer["status"] = message["status"]
+                answer["start"] = message
             elif message["type"] == "http.response.body":
                 answer["body"] += message.get("body", b"")
-                if answer["status"] == 200 and not message.get("more_body"):
-                    # recorded before the client can name them in an event
-                    with contextlib.suppress(ValueError, TypeError):
-                        paths = json.loads(answer["body"])
-                        self.sessions.received(client, [p for p in paths
-                                                         if isinstance(p, str)])
-            await send(message)
 
-        await self.app(scope, receive, recording_send)
+        try:
+            await self.app(scope, receive, holding_send)
+        finally:
+            start = answer["start"] or {"type": "http.response.start", "status": 500,
+                                        "headers": []}
+            self.sessions.release(client, size, refused=start["status"] != 200)
+        if start["status"] == 200:
+            try:
+                paths = json.loads(answer["body"])
+                self.sessions.received(client, [p for p in paths if isinstance(p, str)])
+            except UploadRefused as err:
+                return await _answer(send, err.status, str(err))
+            except (ValueError, TypeError):
+                pass
+        await send(start)
+        await send({"type": "http.response.body", "body": answer["body"]})
 
 
 async def _answer(send, status, text):

@@ -1,6 +1,7 @@
 """Where decoded training scenes are kept when a data set is larger than the memory at hand:
 a cache on disk, decoded once per scene and read back a crop at a time (`DiskScene`), and the
-measures `open_split(cache="auto")` decides by (`decoded_size`, `available_memory`).
+measure `open_split(cache="auto")` decides by (`decoded_size`; the memory available is
+`memory.available_memory`).
 """
 
 import hashlib
@@ -41,26 +42,6 @@ def decoded_size(scene_dirs, ldr_bits=16, max_pixels=MAX_PIXELS):
             except (ImageError, OSError):
                 pass
     return total
-
-
-def available_memory():
-    """Bytes this process can still use: the system's available memory, or the cgroup's limit
-    less its usage where that is smaller (containers)."""
-    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        usage = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max":
-            available = min(available, int(limit) - usage)
-    except (OSError, ValueError):
-        pass
-    return max(available, 0)
 
 
 class DiskScene:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from hdr_gan_tf.config import ConfigError
 from hdr_gan_tf.imaging import output_to_hdr
-from hdr_gan_tf.merge import InferenceOptions, as_unit_float, run_generator
+from hdr_gan_tf.merge import InferenceOptions, as_unit_float, decide_tile, run_generator
 
 
 SIGNATURE = ([tf.TensorSpec([None, None, None, 3], tf.float32, name=n)
@@ -76,7 +76,8 @@ def export_saved_model(checkpoint, output_dir, precision="float32", keras_file=N
         if onnx_path:
             export_onnx(module, onnx_path)
         with new_dir(output_dir, "saved_model", vouch_for=lambda: [
-                fingerprint(p, staged.temporary(p)) for p in files]) as tmp:
+                fingerprint(p, staged.temporary(p), marker_path(output_dir))
+                for p in files]) as tmp:
             save_serving_model(module, tmp)
     return prefix
 
@@ -186,11 +187,12 @@ def saved_model_merger(path, options=None):
                          f"hdr-gan-export")
     serve = loaded.signatures["serving_default"]
 
-    def merge(ldrs, exposure_bias, progress=None, wanted=None):
+    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         ldrs = tf.constant(as_unit_float(np.asarray(ldrs)))
         out = serve(ldr_short=ldrs[0:1], ldr_mid=ldrs[1:2], ldr_long=ldrs[2:3],
                     exposure_bias=tf.constant(np.asarray(exposure_bias, np.float32)[None]))
         return {"aux1": out["hdr_aux"][0].numpy(), "main": out["hdr"][0].numpy()}
 
     merge.options, merge.branches = options, ["aux1", "main"]
+    merge.plan = lambda height, width: decide_tile(options, height, width, tiles=False)
     return merge

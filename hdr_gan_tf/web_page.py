@@ -20,7 +20,7 @@ from hdr_gan_tf.alignment import ALIGN_MODES, check_align, reduced_copy
 from hdr_gan_tf.display import TONEMAPPERS, check_tonemapper, tonemap_for_display
 from hdr_gan_tf.image_io import MAX_PIXELS, write_ldr
 from hdr_gan_tf.merge import (MERGE_PRECISIONS, METHODS, InferenceOptions, check_method,
-                              load_merger)
+                              load_merger, tile_setting)
 from hdr_gan_tf.merge_files import check_fusion_options, merge_and_write, streams
 from hdr_gan_tf.photos import ROLES, check_bracket_files, exposures_for, load_bracket
 
@@ -72,6 +72,10 @@ class BracketMerger:
         self._mergers = {}
         self._lock = threading.RLock()  # one merge at a time: the model's memory, the cores
 
+    def idle(self):
+        """A context in which no merge runs (it waits for the one under way to end)."""
+        return self._lock
+
     def merger(self, method="network", options=InferenceOptions()):
         """`(merge, description)` of `method` with `options` (`merge.load_merger`), loaded on
         first use; the `KEPT_MERGERS` used last are kept."""
@@ -92,14 +96,16 @@ class BracketMerger:
         return {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
 
     def merge(self, photos, exposures, folder, method="network", align="auto",
-              precision="float32", tile=0, tonemap="reinhard", compare=False, progress=None):
+              precision="float32", tile="auto", tonemap="reinhard", compare=False,
+              progress=None):
         """Merges `photos` (3 to 9 paths) into the new folder `folder`, writing what
         `hdr-gan-infer --exr` writes for them; returns a `PageMerge`.
 
         Args:
           exposures: the EV of each photo in the order of `photos`, as text ("-2, 0, 2"); empty:
             from their EXIF ExposureTime.
-          method, align, precision, tile, tonemap: as `hdr-gan-infer`'s flags of these names.
+          method, align, precision, tile, tonemap: as `hdr-gan-infer`'s flags of these names
+            (`tile`: "auto", 0 or a side in pixels).
           compare: also merge with Debevec's classical method (into `folder/debevec/`).
           progress: called with each line the merge logs.
 
@@ -111,13 +117,14 @@ class BracketMerger:
         check_method(method, **self._model(method))
         check_align(align)
         check_tonemapper(tonemap)
-        if 0 < int(tile) < MIN_TILE:
-            raise ValueError(f"--tile: 0 (the whole image) or at least {MIN_TILE} pixels, not "
-                             f"{tile}")
-        options = InferenceOptions(tile=int(tile), precision=precision)
+        side, auto = tile_setting(tile)
+        if 0 < side < MIN_TILE:
+            raise ValueError(f"--tile: auto, 0 (the whole image) or at least {MIN_TILE} pixels, "
+                             f"not {tile}")
+        options = InferenceOptions(tile=side, precision=precision, auto_tile=auto)
         check_fusion_options(method, options.tile)
         given = [v for v in re.split(r"[,;\s]+", exposures or "") if v]
-        check_bracket_files(photos, self.max_pixels)
+        width, height = check_bracket_files(photos, self.max_pixels)
         exposures_for(photos, given)  # missing EXIF times are named before anything is read
         lines = []
 
@@ -129,14 +136,18 @@ class BracketMerger:
 
         with self._lock:
             merge, model = self.merger(method, options)
-            bracket = load_bracket(photos, given, spool=streams(options.tile),
+            decided, plan = merge.plan(height, width)  # before reading: spooled if tiled
+            if plan:
+                log(f"Tiles: {plan.reason}")
+            bracket = load_bracket(photos, given, spool=streams(decided.tile),
                                    max_pixels=self.max_pixels)
             try:
-                folder.mkdir(parents=True)
+                folder.mkdir()  # in its session's folder, which must still be there
                 output, preview = folder / f"{STEM}.hdr", folder / f"{STEM}.png"
                 written = merge_and_write(merge, bracket, output, preview,
                                           exr=method != "mertens", tonemap=tonemap, log=log,
-                                          model=model, align=align, program="hdr-gan-app")
+                                          model=model, align=align, program="hdr-gan-app",
+                                          decided=decided, plan=plan)
                 pictures = _photo_pictures(bracket, folder, written.factor)
                 preview_hdr = None
                 if written.preview_hdr is not None:  # kept on disk: it goes with the session
@@ -146,7 +157,7 @@ class BracketMerger:
                     classical = folder / CLASSICAL / f"{STEM}.hdr"
                     classical.parent.mkdir()
                     merge_and_write(self.merger(CLASSICAL, InferenceOptions(
-                                        tile=options.tile))[0],
+                                        tile=decided.tile))[0],
                                     bracket, classical, classical.with_suffix(".png"),
                                     tonemap=tonemap, log=log, model=CLASSICAL, align=align,
                                     program="hdr-gan-app")
@@ -187,6 +198,7 @@ def render_preview(merged, exposure=0.0, tonemap=None):
     path = merged.folder / "views" / f"{tonemap}_{exposure:.2f}EV.png"  # no "+" in a URL
     if path.exists():
         return path
+    path.parent.mkdir(exist_ok=True)  # only while the merge's folder is there
     gain = 2.0 ** exposure
     if merged.preview_hdr is None:  # Mertens' fusion: the picture itself
         from hdr_gan_tf.image_io import read_ldr
@@ -251,13 +263,13 @@ def build_page(merger, sessions):
             with sessions.working(session) as disconnected:
                 paths = sessions.claim(session, _paths(files))
                 key = (tuple(paths), exposures, method, bool(compare), align, precision,
-                       _tile_side(tile), tonemap)
+                       str(tile).strip().lower(), tonemap)
                 merged = sessions.kept(session, key)
                 again = merged is not None
                 if merged is None:
                     merged = merger.merge(
                         paths, exposures, sessions.next_merge(session), method=method,
-                        align=align, precision=precision, tile=key[6], tonemap=tonemap,
+                        align=align, precision=precision, tile=tile, tonemap=tonemap,
                         compare=compare, progress=lambda line: progress(None, desc=line[:120]))
                     if disconnected():  # its tab may never see it: shown on the next click
                         sessions.keep(session, key, merged)
@@ -287,7 +299,10 @@ def build_page(merger, sessions):
             gr.Warning(page_message(err))
             return gr.skip()
         with sessions.working(session_of(request)):
-            return str(render_preview(merged, exposure, tonemap))
+            try:
+                return str(render_preview(merged, exposure, tonemap))
+            except FileNotFoundError:  # the session's files went meanwhile
+                return gr.skip()
 
     def end_session(request: gr.Request):
         sessions.end(session_of(request))
@@ -311,9 +326,10 @@ def build_page(merger, sessions):
                                  elem_id="align")
                 precision = gr.Radio(list(MERGE_PRECISIONS), value="float32",
                                      label="Precision", elem_id="precision")
-                tile = gr.Number(0, precision=0, minimum=0, elem_id="tile",
-                                 label=f"Tile side in pixels (0: whole image; {MIN_TILE} or "
-                                       f"more, e.g. 512, bounds the memory of large photos)")
+                tile = gr.Textbox("auto", elem_id="tile", max_lines=1,
+                                  label=f"Tiles (auto: the whole image when the memory allows, "
+                                        f"else tiles that fit; 0: the whole image; a side of "
+                                        f"{MIN_TILE} pixels or more, e.g. 512)")
                 button = gr.Button("Merge", variant="primary", elem_id="merge")
             with gr.Column(scale=2):
                 status = gr.Markdown("Nothing merged yet.", elem_id="status")
@@ -359,17 +375,6 @@ def _photo_files(files):
 def _paths(files):
     """Paths of the uploads a `gradio.File` passes (paths, or objects naming them)."""
     return [str(getattr(f, "name", f)) for f in files or []]
-
-
-def _tile_side(tile):
-    """The tile box's value as a whole number of pixels; ValueError naming the box."""
-    try:
-        value = float(tile or 0)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not math.isfinite(value) or value != int(value):
-        raise ValueError(f"--tile: a whole number of pixels, not {tile}")
-    return int(value)
 
 
 def _is_tensorflow_error(err):

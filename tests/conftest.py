@@ -41,6 +41,7 @@ def small_log_dir(tmp_path_factory):
     logdir.mkdir()
     config = RunConfig(model=ModelConfig(base_filters=8))
     write_config(logdir, config)
+    tf.keras.utils.set_random_seed(8)  # the same weights in every run
     tf.train.Checkpoint(generator=build_generator(config.model)).save(str(logdir / "ckpt"))
     return logdir
 

@@ -40,3 +40,12 @@ def test_the_readme_serves_a_user_in_one_screenful_of_sections():
         "python -m pip install -r requirements.txt -e . && "
         "hdr-gan-train --flagfile=experiments/demo.flags",
         'python -m pip install -r requirements.txt -e ".[app]" && python -m pytest -q']
+
+
+def test_the_readme_and_the_safety_page_state_one_overwrite_rule():
+    rule = ("an existing output is replaced only with `--overwrite`, and only when a record of "
+            "ours vouches for it: a folder by its marker file, a file by the sidecar or marker "
+            "that lists it with the size and SHA-256 it has now")
+    for name in ("README.md", "docs/safety.md"):
+        text = " ".join((REPO / name).read_text().split())
+        assert rule in text, name

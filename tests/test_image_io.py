@@ -205,3 +205,34 @@ def test_an_exr_without_rgb_channels_is_named_once_in_its_message(tmp_path):
     with pytest.raises(ImageError) as err:
         read_hdr(path)
     assert str(err.value) == f"{path}: OpenEXR image without R, G and B channels (has Y)"
+
+
+def test_a_jpeg_made_slow_to_walk_is_refused_by_its_count_of_segments(tmp_path):
+    import struct
+
+    _, encoded = cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))
+    data = encoded.tobytes()
+    frame = data.index(b"\xff\xc0")
+    frame_end = frame + 2 + struct.unpack(">H", data[frame + 2:frame + 4])[0]
+    path = tmp_path / "slow.jpg"  # two million empty comments before the scan
+    path.write_bytes(data[:frame_end] + b"\xff\xfe\x00\x02" * 2_000_000 + data[frame_end:])
+    with pytest.raises(ImageError, match="slow.jpg: damaged JPEG \\(more than 65,536"):
+        probe(path)
+
+
+def test_a_full_temporary_folder_is_named_as_the_photos_spool(tmp_path):
+    import subprocess
+
+    from hdr_gan_tf.outputs import DiskFull
+    from tests.helpers import tiny_filesystem
+
+    full = tiny_filesystem(tmp_path / "full", free_kb=64)
+    try:
+        spool = SpooledImages(directory=full)
+        with pytest.raises(DiskFull) as err:
+            spool.append(np.zeros((200, 200, 3), np.uint16))  # 240 KB
+        spool.close()
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+    assert str(err.value).startswith(f"disk full writing {full}/<the photos' temporary spool "
+                                     f"file>")

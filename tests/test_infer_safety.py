@@ -41,9 +41,9 @@ def test_overwrite_replaces_only_what_the_sidecar_vouches_for(small_log_dir, pho
     out = tmp_path / "shoot.hdr"
     assert _infer(small_log_dir, photos, out, "--exr").returncode == 0
     record = json.loads(out.with_suffix(".json").read_text())
-    assert [Path(f["path"]).name for f in record["files"]] == [
-        "shoot.hdr", "shoot.exr", "shoot.png"]
-    assert all(f["bytes"] == Path(f["path"]).stat().st_size for f in record["files"])
+    # Named relative to the sidecar's folder, so that the set can move together.
+    assert [f["path"] for f in record["files"]] == ["shoot.hdr", "shoot.exr", "shoot.png"]
+    assert all(f["bytes"] == (tmp_path / f["path"]).stat().st_size for f in record["files"])
     again = _infer(small_log_dir, photos, out, "--exr", "--overwrite")
     assert again.returncode == 0, again.stderr  # our own earlier merge is replaced
 

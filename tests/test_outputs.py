@@ -232,3 +232,69 @@ def test_an_evaluation_holding_a_scene_named_train_is_no_training_log_dir(tmp_pa
     check_output_dir(target, "evaluation", overwrite=True)
     with pytest.raises(OutputError, match="not an earlier output of hdr-gan-export"):
         check_output_dir(target, "saved_model", overwrite=True)
+
+
+def test_a_record_vouches_for_what_it_lists_as_it_is_now(tmp_path, monkeypatch):
+    from hdr_gan_tf.outputs import fingerprint, vouched_for
+
+    shoot = tmp_path / "a" / "shoot"
+    shoot.mkdir(parents=True)
+    (shoot / "out.hdr").write_bytes(b"merged")
+    record = shoot / "out.json"
+    record.write_text(json.dumps({"program": "hdr-gan-infer",
+                                  "files": [fingerprint(shoot / "out.hdr", record=record)]}))
+    assert vouched_for(shoot / "out.hdr", [record])
+    monkeypatch.chdir(tmp_path)  # named from elsewhere, relatively
+    assert vouched_for(Path("a/shoot/out.hdr"), [Path("a/shoot/out.json")])
+    moved = tmp_path / "b"
+    (tmp_path / "a").rename(moved)  # the folder moved, record and all
+    assert vouched_for(moved / "shoot" / "out.hdr", [moved / "shoot" / "out.json"])
+    (moved / "shoot" / "out.hdr").write_bytes(b"edited")  # same size, other contents
+    assert not vouched_for(moved / "shoot" / "out.hdr", [moved / "shoot" / "out.json"])
+    (moved / "notes.json").write_text(json.dumps({"program": "mine", "files": []}))
+    with pytest.raises(OutputError, match="no record of ours"):
+        check_output_file(moved / "notes.json", overwrite=True, records=[moved / "notes.json"])
+    with pytest.raises(OutputError, match="the name of our programs' own records"):
+        check_output_file(moved / MARKER, overwrite=True)
+
+
+def test_a_set_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    from hdr_gan_tf.outputs import output_set, write_text
+
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text("old")
+    with pytest.raises(OSError):
+        with output_set():
+            write_text(tmp_path / "a.txt", "new")
+            write_text(tmp_path / "b.txt", "new")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    renames, real_rename = [], os.rename
+
+    def failing_third_rename(src, dst):  # aside a, aside b, in a, then in b fails
+        renames.append(dst)
+        if len(renames) == 4:
+            raise OSError(errno.EIO, "input/output error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_third_rename)
+    with pytest.raises(OSError, match="input/output"):
+        with output_set():
+            write_text(tmp_path / "a.txt", "new")
+            write_text(tmp_path / "b.txt", "new")
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        "a.txt": "old", "b.txt": "old", "c.txt": "old"}
+    with output_set():
+        write_text(tmp_path / "a.txt", "new")
+        write_text(tmp_path / "c.txt", "new")
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        "a.txt": "new", "b.txt": "old", "c.txt": "new"}
+
+
+def test_an_old_file_a_killed_set_left_aside_is_put_back(tmp_path):
+    (tmp_path / "m.hdr").write_text("old")
+    aside = tmp_path / outputs.temp_name("m.hdr-old").replace(str(os.getpid()), "999999999", 1)
+    (tmp_path / "m.hdr").rename(aside)  # killed between setting it aside and the new one's in
+    clean_leftovers(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.hdr"]
+    assert (tmp_path / "m.hdr").read_text() == "old"

@@ -37,6 +37,7 @@ def test_only_files_the_upload_route_wrote_can_be_claimed(page, tmp_path):
     sessions, _ = page
     mine = _upload(sessions, "a.tif")
     other = _upload(sessions, "b.tif")
+    sessions.connected("victim")
     sessions.claim("victim", [other])
     outside = tmp_path / "outside.tif"
     outside.write_bytes(b"x")
@@ -57,7 +58,7 @@ def test_only_files_the_upload_route_wrote_can_be_claimed(page, tmp_path):
     sessions.end("attacker")
     clock_after(page, 11)
     assert sessions.sweep() == ["attacker"]
-    assert not mine.exists() and not mine.parent.exists()
+    assert not mine.exists()
     assert other.is_file() and outside.is_file() and link.is_symlink()
     assert sessions.folder("victim").is_dir()
 
@@ -86,8 +87,52 @@ def test_a_session_goes_after_its_grace_unless_it_reconnects_or_works(page):
         clock_after(page, 100)
         assert sessions.sweep() == [] and photo.is_file()
         assert disconnected() is False  # the merge began after the drop
+    clock_after(page, 9)  # the merge's end starts the grace again: a reconnect may yet come
+    assert sessions.sweep() == [] and merge.is_dir()
+    clock_after(page, 1)
     assert sessions.sweep() == ["tab"]
     assert not photo.exists() and not merge.exists() and sessions.active() == set()
+
+
+def test_a_client_that_never_connects_ends_a_grace_after_its_last_event(page):
+    sessions, _ = page
+    photo = _upload(sessions, "a.tif")
+    sessions.claim("script", [photo])
+    clock_after(page, 6)
+    with sessions.working("script"):
+        sessions.next_merge("script").mkdir()
+    clock_after(page, 9)
+    assert sessions.sweep() == [] and photo.is_file()
+    clock_after(page, 1)
+    assert sessions.sweep() == ["script"] and not photo.exists()
+    assert sessions.active() == set()
+
+
+def test_a_session_that_comes_back_during_its_removal_starts_afresh(page, monkeypatch):
+    """The sweep decides and forgets under one lock: a tab whose end is being carried out gets
+    a new folder, and nothing of what it does then is removed."""
+    import hdr_gan_tf.page_sessions as page_sessions
+
+    sessions, _ = page
+    old = sessions.next_merge("tab")
+    old.mkdir()
+    sessions.end("tab")
+    clock_after(page, 10)
+    removing = page_sessions._remove_tree_we_made
+    new = {}
+
+    def tab_returns_meanwhile(folder):
+        sessions.connected("tab")
+        new["photo"] = _upload(sessions, "a.tif")
+        sessions.claim("tab", [new["photo"]])
+        new["merge"] = sessions.next_merge("tab")
+        new["merge"].mkdir()
+        removing(folder)
+
+    monkeypatch.setattr(page_sessions, "_remove_tree_we_made", tab_returns_meanwhile)
+    assert sessions.sweep() == ["tab"]
+    assert not old.exists() and new["merge"].is_dir() and new["photo"].is_file()
+    assert new["merge"].parent != old.parent and "tab" in sessions.active()
 
 
 def test_a_merge_that_finished_while_its_tab_was_away_is_kept_for_the_same_click(page):
@@ -119,17 +164,31 @@ def test_an_upload_two_sessions_claim_goes_with_the_last(page):
 def test_unclaimed_uploads_are_bounded_per_client_and_expire(page):
     sessions, _ = page
     first = _upload(sessions, "1.tif", b"x" * 40)
-    sessions.admit_upload("1.2.3.4", 50)
+    sessions.admit_upload("1.2.3.4", 50)  # an upload under way holds its length...
     with pytest.raises(UploadRefused) as refused:
-        sessions.admit_upload("1.2.3.4", 70)  # 40 + 70 bytes > 100
+        sessions.admit_upload("1.2.3.4", 20)  # ...so a second at once is refused: 40+50+20
     assert refused.value.status == 429
+    sessions.release("1.2.3.4", 50)
+    sessions.admit_upload("1.2.3.4", 20)
+    sessions.release("1.2.3.4", 20, refused=True)  # the route refused it: it counts a while
+    with pytest.raises(UploadRefused):
+        sessions.admit_upload("1.2.3.4", 50)
     sessions.admit_upload("5.6.7.8", 70)  # another client's own bound
     _upload(sessions, "2.tif")
+    two = [sessions.uploads / name / name for name in ("3.tif", "4.tif")]  # one request's
+    for path in two:
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+    with pytest.raises(UploadRefused, match="2 files at once"):
+        sessions.received("1.2.3.4", [str(p) for p in two])
+    assert not any(p.exists() for p in two)  # removed as they were refused
     _upload(sessions, "3.tif")
     with pytest.raises(UploadRefused, match="3 uploads of this client"):
         sessions.admit_upload("1.2.3.4", 1)
+    sessions.connected("tab")
     sessions.claim("tab", [first])  # a claimed upload is no longer pending
     sessions.admit_upload("1.2.3.4", 1)
+    sessions.release("1.2.3.4", 1)
 
     stray = sessions.uploads / "tmpabc"  # what Gradio's parser may leave behind
     stray.write_bytes(b"")

@@ -641,7 +641,7 @@ def test_gpu_check_says_no_gpu_and_succeeds_without_one(tmp_path):
     import os
     import subprocess
 
-    from hdr_gan_tf.cli.common import _STARTUP_CHATTER, gpu_driver_present
+    from hdr_gan_tf.cli.common import gpu_driver_present
 
     if gpu_driver_present():
         pytest.skip("this machine has an NVIDIA driver; the script would run the GPU checks")

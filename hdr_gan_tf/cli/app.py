@@ -91,7 +91,6 @@ def start(merger, host="127.0.0.1", port=7860, max_file_mb=MAX_FILE_MB, block=Tr
     sessions = Sessions(Path(root.name) / "sessions", os.environ["GRADIO_TEMP_DIR"],
                         grace=grace, upload_ttl=upload_ttl,
                         max_pending_bytes=MAX_PHOTOS * max_file_mb * 2 ** 20)
-    sessions.root.mkdir()
     # The merges are served from the sessions' own folders (random names), not copied into
     # Gradio's cache, so that a session's end removes every file it was shown.
     gr.set_static_paths([sessions.root])
@@ -103,7 +102,9 @@ def start(merger, host="127.0.0.1", port=7860, max_file_mb=MAX_FILE_MB, block=Tr
         sessions.stop()
         with contextlib.suppress(ValueError):
             _StaticFiles.all_paths.remove(sessions.root.resolve())
-        root.cleanup()
+        # A merge under way would write into the folder again: its end is awaited.
+        with getattr(merger, "idle", contextlib.nullcontext)():
+            root.cleanup()
         os.environ.pop("GRADIO_TEMP_DIR", None)
         if before is not None:
             os.environ["GRADIO_TEMP_DIR"] = before

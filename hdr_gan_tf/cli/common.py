@@ -250,8 +250,10 @@ def define_merge_flags(methods=("network", "debevec")):
     flags.DEFINE_enum("method", "network", list(methods),
                       "; ".join(f"{m}: {what[m]}" for m in methods) + ".")
     define_precision_flag()
-    flags.DEFINE_integer("tile", 0, "Process in tiles of this side, bounding memory (0: whole "
-                         "image).")
+    flags.DEFINE_string("tile", "auto", "auto: merge each image whole when the memory "
+                        "available allows, else in the tiles that fit and compute the fewest "
+                        "pixels (the choice is printed and recorded); 0: always whole; a side "
+                        "in pixels: tiles of that side, bounding memory.")
     flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels (blended).")
     flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
                       "compilation per image or tile size).")
@@ -280,6 +282,8 @@ def define_max_pixels_flag():
 def inference_options():
     """The merge's `InferenceOptions` from `--tile`, `--overlap`, `--precision` and
     `--jit_compile` (ConfigError naming the flag of a value that cannot be used)."""
-    from hdr_gan_tf.merge import InferenceOptions
-    return InferenceOptions(tile=FLAGS.tile, overlap=FLAGS.overlap, precision=FLAGS.precision,
-                            jit_compile=FLAGS.jit_compile)
+    from hdr_gan_tf.merge import InferenceOptions, tile_setting
+
+    tile, auto = tile_setting(FLAGS.tile)
+    return InferenceOptions(tile=tile, overlap=FLAGS.overlap, precision=FLAGS.precision,
+                            jit_compile=FLAGS.jit_compile, auto_tile=auto)

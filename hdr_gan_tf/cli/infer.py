@@ -15,10 +15,12 @@ default), since a flat μ-law or a dark linear rendering is easily mistaken for 
 Previews of images over 4 megapixels are reduced by a whole factor. A sidecar `<output>.json`
 records the photos, their EVs and where those came from, the merge and its options.
 
-Memory: `--tile` bounds the network's working set. A tiled merge is also streamed: the photos
-are read one at a time into a temporary file and read back by bands of rows, and each band of
-the result is written to the `.hdr` / `.exr` file(s) as soon as it is final, so memory does not
-grow with the image (docs/performance.md).
+Memory: `--tile=auto` (the default) merges each image whole when the memory available allows
+and otherwise in the tiles that fit (`hdr_gan_tf.memory`; the choice is printed and recorded in
+the sidecar); `--tile=N` asks for tiles of N pixels, `--tile=0` for the whole image. A tiled
+merge is also streamed: the photos are read one at a time into a temporary file and read back by
+bands of rows, and each band of the result is written to the `.hdr` / `.exr` file(s) as soon as
+it is final, so memory does not grow with the image (docs/performance.md).
 """
 
 from pathlib import Path
@@ -114,7 +116,7 @@ def main(argv):
     from hdr_gan_tf.checkpoints import checkpoint_log_dir
     from hdr_gan_tf.merge import check_method, load_merger
     from hdr_gan_tf.outputs import DiskFull, check_outputs
-    from hdr_gan_tf.photos import check_bracket_files, load_bracket
+    from hdr_gan_tf.photos import check_bracket_files, exposures_for, load_bracket
 
     jobs = _jobs()
     roles = {role: FLAGS[role].value for role in ("reference", "short", "long")
@@ -124,7 +126,7 @@ def main(argv):
                          f"(--input_dir) chooses each shoot's three by EV")
     options = inference_options()  # checks --tile, --overlap and --precision first
     check_method(FLAGS.method, FLAGS.checkpoint)
-    check_fusion_options(FLAGS.method, FLAGS.tile, FLAGS.exr)
+    check_fusion_options(FLAGS.method, options.tile, FLAGS.exr)
     batch = FLAGS.input_dir is not None
     # Every output against every other and every input of the whole command (all scenes);
     # each existing one replaced only if its merge's sidecar vouches for it.
@@ -136,13 +138,14 @@ def main(argv):
                           FLAGS.exposure_file,
                           *(p for photos, *_ in jobs for p in photos)],
                   overwrite=FLAGS.overwrite, records=outputs)
-    # Photos are checked from their headers before the model is loaded, so bad ones fail fast
-    # (in a batch, such a scene is reported and skipped).
+    # Photos are checked from their headers (and exposures found) before the model is loaded,
+    # so bad ones fail fast (in a batch, such a scene is reported and skipped).
     failures, usable = [], []
     for job in jobs:
         try:
-            check_bracket_files(job[0], FLAGS.max_pixels)
-            usable.append(job)
+            size = check_bracket_files(job[0], FLAGS.max_pixels)
+            exposures_for(job[0], job[3], job[4])
+            usable.append((job, size))
         except Exception as err:  # noqa: BLE001 - in a batch, one bad shoot is one line
             if not batch:
                 raise
@@ -150,22 +153,21 @@ def main(argv):
             say(f"skipped {failures[-1]}")
     if not usable:
         error(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
-    first = None
-    if not batch:
-        photos, output, _, given, exposure_file = usable[0]
-        first = load_bracket(photos, given, exposure_file,
-                             spool=streams(options.tile),
-                             max_pixels=FLAGS.max_pixels, roles=roles)
     merge, model = load_merger(options, checkpoint=FLAGS.checkpoint, method=FLAGS.method,
                                log=say)
-    for photos, output, preview, given, exposure_file in usable:
+    for (photos, output, preview, given, exposure_file), (width, height) in usable:
         try:
-            bracket = first or load_bracket(photos, given, exposure_file,
-                                            spool=streams(options.tile),
-                                            max_pixels=FLAGS.max_pixels)
+            # The tile is decided from the photos' size before they are read: a tiled merge
+            # reads them into a spool file instead of memory.
+            decided, plan = merge.plan(height, width)
+            if plan:
+                say(f"Tiles for {Path(output).name}: {plan.reason}")
+            bracket = load_bracket(photos, given, exposure_file, spool=streams(decided.tile),
+                                   max_pixels=FLAGS.max_pixels, roles=roles)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
-                                log=say, model=model, align=FLAGS.align, panel=FLAGS.panel)
+                                log=say, model=model, align=FLAGS.align, panel=FLAGS.panel,
+                                decided=decided, plan=plan)
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()
