@@ -2,7 +2,7 @@
 takes per pixel, whole and in tiles (the numbers behind `--tile=auto`, `hdr_gan_tf.memory`).
 
     python experiments/bench_tiles.py --overlap            # tiled against whole, by overlap
-    python experiments/bench_tiles.py --memory [--precision=bfloat16]   # hdr-gan-infer's peak
+    python experiments/bench_tiles.py --memory [--precision=bfloat16] [--base_filters=8]
     python experiments/bench_tiles.py --camera [--precision=bfloat16]   # 24 MP, --tile=auto
 
 `--overlap` merges one bracket whole and in tiles with overlaps from 0 to 128 pixels (the
@@ -73,12 +73,25 @@ def tile_work(height, width, tile, overlap, multiple=4):
             * tw / (height * width))
 
 
-def converted_log_dir(folder):
-    """The released weights as a log dir (hdr-gan-convert-tf1), for hdr-gan-infer."""
-    out = Path(folder) / "paper"
-    subprocess.run([sys.executable, "-m", "hdr_gan_tf.cli.convert_tf1",
-                    f"--tf1_checkpoint={REPO / 'tests/data/tf1_golden/model'}",
-                    f"--output_dir={out}"], check=True, capture_output=True, cwd=REPO)
+def converted_log_dir(folder, base_filters=32):
+    """The released weights as a log dir (hdr-gan-convert-tf1), for hdr-gan-infer; or, for
+    another width, a log dir of an untrained network of `base_filters` (cost does not depend
+    on the weights)."""
+    out = Path(folder) / f"paper_{base_filters}"
+    if base_filters == 32:
+        subprocess.run([sys.executable, "-m", "hdr_gan_tf.cli.convert_tf1",
+                        f"--tf1_checkpoint={REPO / 'tests/data/tf1_golden/model'}",
+                        f"--output_dir={out}"], check=True, capture_output=True, cwd=REPO)
+        return out
+    script = ("import sys, tensorflow as tf\n"
+              "from hdr_gan_tf.config import ModelConfig, RunConfig, build_generator, "
+              "write_config\n"
+              f"config = RunConfig(model=ModelConfig(base_filters={base_filters}))\n"
+              f"write_config({str(out)!r}, config)\n"
+              "tf.train.Checkpoint(generator=build_generator(config.model)).save("
+              f"{str(out / 'ckpt')!r})\n")
+    out.mkdir()
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, cwd=REPO)
     return out
 
 
@@ -113,10 +126,11 @@ def memory_rows(args):
     import numpy as np
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
-        logdir = converted_log_dir(folder)
+        logdir = converted_log_dir(folder, args.base_filters)
         base = infer_peak(logdir, 64, 96, folder, args.precision, "0")[1]
-        print(f"hdr-gan-infer, {args.precision}, 16-bit TIFFs, --align=none; "
-              f"a 96x64 merge peaks at {base:.0f} MB (TensorFlow and the model)")
+        print(f"hdr-gan-infer, {args.precision}, {args.base_filters} base channels, 16-bit "
+              f"TIFFs, --align=none; a 96x64 merge peaks at {base:.0f} MB (TensorFlow and the "
+              f"model)")
         print(f"{'size':>12} {'tile':>6} {'seconds':>8} {'peak MB':>8} {'bytes/pixel':>12}")
         sizes, peaks = [], []
         for width, height in ((800, 600), (1200, 900), (1500, 1000), (2000, 1500)):
@@ -130,7 +144,8 @@ def memory_rows(args):
         for tile in (512, 1024):
             seconds, peak = infer_peak(logdir, 1500, 2000, folder, args.precision, str(tile))
             print(f"{'2000x1500':>12} {tile:6d} {seconds:8.1f} {peak:8.0f}", flush=True)
-        print(json.dumps({"precision": args.precision, "base_mb": base,
+        print(json.dumps({"precision": args.precision, "base_filters": args.base_filters,
+                          "base_mb": base,
                           "intercept_mb": intercept / 2 ** 20, "bytes_per_pixel": slope}))
 
 
@@ -155,6 +170,8 @@ def main():
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--camera", action="store_true")
     parser.add_argument("--precision", default="float32")
+    parser.add_argument("--base_filters", type=int, default=32,
+                        help="--memory: the network's width (32: the released weights)")
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--tile", type=int, default=384)

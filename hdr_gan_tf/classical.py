@@ -56,7 +56,7 @@ def debevec_merger(options, band_rows=BAND_ROWS):
                 progress(done, len(starts))
 
     merge.bands, merge.options, merge.branches = bands, options, ["main"]
-    merge.plan = lambda height, width: decide_tile(options, height, width, tiles=False)
+    merge.plan = lambda height, width: decide_tile(options, height, width, merger="classical")
     return merge
 
 
@@ -80,5 +80,5 @@ def mertens_merger(options):
         return {"main": mertens_fusion(read(0, shape[1]))}
 
     merge.options, merge.branches, merge.display_referred = options, ["main"], True
-    merge.plan = lambda height, width: decide_tile(options, height, width, tiles=False)
+    merge.plan = lambda height, width: decide_tile(options, height, width, merger="whole")
     return merge

@@ -92,25 +92,25 @@ def tile_setting(value):
     return tile, False
 
 
-def decide_tile(options, height, width, multiple=4, base_filters=None, tiles=True):
+def decide_tile(options, height, width, multiple=4, base_filters=None, merger="network"):
     """`(options, plan)` for merging one `height` x `width` image: with `options.auto_tile`,
-    the tile `memory.plan_tile` picks for it (whole when `tiles` is False: a merger that has
-    none) and that `TilePlan`; otherwise `options` as they are and None."""
-    from hdr_gan_tf.memory import MEASURED_BASE_FILTERS, TilePlan, merge_bytes, plan_tile
+    the tile decided for it and the `memory.TilePlan` saying why; otherwise `options` as they
+    are and None. `merger`: "network" (`memory.plan_tile`), "classical" (Debevec's merge,
+    whole or in bands of rows), "whole" (a merger without tiles: fusion, an exported model)."""
+    from hdr_gan_tf import memory
 
     if not options.auto_tile:
         return options, None
-    base_filters = base_filters or MEASURED_BASE_FILTERS
-    if tiles:
-        plan = plan_tile(height, width, options.precision, options.overlap, multiple,
-                         base_filters)
+    base_filters = base_filters or memory.MEASURED_BASE_FILTERS
+    if merger == "network":
+        plan = memory.plan_tile(height, width, options.precision, options.overlap, multiple,
+                                base_filters)
+    elif merger == "classical":
+        plan = memory.classical_plan(height, width)
     else:
-        from hdr_gan_tf.memory import available_memory
-
-        needed, available = merge_bytes(height, width, options.precision), available_memory()
-        plan = TilePlan(0, needed, available, f"whole image (this merger has no tiles): about "
-                                              f"{needed / 2 ** 30:.1f} GB of the "
-                                              f"{available / 2 ** 30:.1f} GB available")
+        needed = memory.merge_bytes(height, width, options.precision, 0, base_filters)
+        plan = memory.TilePlan(0, needed, 0, f"whole image (this merger has no tiles): about "
+                                             f"{needed / 2 ** 30:.1f} GB")
     return dataclasses.replace(options, tile=plan.tile), plan
 
 

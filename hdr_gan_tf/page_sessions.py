@@ -15,12 +15,14 @@ folder and the uploads no other session claims are removed, file by file, so `ac
 longer listing it means its files are gone. A merge that finishes while its tab is disconnected
 is kept, and the next click with the same photos and options shows it.
 
-Uploads that no session claims (a tab closed right after uploading, a client posting to the
-upload route alone) are removed `upload_ttl` seconds after they arrived. A client (an address)
-may hold at most `max_pending_files` and `max_pending_bytes` of them, counting uploads under
-way by their length, and a session at most four times as many claimed: beyond, an upload is
-answered 429 and removed, a claim refused. `sweep` does the removing; `start` runs it every
-second in a thread.
+A session holds the uploads its latest event named (a tab's current photos; those it no longer
+names go) and its last `KEPT_MERGES` merges. Uploads that no session claims (a tab closed right
+after uploading, a client posting to the upload route alone) are removed `upload_ttl` seconds
+after they arrived. A client (an address) may have at most `max_pending_files` and
+`max_pending_bytes` of them, counting uploads under way by their length and refused ones by
+what they sent, and keep at most `SESSION_SHARE` times as much in all its sessions: beyond, an
+upload is answered 429 (and its files removed). `sweep` does the removing; `start` runs it
+every second in a thread.
 """
 
 import contextlib
@@ -42,8 +44,11 @@ GRACE_S = 120.0
 UPLOAD_TTL_S = 600.0
 # Unclaimed uploads allowed per client (address) at a time: a bracket's photos, twice over.
 MAX_PENDING_FILES = 18
-# What one session may claim, as a multiple of the unclaimed bounds.
+# What one client may keep on the page in all its sessions, as a multiple of the unclaimed
+# bounds.
 SESSION_SHARE = 4
+# Merges a session keeps: the newest and the one before it (older ones are no longer shown).
+KEPT_MERGES = 2
 
 
 class Received(typing.NamedTuple):
@@ -98,6 +103,7 @@ class Sessions:
         self._gone_since = {}  # session -> since when it has had no connection
         self._dropped = {}  # session -> connections lost so far (a merge notices one)
         self._kept = {}  # session -> Kept
+        self._merges = {}  # session -> its merge folders, oldest first
         self._count = 0
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -114,22 +120,34 @@ class Sessions:
         return len(pending), (sum(r.size for r in pending) + self._reserved.get(client, 0)
                               + refused)
 
+    def _held_by(self, client):
+        """`(count, bytes)` of every upload of `client` still kept, claimed or not."""
+        kept = [r for r in self._received.values() if r.client == client]
+        return len(kept), sum(r.size for r in kept)
+
     def admit_upload(self, client, size):
         """Reserves `size` bytes for an upload of `client`, or raises UploadRefused when its
-        unclaimed uploads are at their bounds. `received` (or `release`) ends the reservation."""
+        unclaimed uploads, or all it keeps here in any number of sessions, are at their bounds.
+        `received` (or `release`) ends the reservation."""
         with self._lock:
-            count, held = self._pending(client)
+            count, pending = self._pending(client)
             if count >= self.max_pending_files:
                 raise UploadRefused(429, f"{count} uploads of this client are not used by any "
                                          f"page yet; wait for them to be merged or to expire")
-            if held + size > self.max_pending_bytes:
+            if pending + size > self.max_pending_bytes:
                 raise UploadRefused(429, "this client's unused uploads would exceed "
                                          f"{self.max_pending_bytes:,} bytes; try again later")
+            kept, kept_bytes = self._held_by(client)
+            if (kept >= SESSION_SHARE * self.max_pending_files
+                    or kept_bytes + pending + size > SESSION_SHARE * self.max_pending_bytes):
+                raise UploadRefused(429, "this client keeps too many uploads on the page; close "
+                                         "some tabs (their uploads go after a grace)")
             self._reserved[client] = self._reserved.get(client, 0) + size
 
-    def release(self, client, size, refused=False):
-        """Ends a reservation of `admit_upload`; an upload the route `refused` still counts
-        for the TTL (whatever it wrote is removed as a stray by then)."""
+    def release(self, client, size, refused=0):
+        """Ends a reservation of `admit_upload` of `size` bytes; `refused`: the bytes an upload
+        the route refused had sent, which count for the TTL (whatever it wrote is removed as a
+        stray by then)."""
         with self._lock:
             left = self._reserved.get(client, 0) - size
             if left > 0:
@@ -137,7 +155,7 @@ class Sessions:
             else:
                 self._reserved.pop(client, None)
             if refused:
-                self._refused.append((client, size, self.clock()))
+                self._refused.append((client, refused, self.clock()))
 
     def received(self, client, paths):
         """Records the files the upload route wrote for `client` (its answer's paths): only
@@ -174,27 +192,38 @@ class Sessions:
         return info
 
     def claim(self, session, paths):
-        """The uploads `paths` (as an event of `session` named them), now held by `session`
-        until it ends. ValueError naming the first one (by its file name) that is not a file
-        the upload route wrote, or saying the session holds too much; nothing is claimed
-        then."""
+        """The uploads `paths` (the whole list an event of `session` named), now held by
+        `session` until it ends or names a list without them: an upload it no longer names and
+        no other session holds is removed. ValueError naming the first one (by its file name)
+        that is not a file the upload route wrote; nothing changes then."""
         paths = [Path(p) for p in paths]
         with self._lock:
             for path in paths:
                 if path not in self._received or self._upload_stat(path) is None:
                     raise ValueError(f"{path.name or path}: not a photo uploaded to this page "
                                      f"(or it expired); upload it again")
-            held = {p for p, holders in self._holders.items() if session in holders}
-            held.update(paths)
-            if (len(held) > SESSION_SHARE * self.max_pending_files
-                    or sum(self._received[p].size for p in held)
-                    > SESSION_SHARE * self.max_pending_bytes):
-                raise ValueError("this page holds too many uploads; reload it to start afresh")
+            dropped = [p for p, holders in self._holders.items()
+                       if session in holders and p not in paths]
             for path in paths:
                 self._holders.setdefault(path, set()).add(session)
                 self._claimed_at[path] = self.clock()
+            for path in dropped:
+                self._holders[path].discard(session)
+                if not self._holders[path]:
+                    del self._holders[path]
+                    self._forget_upload(path)
             self._touch(session)
         return paths
+
+    def _forget_upload(self, path):
+        """Removes an upload no session holds (under the lock), unless it was uploaded again
+        since it was last claimed: then it is pending again, for the TTL."""
+        received = self._received.get(path)
+        if received and received.at > self._claimed_at.get(path, received.at):
+            return
+        self._received.pop(path, None)
+        self._claimed_at.pop(path, None)
+        _remove_upload(path)
 
     # ---------------------------------------------------------------- a session's folder
     def folder(self, session):
@@ -210,10 +239,17 @@ class Sessions:
             return self._folders[session]
 
     def next_merge(self, session):
-        """A new, not yet existing folder for one merge of `session`."""
+        """A new, not yet existing folder for one merge of `session`; of its earlier merges,
+        all but the last `KEPT_MERGES - 1` are removed (their page shows the newest)."""
         with self._lock:
             self._count += 1
-            return self.folder(session) / f"merge-{self._count}"
+            folder = self.folder(session) / f"merge-{self._count}"
+            merges = self._merges.setdefault(session, [])
+            merges.append(folder)
+            old, merges[:] = merges[:-KEPT_MERGES], merges[-KEPT_MERGES:]
+        for merge in old:
+            _remove_tree_we_made(merge)
+        return folder
 
     # ---------------------------------------------------------------- life and end
     def _touch(self, session):
@@ -308,15 +344,10 @@ class Sessions:
                 if not holders:
                     del self._holders[path]
                     gone.append(path)
-            for table in (self._gone_since, self._dropped, self._kept):
+            for table in (self._gone_since, self._dropped, self._kept, self._merges):
                 table.pop(session, None)
             for path in gone:
-                received = self._received.get(path)
-                if received and received.at > self._claimed_at.get(path, received.at):
-                    continue  # uploaded again since it was claimed: it is another's now
-                self._received.pop(path, None)
-                self._claimed_at.pop(path, None)
-                _remove_upload(path)
+                self._forget_upload(path)
         if folder is not None:
             _remove_tree_we_made(folder)
         return True
@@ -435,8 +466,11 @@ class PageTraffic:
         return await self.app(scope, receive, send)
 
     async def _upload(self, scope, receive, send):
-        client = (scope.get("client") or ("unknown",))[0]
         headers = dict(scope.get("headers") or [])
+        # A forwarding header (which the server believes from a local peer) names whatever
+        # address its sender likes: all such requests share one bound.
+        client = ("forwarded" if b"x-forwarded-for" in headers
+                  else (scope.get("client") or ("unknown",))[0])
         try:
             if b"transfer-encoding" in headers:
                 raise UploadRefused(411, "an upload must give its Content-Length, not a "
@@ -449,7 +483,12 @@ class PageTraffic:
             return await _answer(send, getattr(err, "status", 400), str(err))
         # The answer is held back until the route is done, so that its files are recorded
         # (or refused and removed) before the client can name them.
-        answer = {"start": None, "body": b""}
+        answer = {"start": None, "body": b"", "sent": 0}
+
+        async def counting_receive():
+            message = await receive()
+            answer["sent"] += len(message.get("body", b""))
+            return message
 
         async def holding_send(message):
             if message["type"] == "http.response.start":
@@ -458,11 +497,12 @@ class PageTraffic:
                 answer["body"] += message.get("body", b"")
 
         try:
-            await self.app(scope, receive, holding_send)
+            await self.app(scope, counting_receive, holding_send)
         finally:
             start = answer["start"] or {"type": "http.response.start", "status": 500,
                                         "headers": []}
-            self.sessions.release(client, size, refused=start["status"] != 200)
+            self.sessions.release(client, size,
+                                  refused=answer["sent"] if start["status"] != 200 else 0)
         if start["status"] == 200:
             try:
                 paths = json.loads(answer["body"])

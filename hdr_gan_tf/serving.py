@@ -194,5 +194,5 @@ def saved_model_merger(path, options=None):
         return {"aux1": out["hdr_aux"][0].numpy(), "main": out["hdr"][0].numpy()}
 
     merge.options, merge.branches = options, ["aux1", "main"]
-    merge.plan = lambda height, width: decide_tile(options, height, width, tiles=False)
+    merge.plan = lambda height, width: decide_tile(options, height, width, merger="whole")
     return merge

@@ -28,6 +28,9 @@ from hdr_gan_tf.photos import ROLES, check_bracket_files, exposures_for, load_br
 # preview (Reinhard's and Drago's operators normalise the image, so scaling the HDR before them
 # would change nothing).
 EXPOSURE_STOPS = 4.0
+EXPOSURE_STEP = 0.25
+# Renderings of other exposures and tonemappers kept per merge (the newest).
+KEPT_VIEWS = 4
 DISPLAY_GAMMA = 2.2
 # A merge's files in its folder: `merged.hdr`, `.exr`, `.png` (the preview), `.json`.
 STEM = "merged"
@@ -192,13 +195,17 @@ def render_preview(merged, exposure=0.0, tonemap=None):
     Mertens' picture, the exposure scales the displayed light (gamma 2.2) instead.
     """
     tonemap = tonemap or merged.tonemap
-    exposure = check_preview_options(exposure, tonemap)
+    # On the slider's steps: a client cannot make more renderings than the slider offers.
+    exposure = round(check_preview_options(exposure, tonemap) / EXPOSURE_STEP) * EXPOSURE_STEP
     if exposure == 0 and tonemap == merged.tonemap:
         return merged.preview
     path = merged.folder / "views" / f"{tonemap}_{exposure:.2f}EV.png"  # no "+" in a URL
     if path.exists():
         return path
     path.parent.mkdir(exist_ok=True)  # only while the merge's folder is there
+    earlier = sorted(path.parent.glob("*.png"), key=lambda p: p.stat().st_mtime)
+    for old in earlier[:max(len(earlier) - (KEPT_VIEWS - 1), 0)]:
+        old.unlink(missing_ok=True)  # renderings the page no longer shows
     gain = 2.0 ** exposure
     if merged.preview_hdr is None:  # Mertens' fusion: the picture itself
         from hdr_gan_tf.image_io import read_ldr
@@ -338,7 +345,8 @@ def build_page(merger, sessions):
                 with gr.Row():
                     tonemap = gr.Radio(list(TONEMAPPERS), value="reinhard",
                                        label="Tonemapper", elem_id="tonemap")
-                    exposure = gr.Slider(-EXPOSURE_STOPS, EXPOSURE_STOPS, value=0, step=0.25,
+                    exposure = gr.Slider(-EXPOSURE_STOPS, EXPOSURE_STOPS, value=0,
+                                         step=EXPOSURE_STEP,
                                          label="Preview exposure (EV)", elem_id="exposure")
                 pictures = gr.Gallery(label="The photos merged (and the classical merge)",
                                       columns=4, height=300, object_fit="contain",

@@ -170,7 +170,7 @@ def test_unclaimed_uploads_are_bounded_per_client_and_expire(page):
     assert refused.value.status == 429
     sessions.release("1.2.3.4", 50)
     sessions.admit_upload("1.2.3.4", 20)
-    sessions.release("1.2.3.4", 20, refused=True)  # the route refused it: it counts a while
+    sessions.release("1.2.3.4", 20, refused=20)  # the route refused it: what it sent counts
     with pytest.raises(UploadRefused):
         sessions.admit_upload("1.2.3.4", 50)
     sessions.admit_upload("5.6.7.8", 70)  # another client's own bound
@@ -213,3 +213,36 @@ def test_a_session_folder_is_removed_without_following_links(page, tmp_path):
     assert sessions.sweep() == ["tab"]
     assert (precious / "notes.txt").read_text() == "mine"
     assert not sessions.root.exists() or not any(sessions.root.iterdir())
+
+
+def test_a_tab_holds_its_current_photos_and_its_last_merges(page):
+    sessions, _ = page
+    sessions.connected("tab")
+    first = [_upload(sessions, f"{n}.tif") for n in range(3)]
+    sessions.claim("tab", first)
+    second = [first[0], _upload(sessions, "new.tif")]
+    sessions.claim("tab", second)  # the photos it shows now: the others go
+    assert first[0].is_file() and not first[1].exists() and not first[2].exists()
+    merges = []
+    for _ in range(4):
+        merges.append(sessions.next_merge("tab"))
+        merges[-1].mkdir()
+    assert [m.is_dir() for m in merges] == [False, False, True, True]
+
+
+def test_one_client_keeps_a_bounded_amount_in_any_number_of_sessions(page):
+    sessions, _ = page  # 3 files and 100 bytes pending, four times that kept
+    for n in range(12):
+        sessions.connected(f"tab{n}")
+        sessions.admit_upload("1.2.3.4", 5)
+        sessions.release("1.2.3.4", 5)
+        sessions.claim(f"tab{n}", [_upload(sessions, f"{n}.tif", b"x" * 5)])
+    with pytest.raises(UploadRefused, match="keeps too many uploads"):
+        sessions.admit_upload("1.2.3.4", 5)
+    sessions.admit_upload("5.6.7.8", 5)  # another address is not held back
+    sessions.release("5.6.7.8", 5)
+    sessions.release("1.2.3.4", 0, refused=0)
+    sessions.disconnected("tab0")
+    clock_after(page, 10)
+    sessions.sweep()  # tab0's end frees room
+    sessions.admit_upload("1.2.3.4", 5)

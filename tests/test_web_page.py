@@ -263,7 +263,11 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
         assert addresses <= {f"127.0.0.1:{port}", "data", "blob"}, addresses
         assert _upload(port, 2 ** 20 + 1) == 413 and _upload(port, 1000) == 200  # the file cap
         uploads = Path(page.GRADIO_CACHE)
-        assert any(sessions.iterdir()) and len(list(uploads.rglob("*.tif"))) == 5  # big.tif too
+        # The tab holds the photos it shows (the truncated one it showed first is gone) and
+        # the HTTP upload is no tab's.
+        assert any(sessions.iterdir())
+        assert sorted(p.name for p in uploads.rglob("*.tif")) == sorted(
+            [p.name for p in photos] + ["big.tif"])
         browser.quit()
         browser = None
         # The session's end is one step: once it is no longer active, its files are gone.
@@ -499,6 +503,29 @@ def test_a_client_cannot_fill_the_disk_around_the_bounds(served_page, bracket):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(recording, timeout=30)
     assert refused.value.code == 403
+    forged = [script.upload([(f"f{n}.tif", bytes([n]))],
+                            headers={"X-Forwarded-For": f"10.0.0.{n}"})[0]
+              for n in range(page.sessions.max_pending_files + 1)]
+    assert forged[-1] == 429 and forged[:-1] == [200] * page.sessions.max_pending_files
+
+
+@pytest.mark.slow
+def test_a_tab_keeps_its_last_merges_and_a_few_renderings(served_page, bracket):
+    page, merger, port = served_page
+    photos, ev = bracket
+    tab = PageClient(port)
+    tab.connect()
+    _, paths = tab.upload([(p.name, p.read_bytes()) for p in photos])
+    for _ in range(3):
+        assert "Merged" in _status(tab.call("run_merge", _merge_args(paths, ev)))
+    for exposure in np.arange(-2, 2, 0.01):  # a raw client's finer steps than the slider's
+        assert tab.call("rerender_1", [None, float(exposure), "reinhard"])["success"]
+    merges = sorted(p for p in page.sessions.root.glob("*/merge-*"))
+    assert len(merges) == 2, merges
+    views = list(merges[-1].glob("views/*.png"))
+    assert 0 < len(views) <= 4, views
+    assert all(float(v.stem.split("_")[1][:-2]) % 0.25 == 0 for v in views)
+    tab.disconnect()
 
 
 @pytest.mark.slow
