@@ -325,6 +325,15 @@ def _merge_args(paths, ev, **options):
     return [[file_data(p) for p in paths], ", ".join(ev), *options.values()]
 
 
+def _tab_with(port, photos):
+    """A connected tab of the page and the paths of `photos` uploaded to it."""
+    tab = PageClient(port)
+    tab.connect()
+    status, paths = tab.upload([(p.name, p.read_bytes()) for p in photos])
+    assert status == 200, paths
+    return tab, paths
+
+
 def _hold_merges(merger):
     """Makes each merge of `merger` wait, once begun, until the test says: `(started,
     release)`, two events."""
@@ -384,9 +393,7 @@ def test_a_hostile_client_touches_no_other_sessions_files(served_page, bracket):
 def test_a_tab_that_reconnects_keeps_its_uploads_and_the_merge_it_missed(served_page, bracket):
     page, merger, port = served_page
     photos, ev = bracket
-    tab = PageClient(port)
-    tab.connect()
-    _, uploads = tab.upload([(p.name, p.read_bytes()) for p in photos])
+    tab, uploads = _tab_with(port, photos)
     _status(tab.call("uploaded", [[file_data(p) for p in uploads]]))
 
     # An idle tab's blip, longer than nothing but shorter than the grace.
@@ -513,9 +520,7 @@ def test_a_client_cannot_fill_the_disk_around_the_bounds(served_page, bracket):
 def test_a_tab_keeps_its_last_merges_and_a_few_renderings(served_page, bracket):
     page, merger, port = served_page
     photos, ev = bracket
-    tab = PageClient(port)
-    tab.connect()
-    _, paths = tab.upload([(p.name, p.read_bytes()) for p in photos])
+    tab, paths = _tab_with(port, photos)
     for _ in range(3):
         assert "Merged" in _status(tab.call("run_merge", _merge_args(paths, ev)))
     for exposure in np.arange(-2, 2, 0.01):  # a raw client's finer steps than the slider's
@@ -538,9 +543,7 @@ def test_stopping_the_page_during_a_merge_leaves_nothing(small_log_dir, bracket)
     page, stop = start(merger, port=port, block=False)
     folder = page.sessions.root.parent
     started, release = _hold_merges(merger)
-    tab = PageClient(port)
-    tab.connect()
-    _, paths = tab.upload([(p.name, p.read_bytes()) for p in photos])
+    tab, paths = _tab_with(port, photos)
     # The click's answer never comes (the page stops): its thread is left to the process's end.
     threading.Thread(target=lambda: tab.call("run_merge", _merge_args(paths, ev), timeout=30),
                      daemon=True).start()
