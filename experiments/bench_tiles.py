@@ -35,6 +35,7 @@ def overlap_rows(args):
     from bench_infer import synthetic_photos
     from hdr_gan_tf.config import build_generator
     from hdr_gan_tf.imaging import MU, mu_law
+    from hdr_gan_tf.memory import tile_work
     from hdr_gan_tf.merge import InferenceOptions, merge_exposures, outputs_to_linear
     from hdr_gan_tf.metrics import psnr
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
@@ -56,21 +57,11 @@ def overlap_rows(args):
         tiled = merged(InferenceOptions(tile=args.tile, overlap=overlap))
         diff = np.abs(mu_law(tiled, MU) - mu_law(whole, MU)).max()
         score = psnr(mu_law(tiled, MU), mu_law(whole, MU))
-        work = tile_work(args.height, args.width, args.tile, overlap)
+        work = tile_work(args.height, args.width, args.tile, overlap, multiple=4)
         rows.append({"overlap": overlap, "psnr_mu": score, "max_diff": float(diff),
                      "work": work})
         print(f"{overlap:8d} {score:11.1f} {diff:18.2e} {work:6.2f}", flush=True)
     print(json.dumps(rows))
-
-
-def tile_work(height, width, tile, overlap, multiple=4):
-    """Pixels a tiled merge computes per pixel of the image (`merge.merge_bands`' grid)."""
-    from hdr_gan_tf.merge import tile_starts
-
-    tile = -(-tile // multiple) * multiple
-    th, tw = min(tile, height), min(tile, width)
-    return (len(tile_starts(height, th, overlap)) * th * len(tile_starts(width, tw, overlap))
-            * tw / (height * width))
 
 
 def converted_log_dir(folder, base_filters=32):

@@ -80,5 +80,5 @@ def mertens_merger(options):
         return {"main": mertens_fusion(read(0, shape[1]))}
 
     merge.options, merge.branches, merge.display_referred = options, ["main"], True
-    merge.plan = lambda height, width: decide_tile(options, height, width, merger="whole")
+    merge.plan = lambda height, width: decide_tile(options, height, width, merger="fusion")
     return merge

@@ -107,7 +107,7 @@ def resident_memory():
 
 
 def classical_plan(height, width, bands=True, available=None):
-    """The `TilePlan` of a classical merge (`bands`: Debevec's, which can stream) or fusion:
+    """The `TilePlan` of Debevec's merge (`bands`: it can stream) or Mertens' fusion:
     whole when its estimate fits in `MEMORY_SHARE` of the memory available, else (`bands`)
     streamed in bands of rows (`tile` 256)."""
     available = available_memory() if available is None else available
@@ -117,7 +117,8 @@ def classical_plan(height, width, bands=True, available=None):
         room = ("the memory available is unknown here" if available is None
                 else f"{MEMORY_SHARE:.0%} of the {available / gib:.1f} GB available")
         return TilePlan(0, needed, available or 0,
-                        f"whole image (a classical merge): about {needed / gib:.1f} GB; {room}")
+                        f"whole image (a classical merge or fusion): about {needed / gib:.1f} "
+                        f"GB; {room}")
     return TilePlan(256, int(BASE_BYTES + CLASSICAL_BYTES_PER_PIXEL * 256 * width), available,
                     f"streamed in bands of rows (a classical merge): the whole image would need "
                     f"about {needed / gib:.1f} GB, more than {MEMORY_SHARE:.0%} of the "

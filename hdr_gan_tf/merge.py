@@ -96,7 +96,8 @@ def decide_tile(options, height, width, multiple=4, base_filters=None, merger="n
     """`(options, plan)` for merging one `height` x `width` image: with `options.auto_tile`,
     the tile decided for it and the `memory.TilePlan` saying why; otherwise `options` as they
     are and None. `merger`: "network" (`memory.plan_tile`), "classical" (Debevec's merge,
-    whole or in bands of rows), "whole" (a merger without tiles: fusion, an exported model)."""
+    whole or in bands of rows), "fusion" (Mertens', whole), "whole" (an exported model, whole:
+    the network's estimate)."""
     from hdr_gan_tf import memory
 
     if not options.auto_tile:
@@ -105,8 +106,8 @@ def decide_tile(options, height, width, multiple=4, base_filters=None, merger="n
     if merger == "network":
         plan = memory.plan_tile(height, width, options.precision, options.overlap, multiple,
                                 base_filters)
-    elif merger == "classical":
-        plan = memory.classical_plan(height, width)
+    elif merger in ("classical", "fusion"):
+        plan = memory.classical_plan(height, width, bands=merger == "classical")
     else:
         needed = memory.merge_bytes(height, width, options.precision, 0, base_filters)
         plan = memory.TilePlan(0, needed, 0, f"whole image (this merger has no tiles): about "

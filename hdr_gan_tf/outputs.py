@@ -427,10 +427,10 @@ def check_outputs(files=(), folders=(), inputs=(), overwrite=False, records=None
                 relation = "is the same path as" if relation == "is" else relation
                 raise OutputError(f"{path}: refusing to write here: it {relation} the output "
                                   f"{other} of the same command")
+    records = {Path(p): r for p, r in (records or {}).items()}
     for path, kind in named:
         if kind is None:
-            check_output_file(path, overwrite, inputs,
-                              (records or {}).get(path, (records or {}).get(str(path), ())))
+            check_output_file(path, overwrite, inputs, records.get(path, ()))
         else:
             check_output_dir(path, kind, overwrite, inputs)
 

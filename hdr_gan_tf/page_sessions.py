@@ -479,7 +479,7 @@ class PageTraffic:
             if size < 0:
                 raise UploadRefused(411, "an upload must give its Content-Length")
             self.sessions.admit_upload(client, size)
-        except (ValueError, UploadRefused) as err:
+        except ValueError as err:  # UploadRefused says its status; a bad length is 400
             return await _answer(send, getattr(err, "status", 400), str(err))
         # The answer is held back until the route is done, so that its files are recorded
         # (or refused and removed) before the client can name them.

@@ -300,16 +300,14 @@ def build_page(merger, sessions):
     def rerender(merged, exposure, tonemap, request: gr.Request):
         if merged is None or not merged.folder.is_dir():
             return gr.skip()
-        try:
-            check_preview_options(exposure, tonemap)
-        except ValueError as err:
-            gr.Warning(page_message(err))
-            return gr.skip()
         with sessions.working(session_of(request)):
             try:
                 return str(render_preview(merged, exposure, tonemap))
+            except ValueError as err:  # an exposure or tonemapper the page does not offer
+                gr.Warning(page_message(err))
             except FileNotFoundError:  # the session's files went meanwhile
-                return gr.skip()
+                pass
+        return gr.skip()
 
     def end_session(request: gr.Request):
         sessions.end(session_of(request))

@@ -144,22 +144,6 @@ def _fetch(url):
         return response.read()
 
 
-def _upload(port, size):
-    """The HTTP status of an upload of `size` bytes to the page's upload route."""
-    boundary = "hdr-gan-test-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; "
-            f"filename=\"big.tif\"\r\nContent-Type: image/tiff\r\n\r\n").encode() + (
-        b"\0" * size) + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/gradio_api/upload", data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status
-    except urllib.error.HTTPError as err:
-        return err.code
-
-
 def _decoded_png(data, tmp_path):
     path = tmp_path / f"fetched_{time.time_ns()}.png"
     path.write_bytes(data)
@@ -261,7 +245,9 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
                 addresses.add(url.netloc or url.scheme)
         assert f"127.0.0.1:{port}" in addresses, addresses  # the log did record requests
         assert addresses <= {f"127.0.0.1:{port}", "data", "blob"}, addresses
-        assert _upload(port, 2 ** 20 + 1) == 413 and _upload(port, 1000) == 200  # the file cap
+        client = PageClient(port)  # the file cap
+        assert client.upload([("big.tif", b"\0" * (2 ** 20 + 1))])[0] == 413
+        assert client.upload([("big.tif", b"\0" * 1000)])[0] == 200
         uploads = Path(page.GRADIO_CACHE)
         # The tab holds the photos it shows (the truncated one it showed first is gone) and
         # the HTTP upload is no tab's.
