@@ -103,12 +103,18 @@ def test_lean_inference_order_holds_fewer_full_resolution_maps():
     TensorFlow's allocator in a fresh process (the package selects the BFC allocator, which
     counts), both orders with border strips as a merge runs them. The lean order needs about 5.5
     maps plus the inputs (6.4 measured at 256x384); the graph's own order measured after it in
-    the same process 8.5."""
-    out = subprocess.run([sys.executable, "-c", PEAK_PROBE], capture_output=True, text=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    lean, own = map(float, out.stdout.split()[-2:])
-    assert lean <= 7.5 and own - lean >= 1, (lean, own)
+    the same process 8.5. The peak differs from process to process, with one thread as with
+    several (TensorFlow's executor orders ready ops differently): 5.8 to 8.0 maps for the lean
+    order in 30 processes on an AVX2 AMD EPYC, so each order's median of three processes is
+    compared."""
+    measured = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", PEAK_PROBE], capture_output=True, text=True,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        measured.append(tuple(map(float, out.stdout.split()[-2:])))
+    lean, own = (sorted(values)[1] for values in zip(*measured))
+    assert lean <= 7.5 and own - lean >= 1, measured
 
 
 def test_without_merging_blocks_uses_a_1x1_conv():
