@@ -92,12 +92,12 @@ def write_bracket(folder, height, width):
 def streamed_peak(folder, align):
     """hdr-gan-infer's streamed path on the bracket in `folder`; prints its time and peak."""
     from _bench_common import peak_rss_mb
-    from hdr_gan_tf.classical import debevec_merger
+    from hdr_gan_tf.classical import DebevecMerger
     from hdr_gan_tf.merge_files import merge_and_write
     from hdr_gan_tf.merge import InferenceOptions
     from hdr_gan_tf.photos import load_bracket
 
-    merge = debevec_merger(InferenceOptions(tile=256, overlap=64))
+    merge = DebevecMerger(InferenceOptions(tile=256, overlap=64))
     photos = [str(Path(folder) / f"{n}.tif") for n in ("short", "mid", "long")]
     baseline = peak_rss_mb()
     start = time.perf_counter()
@@ -141,8 +141,9 @@ def main():
         return memory_rows()
     merge = None
     if args.checkpoint:
-        from hdr_gan_tf.merge import InferenceOptions, load_merger
-        merge, _ = load_merger(InferenceOptions(), checkpoint=args.checkpoint, log=print)
+        from hdr_gan_tf.merge import InferenceOptions
+        from hdr_gan_tf.methods import load_merger
+        merge = load_merger(InferenceOptions(), checkpoint=args.checkpoint, log=print)
 
     photos, _ = hand_held(0, 1000, 1500)
     start = time.perf_counter()

@@ -190,13 +190,13 @@ def pipeline_child(args):
     from hdr_gan_tf.config import build_generator
     from hdr_gan_tf.generator import branch_names
     from hdr_gan_tf.merge_files import merge_and_write, streams
-    from hdr_gan_tf.merge import InferenceOptions, generator_merger
+    from hdr_gan_tf.merge import GeneratorMerger, InferenceOptions
     from hdr_gan_tf.photos import load_bracket
     from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
     generator = build_generator()
     load_tf1_weights(REPO / "tests/data/tf1_golden/model", generator)
-    merge = generator_merger(generator, branch_names(generator.scales),
+    merge = GeneratorMerger(generator, branch_names(generator.scales),
                              options=InferenceOptions(tile=args.tile, overlap=args.overlap))
     photos = [str(Path(args.photos) / f"{n}.tif") for n in ("short", "mid", "long")]
     output = Path(args.photos) / f"merged{args.suffix}"

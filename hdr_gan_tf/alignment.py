@@ -14,14 +14,37 @@ memory.
 
 import dataclasses
 import math
+import typing
 
 import cv2
 import numpy as np
 
+from hdr_gan_tf.arrays import as_unit_float, row_reader
 from hdr_gan_tf.imaging import GAMMA
-from hdr_gan_tf.merge import as_unit_float, row_reader
+from hdr_gan_tf.settings import ConfigError
 
-ALIGN_MODES = ("auto", "homography", "translation", "none")
+class AlignMode(typing.NamedTuple):
+    """A way of registering the photos.
+
+    Attributes:
+      name: as the programs and the page offer it.
+      summary: one line for help texts.
+      tries: the motions estimated (`estimate_motion`), in order; none: the photos as they are.
+      keeps: the fitted motions it may use (None: any that `tries` gives).
+    """
+    name: str
+    summary: str
+    tries: tuple
+    keeps: typing.Optional[tuple]
+
+
+ALIGN_MODES = {mode.name: mode for mode in (
+    AlignMode("auto", "a homography or a rigid motion, whichever agrees best, or none where "
+              "neither beats not aligning", ("homography", "translation"), None),
+    AlignMode("homography", "a homography", ("homography",), ("homography",)),
+    AlignMode("translation", "a shift", ("translation",), ("translation",)),
+    AlignMode("none", "the photos as they are (from a tripod; aligned data sets)", (), ()),
+)}
 # Longest side of the reduced copies the motion is estimated on, and of the coarsest level.
 ESTIMATE_SIDE = 1024
 COARSEST_SIDE = 128
@@ -89,9 +112,10 @@ class Alignment:
 
 
 def check_align(mode):
-    """ValueError unless `mode` is one of `ALIGN_MODES` (the flag's enum says it too)."""
+    """ConfigError naming `align` unless `mode` is one of `ALIGN_MODES`; the mode."""
     if mode not in ALIGN_MODES:
-        raise ValueError(f"align must be one of {', '.join(ALIGN_MODES)}, got {mode!r}")
+        raise ConfigError(f"one of {', '.join(ALIGN_MODES)}, not {mode!r}", field="align")
+    return ALIGN_MODES[mode]
 
 
 def reduced_copy(ldrs, side=ESTIMATE_SIDE, factor=None):
@@ -307,7 +331,8 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
     """The `Alignment` of one photo from reduced copies (`reduced_copy`'s `factor`) of it and
     of the reference, under `mode` (one of `ALIGN_MODES`)."""
     identity = np.eye(3)
-    if mode == "none":
+    tries, keeps = ALIGN_MODES[mode].tries, ALIGN_MODES[mode].keeps
+    if not tries:
         return Alignment(identity, "none", mode)
     if min(reduced_reference.shape[:2]) < MIN_ESTIMATE_SIDE:
         height, width = reduced_reference.shape[:2]
@@ -318,7 +343,7 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
         reduced_photo, time, reduced_reference, reference_time)
     unaligned = disagreement(reference, ref_mask, photo, photo_mask, identity)
     candidates, failures = {}, []
-    for motion in (("homography", "translation") if mode == "auto" else (mode,)):
+    for motion in tries:
         if candidates:  # a rigid motion was found: a translation is one of its special cases
             break
         try:
@@ -327,7 +352,7 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
             failures.append(f"{motion}: did not converge")
             continue
         for name, (warp, score) in fits.items():
-            if name != mode and mode != "auto":
+            if keeps is not None and name not in keeps:
                 continue
             if not _believable(warp, reference.shape):
                 failures.append(f"{name}: implausible motion")
@@ -351,10 +376,9 @@ def align_bracket(ldrs, exposure_bias, mode, log=None, estimate_side=ESTIMATE_SI
     """Aligns the short and long photos of a bracket (`[3, H, W, 3]` array, or spooled) onto
     the reference (index 1), estimating on copies whose longest side is at most
     `estimate_side`. Returns `(AlignedBracket or ldrs itself, [3 Alignment])`."""
-    check_align(mode)
     shape, _ = row_reader(ldrs)
     times = 2.0 ** (np.asarray(exposure_bias, np.float64) - np.min(exposure_bias))
-    if mode == "none":
+    if not check_align(mode).tries:
         return ldrs, [Alignment(np.eye(3), "reference" if i == 1 else "none", mode)
                       for i in range(3)]
     reduced, factor = reduced_copy(ldrs, estimate_side)

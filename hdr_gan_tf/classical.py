@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 from hdr_gan_tf.imaging import GAMMA
-from hdr_gan_tf.merge import as_unit_float, decide_tile, row_reader
+from hdr_gan_tf.arrays import as_unit_float, row_reader
+from hdr_gan_tf.merge import Merger
 
 # Rows a banded (streamed) classical merge yields at a time; it is per pixel, so any will do.
 BAND_ROWS = 256
@@ -38,26 +39,28 @@ def debevec_merge(ldrs, exposure_bias, gamma=GAMMA):
     return np.clip(merged, 0.0, 1.0).astype(np.float32)
 
 
-def debevec_merger(options, band_rows=BAND_ROWS):
-    """A `merge(ldrs, ev) -> {"main": linear HDR}` of `debevec_merge` with the interface of
-    `merge.generator_merger` (`merge.bands` yields bands of `band_rows` rows; tiles do not
-    change a per-pixel merge)."""
-    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+class DebevecMerger(Merger):
+    """`debevec_merge` as a `Merger` with the one branch `"main"`; it streams in bands of
+    `band_rows` rows (tiles do not change a per-pixel merge)."""
+    streams = True
+    tile_kind = "classical"
+
+    def __init__(self, options, band_rows=BAND_ROWS):
+        super().__init__(options, ["main"], "Debevec's radiance merge")
+        self.band_rows = band_rows
+
+    def __call__(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         shape, read = row_reader(ldrs)
         return {"main": debevec_merge(read(0, shape[1]), exposure_bias)}
 
-    def bands(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+    def bands(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         shape, read = row_reader(ldrs)
-        starts = range(0, shape[1], band_rows)
+        starts = range(0, shape[1], self.band_rows)
         for done, first in enumerate(starts, start=1):
-            last = min(first + band_rows, shape[1])
+            last = min(first + self.band_rows, shape[1])
             yield first, {"main": debevec_merge(read(first, last), exposure_bias)}
             if progress:
                 progress(done, len(starts))
-
-    merge.bands, merge.options, merge.branches = bands, options, ["main"]
-    merge.plan = lambda height, width: decide_tile(options, height, width, merger="classical")
-    return merge
 
 
 def mertens_fusion(ldrs):
@@ -71,14 +74,16 @@ def mertens_fusion(ldrs):
     return np.clip(fused, 0.0, 1.0).astype(np.float32)
 
 
-def mertens_merger(options):
-    """A merge whose `"main"` is `mertens_fusion`, marked `display_referred`: the programs show
-    it as the preview and write no HDR file. Fusion blends whole pyramids, so it has no
-    `bands`; `hdr-gan-infer` fuses a copy reduced to the preview's size instead."""
-    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+class MertensMerger(Merger):
+    """`mertens_fusion` as a display-referred `Merger` (branch `"main"`): the programs show it
+    as the preview and write no HDR file. Fusion blends whole pyramids, so it does not stream;
+    `hdr-gan-infer` fuses a copy reduced to the preview's size instead."""
+    display_referred = True
+    tile_kind = "fusion"
+
+    def __init__(self, options):
+        super().__init__(options, ["main"], "Mertens' exposure fusion (display-referred)")
+
+    def __call__(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
         shape, read = row_reader(ldrs)
         return {"main": mertens_fusion(read(0, shape[1]))}
-
-    merge.options, merge.branches, merge.display_referred = options, ["main"], True
-    merge.plan = lambda height, width: decide_tile(options, height, width, merger="fusion")
-    return merge

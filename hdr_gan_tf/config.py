@@ -24,58 +24,15 @@ from hdr_gan_tf.generator import Generator, parse_branches
 from hdr_gan_tf.image_io import MAX_PIXELS
 from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.losses import SPHERE_REFERENCES
+from hdr_gan_tf.settings import (PRECISIONS, ConfigError, _require,  # noqa: F401 (re-exported)
+                                 check_settings, setting)
 
 CONFIG_FILE = "config.json"
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 # What the kernel variables of a log dir's checkpoints hold: the raw kernels W of Miyato's
 # spectral normalisation (`hdr_gan_tf.layers.SpectralNorm`). Log dirs without it were written by
 # versions before 0.2.0, which stored W/σ in the kernel variables instead.
 SPECTRAL_NORM = "miyato"
 STRATEGIES = ("default", "mirrored", "multi_worker")
-
-
-class ConfigError(ValueError):
-    """A log dir, checkpoint or configuration that cannot be used.
-
-    `field` names the configuration field at fault, if one is (the programs show it as the
-    flag `--<field>`); the message then starts with it.
-    """
-
-    def __init__(self, message, field=None):
-        super().__init__(f"{field}: {message}" if field else message)
-        self.field = field
-        self.detail = message
-
-
-def _require(condition, field, message):
-    if not condition:
-        raise ConfigError(message, field=field)
-
-
-def setting(default, help, *, choices=None, at_least=None, at_most=None):
-    """A configuration field, declared once: its default, its help text (the flag's), and the
-    values it takes (`choices`, or numbers between `at_least` and `at_most`; floats must be
-    finite). `check_settings` enforces them; `hdr-gan-train`'s flags are generated from them."""
-    return dataclasses.field(default=default, metadata={
-        "help": help, "choices": tuple(choices) if choices else None, "at_least": at_least,
-        "at_most": at_most})
-
-
-def check_settings(record):
-    """Checks every field of a configuration dataclass against its `setting` metadata."""
-    for field in dataclasses.fields(record):
-        value, meta = getattr(record, field.name), field.metadata
-        if isinstance(value, float):
-            _require(math.isfinite(value), field.name, f"must be a finite number, got {value}")
-        if meta.get("choices") is not None:
-            _require(value in meta["choices"], field.name, "must be one of "
-                     f"{', '.join(map(str, meta['choices']))}, got {value!r}")
-        if meta.get("at_least") is not None:
-            _require(value >= meta["at_least"], field.name,
-                     f"must be at least {meta['at_least']:g}, got {value}")
-        if meta.get("at_most") is not None:
-            _require(value <= meta["at_most"], field.name,
-                     f"must be at most {meta['at_most']:g}, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +82,7 @@ class TrainingConfig:
         "headers, before they are decoded.", at_least=1)
     cache: str = setting(
         "auto", "Where the decoded training scenes are kept: memory; disk (decoded once into "
-        "--cache_dir, patches read from there with bounded memory; later runs reuse it); "
+        "the cache folder, cache_dir; patches read from there with bounded memory; later runs reuse it); "
         "auto: disk when the image headers announce more than half the available memory.",
         choices=CACHE_MODES)
     cache_dir: typing.Optional[str] = setting(

@@ -2,44 +2,77 @@
 
 The μ-law curve is what the network is trained on, but on a screen it looks flat and washed
 out; a raw linear image looks almost black. Previews therefore default to Reinhard's operator
-(OpenCV), with Drago and μ-law selectable.
+(OpenCV), with the others of `TONEMAPPERS` selectable (adding one is one entry there).
 """
 
 import math
+import typing
 
 import cv2
 import numpy as np
 
 from hdr_gan_tf.imaging import mu_law
-
-TONEMAPPERS = ("reinhard", "drago", "mu_law")
+from hdr_gan_tf.settings import ConfigError
 
 # Previews larger than this are reduced by a whole factor (a 24-megapixel merge gets a
 # 2000x1333 preview): a screen shows no more, and the tonemappers hold several float copies.
 PREVIEW_MAX_PIXELS = 4_000_000
 
 
+def _opencv(operator):
+    def apply(hdr):
+        # OpenCV works in BGR and needs strictly positive input for its log-luminance.
+        bgr = np.ascontiguousarray(hdr[..., ::-1]) + 1e-8
+        return np.nan_to_num(np.clip(operator().process(bgr)[..., ::-1], 0, 1))
+    return apply
+
+
+def _mu_law_display(hdr):
+    return np.clip(mu_law(np.minimum(hdr, 1)), 0, 1)  # the curve is defined on [0, 1]
+
+
+class Tonemapper(typing.NamedTuple):
+    """A display tonemapper.
+
+    Attributes:
+      name: as the programs and the page offer it.
+      summary: one line for help texts.
+      apply: linear HDR `[H, W, 3]` (not negative) -> display RGB in [0, 1].
+      normalises: True if it maps a scaled image to the same picture (so that a preview's
+        exposure must scale the displayed light instead of the HDR image).
+    """
+    name: str
+    summary: str
+    apply: typing.Callable
+    normalises: bool
+
+
+TONEMAPPERS = {t.name: t for t in (
+    Tonemapper("reinhard", "Reinhard's global operator (OpenCV), the default",
+               _opencv(lambda: cv2.createTonemapReinhard(gamma=2.2, intensity=0.0,
+                                                         light_adapt=0.8, color_adapt=0.0)),
+               True),
+    Tonemapper("drago", "Drago's logarithmic operator (OpenCV)",
+               _opencv(lambda: cv2.createTonemapDrago(gamma=2.2, saturation=1.0, bias=0.85)),
+               True),
+    Tonemapper("mu_law", "the μ-law curve the network is trained on, [0, 1] as is",
+               _mu_law_display, False),
+)}
+DEFAULT_TONEMAPPER = "reinhard"
+
+
 def check_tonemapper(method):
-    """ValueError unless `method` is one of `TONEMAPPERS`."""
+    """ConfigError naming `tonemap` unless `method` is one of `TONEMAPPERS`."""
     if method not in TONEMAPPERS:
-        raise ValueError(f"unknown tonemapper {method!r}; choose from {', '.join(TONEMAPPERS)}")
+        raise ConfigError(f"unknown tonemapper {method!r}; choose from "
+                          f"{', '.join(TONEMAPPERS)}", field="tonemap")
+    return TONEMAPPERS[method]
 
 
-def tonemap_for_display(hdr, method="reinhard"):
-    """Linear HDR `[H, W, 3]` -> display RGB in [0, 1]."""
-    check_tonemapper(method)
-    hdr = np.maximum(np.asarray(hdr, np.float32), 0)
-    if method == "mu_law":  # the curve is defined on [0, 1]
-        return np.clip(mu_law(np.minimum(hdr, 1)), 0, 1)
-    if method == "reinhard":
-        operator = cv2.createTonemapReinhard(gamma=2.2, intensity=0.0, light_adapt=0.8,
-                                             color_adapt=0.0)
-    else:  # drago
-        operator = cv2.createTonemapDrago(gamma=2.2, saturation=1.0, bias=0.85)
-    # OpenCV works in BGR and needs strictly positive input for its log-luminance.
-    bgr = np.ascontiguousarray(hdr[..., ::-1]) + 1e-8
-    out = operator.process(bgr)
-    return np.nan_to_num(np.clip(out[..., ::-1], 0, 1))
+def tonemap_for_display(hdr, method=DEFAULT_TONEMAPPER):
+    """Linear HDR `[H, W, 3]` -> display RGB in [0, 1] with the tonemapper `method`."""
+    tonemapper = check_tonemapper(method)
+    return tonemapper.apply(np.maximum(np.asarray(hdr, np.float32), 0))
 
 
 def _mu_law(hdr):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from hdr_gan_tf.display import bar_chart, comparison_panel
-from hdr_gan_tf.image_io import MAX_PIXELS, read_hdr, write_hdr, write_ldr
+from hdr_gan_tf.image_io import HDR_SUFFIXES, MAX_PIXELS, read_hdr, write_hdr, write_ldr
 from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.imaging import MU
 from hdr_gan_tf.metrics import METRICS, PU21_DISPLAY_PEAK, hdr_metrics
@@ -178,7 +178,7 @@ def find_predictions(folder, scene_names):
     def visit(directory, depth):
         for entry in sorted(directory.iterdir()):
             name = entry.relative_to(folder).as_posix()
-            if entry.is_file() and entry.suffix.lower() in (".exr", ".hdr"):
+            if entry.is_file() and entry.suffix.lower() in HDR_SUFFIXES:
                 found.setdefault(name[:-len(entry.suffix)], []).append(entry)
             elif entry.is_dir() and (entry / "hdr_main.exr").is_file():
                 found.setdefault(name, []).append(entry / "hdr_main.exr")

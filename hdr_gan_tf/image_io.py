@@ -24,12 +24,13 @@ import numpy as np
 import OpenEXR
 
 from hdr_gan_tf.outputs import DiskFull, atomic_output, is_disk_full
+from hdr_gan_tf.settings import SettingError
 
 LDR_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 HDR_SUFFIXES = (".hdr", ".exr")
 
 
-class ImageError(ValueError):
+class ImageError(SettingError):
     """An image file that cannot be used; the message names the file and the problem."""
 
 
@@ -82,7 +83,7 @@ def probe(path, max_pixels=MAX_PIXELS):
     if width * height > max_pixels:
         raise ImageError(f"{path}: its header says {width}x{height} = {width * height:,} pixels, "
                          f"more than the limit of {max_pixels:,}; refusing to decode it "
-                         f"(--max_pixels raises the limit)")
+                         f"({{max_pixels}} raises the limit)", mentions=["max_pixels"])
     if actual == "PNG" and not _png_complete(path):
         raise ImageError(f"{path}: truncated PNG (its chunks end before the IEND chunk)")
     if actual == "JPEG" and not _jpeg_complete(path):

@@ -19,16 +19,17 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
-from hdr_gan_tf.config import PRECISIONS, ConfigError
+from hdr_gan_tf.arrays import MIN_SIDE, as_unit_float, row_reader
 from hdr_gan_tf.imaging import inverse_mu_law, network_inputs
+from hdr_gan_tf.memory import (MEASURED_BASE_FILTERS, TilePlan, classical_plan, merge_bytes,
+                               plan_tile)
+from hdr_gan_tf.settings import PRECISIONS, ConfigError, setting
 
 # The fixed order of `Generator.infer_lean` costs time and saves memory in proportion to the
 # image, so it pays on large images only (docs/performance.md, `bench_infer.py`).
 LEAN_FROM_PIXELS = 512 * 512
 # Border strips pay on large maps only; below this the padded copy costs little.
 STRIPS_FROM_PIXELS = 128 * 128
-# Reflect padding needs a pixel to reflect: the smallest side a merge takes.
-MIN_SIDE = 2
 # The precisions a merge is offered in (float16, a training precision, is not).
 MERGE_PRECISIONS = ("float32", "bfloat16")
 
@@ -53,11 +54,15 @@ class InferenceOptions:
       ConfigError naming the field (`tile`, `overlap`, `precision`) of a value that cannot be
       used.
     """
-    tile: int = 0
-    overlap: int = 32
-    precision: str = "float32"
+    tile: int = setting(0, "auto: merge each image whole when the memory available allows, "
+                        "else in the tiles that fit and compute the fewest pixels (the choice is "
+                        "printed and recorded); 0: always whole; a side in pixels: tiles of that "
+                        "side, bounding memory.")
+    overlap: int = setting(32, "Tile overlap in pixels (blended).", at_least=0)
+    precision: str = setting("float32", "Compute precision.", choices=MERGE_PRECISIONS)
     auto_tile: bool = False
-    jit_compile: bool = False
+    jit_compile: bool = setting(False, "Compile the network with XLA (faster on CPUs; one "
+                                "compilation per image or tile size).")
     lean_from_pixels: int = LEAN_FROM_PIXELS
     strips_from_pixels: int = STRIPS_FROM_PIXELS
 
@@ -98,19 +103,17 @@ def decide_tile(options, height, width, multiple=4, base_filters=None, merger="n
     are and None. `merger`: "network" (`memory.plan_tile`), "classical" (Debevec's merge,
     whole or in bands of rows), "fusion" (Mertens', whole), "whole" (an exported model, whole:
     the network's estimate)."""
-    from hdr_gan_tf import memory
-
     if not options.auto_tile:
         return options, None
-    base_filters = base_filters or memory.MEASURED_BASE_FILTERS
+    base_filters = base_filters or MEASURED_BASE_FILTERS
     if merger == "network":
-        plan = memory.plan_tile(height, width, options.precision, options.overlap, multiple,
-                                base_filters)
+        plan = plan_tile(height, width, options.precision, options.overlap, multiple,
+                         base_filters)
     elif merger in ("classical", "fusion"):
-        plan = memory.classical_plan(height, width, bands=merger == "classical")
+        plan = classical_plan(height, width, bands=merger == "classical")
     else:
-        needed = memory.merge_bytes(height, width, options.precision, 0, base_filters)
-        plan = memory.TilePlan(0, needed, 0, f"whole image (this merger has no tiles): about "
+        needed = merge_bytes(height, width, options.precision, 0, base_filters)
+        plan = TilePlan(0, needed, 0, f"whole image (this merger has no tiles): about "
                                              f"{needed / 2 ** 30:.1f} GB")
     return dataclasses.replace(options, tile=plan.tile), plan
 
@@ -226,24 +229,6 @@ def _ramp(length, start, size, overlap):
     return w
 
 
-def as_unit_float(window):
-    """An LDR window as float32 in [0, 1]: floats as they are, 8-/16-bit integers scaled."""
-    if window.dtype == np.uint8:
-        return window.astype(np.float32) / np.float32(255)
-    if window.dtype == np.uint16:
-        return window.astype(np.float32) / np.float32(65535)
-    return window.astype(np.float32, copy=False)
-
-
-def row_reader(ldrs):
-    """`(shape, read)` of a bracket given as an array (or array-like) or a `SpooledImages`:
-    `read(first, last)` returns rows `first .. last - 1`, `[3, last - first, W, 3]`."""
-    if hasattr(ldrs, "rows"):
-        return ldrs.shape, ldrs.rows
-    ldrs = np.asarray(ldrs)
-    return ldrs.shape, lambda first, last: ldrs[:, first:last]
-
-
 def merge_exposures(generator, ldrs, exposure_bias, mu=None, progress=None, branches=None,
                     options=InferenceOptions()):
     """Merges one set of three LDRs into HDR, whole or in tiles.
@@ -355,83 +340,82 @@ def outputs_to_linear(outputs, mu):
     return [inverse_mu_law(np.clip((y + 1) / 2, 0, 1), mu) for y in outputs]
 
 
-def generator_merger(generator, branches, mu=None, options=InferenceOptions()):
-    """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` for a Keras generator, run
-    as `options` say (`hdr_gan_tf.serving.saved_model_merger` is the same for an exported
-    model; `load_merger` picks one).
+class Merger:
+    """A merge method ready to run: `merger(ldrs, exposure_bias)` -> `{branch: image}`.
 
-    `merge(..., wanted=names)` computes only the named branches (all by default);
-    `merge.bands(...)` is the tiled merge that yields the result a band of rows at a time;
-    `merge.options` and `merge.branches` say how it runs and what it gives; `merge.plan(H, W)`
-    decides the tile of one image (`decide_tile`), and `decided=` (its options) makes a call
-    run with them.
-    `mu`: the generator's μ unless given.
+    Every method (`hdr_gan_tf.methods.METHODS`) makes one. Subclasses set the attributes and
+    define `__call__`; those that can stream define `bands`.
+
+    Attributes:
+      options: the `InferenceOptions` it runs with.
+      branches: names of the images it can return, the main result last.
+      description: what it runs (a checkpoint, a folder, a method), for logs and sidecars.
+      display_referred: True if it returns a picture to look at rather than radiance, so that
+        no HDR file is written.
+      streams: True if `bands` yields the result in bands of rows without holding it whole.
+      tile_kind: how its memory is estimated (`decide_tile`'s `merger`).
     """
-    mu = generator.mu if mu is None else mu
-    multiple = 2 ** (generator.scales - 1)
+    display_referred = False
+    streams = False
+    tile_kind = "network"
 
-    def plan(height, width):
-        return decide_tile(options, height, width, multiple, generator.base_filters)
+    def __init__(self, options, branches, description):
+        self.options, self.branches, self.description = options, list(branches), description
 
-    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
-        names = list(branches) if wanted is None else list(wanted)
-        decided = decided or plan(*row_reader(ldrs)[0][1:3])[0]
-        outputs = merge_exposures(generator, ldrs, exposure_bias, mu, progress,
-                                  [branches.index(n) for n in names], decided)
-        return dict(zip(names, outputs_to_linear(outputs, mu)))
+    def __call__(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+        """Args:
+          ldrs: `[3, H, W, 3]` photos (short, reference, long), float in [0, 1] or 8-/16-bit
+            integers, or a `SpooledImages`.
+          exposure_bias: `[3]` EVs.
+          progress: called with (tiles done, tiles in all).
+          wanted: the branches to compute (default: all).
+          decided: the options `plan` decided for this image (default: decided here).
 
-    def bands(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
-        """Tiled merge as `merge_bands`: yields `(first_row, {branch: linear HDR rows})`."""
-        names = list(branches) if wanted is None else list(wanted)
-        decided = decided or plan(*row_reader(ldrs)[0][1:3])[0]
-        for first, rows in merge_bands(generator, ldrs, exposure_bias, mu, progress,
-                                       [branches.index(n) for n in names], decided):
-            yield first, dict(zip(names, outputs_to_linear(rows, mu)))
+        Returns:
+          `{branch: [H, W, 3] float32}`: linear HDR in [0, 1] on the network's scale, or a
+          display-referred picture where `display_referred`.
+        """
+        raise NotImplementedError
 
-    merge.bands, merge.options, merge.branches, merge.plan = bands, options, list(branches), plan
-    return merge
+    def bands(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+        """Yields `(first_row, {branch: rows})` top to bottom; by default the whole result as
+        one band."""
+        yield 0, self(ldrs, exposure_bias, progress, wanted, decided)
 
-
-METHODS = ("network", "debevec", "mertens")
-
-
-def check_method(method, checkpoint=None, saved_model=None):
-    """ConfigError unless `method` is one of `METHODS` and has what it needs: the network
-    exactly one of a checkpoint and a SavedModel, a classical merge neither."""
-    if method not in METHODS:
-        raise ConfigError(f"one of {', '.join(METHODS)}, not {method!r}", field="method")
-    if method != "network" and (checkpoint or saved_model):
-        raise ConfigError(f"{method} is a classical merge and takes no model; give no "
-                          f"checkpoint or SavedModel with it", field="method")
-    if method == "network" and not (checkpoint or saved_model):
-        raise ConfigError("the network needs a trained model (a log dir or checkpoint)",
-                          field="checkpoint")
-    if method == "network" and checkpoint and saved_model:
-        raise ConfigError("give one of a checkpoint and a SavedModel, not both",
-                          field="saved_model")
+    def plan(self, height, width):
+        """`(options, memory.TilePlan or None)` for one `height` x `width` image."""
+        return decide_tile(self.options, height, width, merger=self.tile_kind)
 
 
-def load_merger(options, checkpoint=None, saved_model=None, method="network", log=print):
-    """The merge of a log dir's (or checkpoint's) generator, restored in `options.precision`,
-    or of an exported SavedModel: exactly one of `checkpoint` and `saved_model`; or, with
-    `method="debevec"` and neither, the classical radiance merge (`classical.debevec_merger`),
-    with `method="mertens"` exposure fusion (`classical.mertens_merger`, display-referred).
+class GeneratorMerger(Merger):
+    """A Keras generator's merge, run as `options` say, whole or in tiles (`merge_exposures`,
+    `merge_bands`); its branches are the generator's outputs (`generator.branch_names`).
+    `mu`: the generator's μ unless given."""
+    streams = True
 
-    Returns `(merge, description)`: the merge as `generator_merger` makes it and the checkpoint
-    prefix, SavedModel folder or method it runs.
-    """
-    from hdr_gan_tf.checkpoints import restore_generator
-    from hdr_gan_tf.generator import branch_names
-    from hdr_gan_tf.serving import saved_model_merger
+    def __init__(self, generator, branches, mu=None, options=InferenceOptions(),
+                 description="generator"):
+        super().__init__(options, branches, description)
+        self.generator = generator
+        self.mu = generator.mu if mu is None else mu
 
-    check_method(method, checkpoint, saved_model)
-    if method == "debevec":
-        from hdr_gan_tf.classical import debevec_merger
-        return debevec_merger(options), "Debevec's radiance merge"
-    if method == "mertens":
-        from hdr_gan_tf.classical import mertens_merger
-        return mertens_merger(options), "Mertens' exposure fusion (display-referred)"
-    if saved_model:
-        return saved_model_merger(saved_model, options), str(saved_model)
-    generator, _, prefix = restore_generator(checkpoint, options.precision, log=log)
-    return generator_merger(generator, branch_names(generator.scales), options=options), prefix
+    def plan(self, height, width):
+        return decide_tile(self.options, height, width, 2 ** (self.generator.scales - 1),
+                           self.generator.base_filters)
+
+    def _decided(self, ldrs, wanted, decided):
+        names = list(self.branches) if wanted is None else list(wanted)
+        decided = decided or self.plan(*row_reader(ldrs)[0][1:3])[0]
+        return names, [self.branches.index(n) for n in names], decided
+
+    def __call__(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+        names, indices, decided = self._decided(ldrs, wanted, decided)
+        outputs = merge_exposures(self.generator, ldrs, exposure_bias, self.mu, progress,
+                                  indices, decided)
+        return dict(zip(names, outputs_to_linear(outputs, self.mu)))
+
+    def bands(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+        names, indices, decided = self._decided(ldrs, wanted, decided)
+        for first, rows in merge_bands(self.generator, ldrs, exposure_bias, self.mu, progress,
+                                       indices, decided):
+            yield first, dict(zip(names, outputs_to_linear(rows, self.mu)))

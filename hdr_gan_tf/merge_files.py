@@ -10,6 +10,9 @@ import time
 import typing
 from pathlib import Path
 
+from hdr_gan_tf.formats import FORMATS, band_writer, format_of
+from hdr_gan_tf.settings import ConfigError
+
 
 class Written(typing.NamedTuple):
     """What `merge_and_write` wrote, and the preview's HDR image for a caller that shows it."""
@@ -19,12 +22,15 @@ class Written(typing.NamedTuple):
 
 
 def check_fusion_options(method, tile=0, exr=False):
-    """ValueError naming `--exr` or `--tile` when `method` is Mertens' fusion, which writes no
-    HDR file, only the preview (made at the preview's size)."""
-    for flag, value in (("exr", exr), ("tile", tile)):
-        if method == "mertens" and value:
-            raise ValueError(f"--{flag}: Mertens' fusion writes no HDR file, only the preview "
-                             f"(made at the preview's size); leave --{flag} out")
+    """ConfigError naming `exr` or `tile` when `method` is display-referred (Mertens' fusion),
+    which writes no HDR file, only the preview (made at the preview's size)."""
+    from hdr_gan_tf.methods import METHODS
+
+    for field, value in (("exr", exr), ("tile", tile)):
+        if METHODS[method].display_referred and value:
+            raise ConfigError(f"{method} makes a picture to look at and writes no HDR file, "
+                              f"only the preview (made at the preview's size); leave {{{field}}} "
+                              f"out", field=field, mentions=[field])
 
 
 def streams(tile):
@@ -37,8 +43,8 @@ def hdr_outputs(output, exr=False):
     """The HDR files a merge to `output` writes: `output`, and with `exr` an OpenEXR copy
     beside a `.hdr` one."""
     output = Path(output)
-    return [output] + ([output.with_suffix(".exr")]
-                       if exr and output.suffix.lower() == ".hdr" else [])
+    copy = output.with_suffix(FORMATS["exr"].suffix)
+    return [output] + ([copy] if exr and copy != output else [])
 
 
 def sidecar_path(output):
@@ -46,13 +52,13 @@ def sidecar_path(output):
     return Path(output).with_suffix(".json")
 
 
-def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhard", log=print,
+def merge_and_write(merge, bracket, output, preview, exr=False, tonemap=None, log=print,
                     model=None, align="none", panel=False, program="hdr-gan-infer",
                     decided=None, plan=None):
     """Merges a loaded bracket (`hdr_gan_tf.photos.load_bracket`) and writes the HDR file(s),
     the preview PNG and the sidecar `sidecar_path(output)`: the photos with their EVs and where
     those came from, the reference, how each photo maps onto it (`align`, one of
-    `alignment.ALIGN_MODES`), the merge (`model`: what `merge.load_merger` described; its
+    `alignment.ALIGN_MODES`), the merge (`model`, by default the merger's `description`; its
     options) and the time taken. `panel`: also `panel_path(output)`, the reference photo and
     the previews without and with alignment side by side (the one without merged from a copy
     reduced to the preview's size).
@@ -67,8 +73,10 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap="reinhar
     decided them already (`merge.plan`; it loaded the photos accordingly, spooled or not);
     else they are decided here. Returns `Written`.
     """
+    from hdr_gan_tf.display import DEFAULT_TONEMAPPER
     from hdr_gan_tf.outputs import output_set
 
+    tonemap = tonemap or DEFAULT_TONEMAPPER
     with output_set() as staged:
         return _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model,
                                 align, panel, program, staged, decided, plan)
@@ -82,7 +90,7 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
 
     from hdr_gan_tf import __version__
     from hdr_gan_tf.display import PreviewImage, tonemap_for_display
-    from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr, write_ldr
+    from hdr_gan_tf.image_io import write_ldr
     from hdr_gan_tf.outputs import fingerprint, write_text
 
     from hdr_gan_tf.alignment import align_bracket
@@ -101,7 +109,7 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
     progress = progress_printer(log)
     reduced = PreviewImage(height, width)
     paths = hdr_outputs(output, exr)
-    if getattr(merge, "display_referred", False):
+    if merge.display_referred:
         # A fused picture, not radiance: made at the preview's size, written as the preview.
         from hdr_gan_tf.alignment import reduced_copy
 
@@ -111,9 +119,7 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
         log("Mertens' fusion is display-referred: no HDR file is written, only the preview")
     elif streams(tile):
         with contextlib.ExitStack() as stack:
-            writers = [stack.enter_context((exr_rows if p.suffix.lower() == ".exr"
-                                            else radiance_rows)(p, height, width))
-                       for p in paths]
+            writers = [stack.enter_context(band_writer(p, height, width)) for p in paths]
             for _, rows in merge.bands(ldrs, ev, progress, wanted=["main"], decided=decided):
                 for write in writers:
                     write(rows["main"])
@@ -123,7 +129,7 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
             ldrs = ldrs.rows(0, height)
         hdr = merge(ldrs, ev, progress, wanted=["main"], decided=decided)["main"]
         for path in paths:
-            write_hdr(path, hdr)
+            format_of(path).write(path, hdr)
         reduced.add(hdr)
         del hdr
     preview_hdr = reduced.image() if paths else None
@@ -145,7 +151,7 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
                for photo, value in bracket.unused], key=lambda p: p["ev"]),
         "ev_source": bracket.ev_source, "reference": str(bracket.photos[1]),
         "chosen_by": bracket.chosen_by,
-        "merged_by": model,
+        "merged_by": model or merge.description,
         "options": dataclasses.asdict(decided), "size": [width, height],
         **({"tile_plan": plan.reason} if plan else {}),
         "outputs": [str(p) for p in paths], "preview": str(preview),
@@ -169,11 +175,11 @@ def _panel(merge, bracket, shown, factor, tonemap, align):
 
     small, _ = reduced_copy(bracket.ldrs, factor=factor)
     merged = merge(small, bracket.ev)["main"]
-    unaligned = merged if getattr(merge, "display_referred", False) else tonemap_for_display(
+    unaligned = merged if merge.display_referred else tonemap_for_display(
         merged, tonemap)
     size = (shown.shape[1], shown.shape[0])
-    tiles = [(small[1], "reference photo"), (unaligned, "--align=none"),
-             (shown, f"--align={align}")]
+    tiles = [(small[1], "reference photo"), (unaligned, "align: none"),
+             (shown, f"align: {align}")]
     return np.concatenate([label(cv2.resize(image, size, interpolation=cv2.INTER_AREA), text)
                            for image, text in tiles], axis=1)
 

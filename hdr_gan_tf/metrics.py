@@ -6,6 +6,8 @@ window 11, σ 1.5, K1 0.01, K2 0.03) over the window positions that fit inside t
 `tf.image.ssim` does, averaged over the channels.
 """
 
+import typing
+
 import cv2
 import numpy as np
 
@@ -94,37 +96,58 @@ def pu21_ssim(hdr, hdr_gt, display_peak=PU21_DISPLAY_PEAK):
                 pu21_encode(gt @ _LUMINANCE_WEIGHTS)[..., None], PU21_PEAK)
 
 
-METRICS = ("psnr_mu", "psnr_l", "ssim_mu", "ssim_l", "pu21_psnr", "pu21_ssim")
+def _in_mu_law(measure):
+    return lambda hdr, hdr_gt, display_peak: measure(mu_law(hdr, MU), mu_law(hdr_gt, MU))
+
+
+def _linear(measure):
+    return lambda hdr, hdr_gt, display_peak: measure(hdr, hdr_gt)
+
+
+class Metric(typing.NamedTuple):
+    """A score of a linear HDR estimate against the ground truth.
+
+    Attributes:
+      name: its column in tables, CSV and JSON.
+      summary: what it measures, in a few words.
+      score: `score(hdr, hdr_gt, display_peak)` -> float (float64 arrays, finite).
+    """
+    name: str
+    summary: str
+    score: typing.Callable
+
+
+METRIC_TABLE = {m.name: m for m in (
+    Metric("psnr_mu", "PSNR of the μ-law tonemapped images", _in_mu_law(psnr)),
+    Metric("psnr_l", "PSNR of the linear images", _linear(psnr)),
+    Metric("ssim_mu", "SSIM of the μ-law tonemapped images", _in_mu_law(ssim)),
+    Metric("ssim_l", "SSIM of the linear images", _linear(ssim)),
+    Metric("pu21_psnr", "PSNR of the PU21-encoded luminance on a display", pu21_psnr),
+    Metric("pu21_ssim", "SSIM of the PU21-encoded luminance on a display", pu21_ssim),
+)}
+# The names, in the order of tables.
+METRICS = tuple(METRIC_TABLE)
 
 
 def hdr_metrics(hdr, hdr_gt, names=METRICS, display_peak=PU21_DISPLAY_PEAK):
-    """PSNR-μ, PSNR-L, SSIM-μ, SSIM-L, PU21-PSNR and PU21-SSIM (or those of `names`) of a linear
-    HDR estimate against the ground truth. The μ-law of the metrics is the paper's, μ = 5000,
-    whatever μ a model was trained with, so that scores stay comparable; PU21 shows the ground
-    truth's peak at `display_peak` cd/m².
+    """The `METRIC_TABLE` scores of `names` (default all: PSNR-μ, PSNR-L, SSIM-μ, SSIM-L,
+    PU21-PSNR and PU21-SSIM) of a linear HDR estimate against the ground truth. The μ-law of
+    the metrics is the paper's, μ = 5000, whatever μ a model was trained with, so that scores
+    stay comparable; PU21 shows the ground truth's peak at `display_peak` cd/m².
 
-    Raises ValueError when an image holds NaN or Inf: a score is a number or nothing (a PSNR of
-    identical images is +inf, the one score that may not be finite).
+    Raises ValueError when an image holds NaN or Inf or a name is not a metric: a score is a
+    number or nothing (a PSNR of identical images is +inf, the one score that may not be
+    finite).
     """
+    unknown = [name for name in names if name not in METRIC_TABLE]
+    if unknown:
+        raise ValueError(f"unknown metrics {', '.join(map(repr, unknown))}; choose from "
+                         f"{', '.join(METRICS)}")
     hdr, hdr_gt = np.asarray(hdr, np.float64), np.asarray(hdr_gt, np.float64)
     for image, what in ((hdr, "the merged image"), (hdr_gt, "the ground truth")):
         if not np.all(np.isfinite(image)):
             raise ValueError(f"{what} holds NaN or Inf values; it cannot be scored")
-    tonemapped = {}
-
-    def domain(name):
-        if name.endswith("_l"):
-            return hdr, hdr_gt
-        if not tonemapped:
-            tonemapped.update(est=mu_law(hdr, MU), gt=mu_law(hdr_gt, MU))
-        return tonemapped["est"], tonemapped["gt"]
-
-    def score(name):
-        if name.startswith("pu21"):
-            return (pu21_psnr if name == "pu21_psnr" else pu21_ssim)(hdr, hdr_gt, display_peak)
-        return (psnr if name.startswith("psnr") else ssim)(*domain(name))
-
-    scores = {name: score(name) for name in names}
+    scores = {name: METRIC_TABLE[name].score(hdr, hdr_gt, display_peak) for name in names}
     broken = [name for name, value in scores.items() if np.isnan(value) or value == -np.inf]
     if broken:
         raise ValueError(f"{', '.join(broken)} came out undefined ({scores[broken[0]]}); the "

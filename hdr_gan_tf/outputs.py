@@ -51,6 +51,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hdr_gan_tf.settings import SettingError
+
 TEMP_PREFIX = ".hdr_gan_tmp-"
 MARKER = ".hdr_gan_tf.json"
 # What each kind of output folder is, which program writes it, and the names an unmarked one
@@ -69,7 +71,7 @@ _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)(?:\.(?P<started>
                         r"(?:\.(?P<namespace>\d+))?-(?P<rest>.*)")
 
 
-class OutputError(ValueError):
+class OutputError(SettingError):
     """An output that must not be written; the message names it and says why."""
 
 
@@ -355,13 +357,14 @@ def check_output_dir(target, kind, overwrite, inputs=()):
     program = KINDS[kind][0]
     if is_training_log_dir(target):
         raise OutputError(f"{target}: is a training log dir (hdr-gan-train has written it); no "
-                          f"program replaces one, --overwrite included. Choose another folder, "
+                          f"program replaces one, {{overwrite}} included. Choose another folder, "
                           f"or remove this one yourself.")
     if not overwrite:
-        raise OutputError(f"{target}: output exists; pass --overwrite to replace it")
+        raise OutputError(f"{target}: output exists; set {{overwrite}} to replace it",
+                          mentions=["overwrite"])
     if not written_by(target, kind):
         raise OutputError(f"{target}: exists and is not an earlier output of {program} (no "
-                          f"{MARKER}); --overwrite replaces only that. Choose another folder, "
+                          f"{MARKER}); {{overwrite}} replaces only that. Choose another folder, "
                           f"or remove this one yourself.")
 
 
@@ -399,13 +402,14 @@ def check_output_file(path, overwrite, inputs=(), records=()):
         if not path.is_file() or path.is_symlink():
             raise OutputError(f"{path}: exists and is not a regular file")
         if not overwrite:
-            raise OutputError(f"{path}: output exists; pass --overwrite to replace it")
+            raise OutputError(f"{path}: output exists; set {{overwrite}} to replace it",
+                              mentions=["overwrite"])
         records = [Path(r) for r in records]
         ours = (is_our_record(path) if path in records
                 else vouched_for(path, [r for r in records if r != path]))
         if not ours:
             raise OutputError(f"{path}: exists and no record of ours says this program wrote "
-                              f"it as it is now; --overwrite replaces only that. Choose "
+                              f"it as it is now; {{overwrite}} replaces only that. Choose "
                               f"another name, or remove it yourself.")
 
 

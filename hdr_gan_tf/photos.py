@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from hdr_gan_tf.arrays import MIN_SIDE
 from hdr_gan_tf.image_io import MAX_PIXELS, SpooledImages, probe, read_ldr_raw
 from hdr_gan_tf.imaging import parse_exposure_bias, read_exposure_file
-from hdr_gan_tf.merge import MIN_SIDE
 from hdr_gan_tf.raw_photos import (is_raw, raw_exposure_time, raw_size, raw_white_balance,
                                    read_raw)
+from hdr_gan_tf.settings import ConfigError
 
 _EXIF_IFD = 0x8769
 _EXPOSURE_TIME = 0x829A
@@ -82,15 +83,17 @@ def choose_three(ev, given=None):
         problem = ("the short, reference and long photos must have increasing exposures (EV "
                    + ", ".join(f"{ev[i]:g}" for i in (short, ref, long)) + ")")
     if problem:
-        named = " and ".join(f"--{role}" for role in ROLES if role in given)
-        raise ValueError(f"{named}: {problem}" if named else problem)
+        named = [role for role in ROLES if role in given]
+        if named:
+            problem = " and ".join("{" + role + "}" for role in named) + ": " + problem
+        raise ConfigError(problem, mentions=named)
     how = ("reference nearest the middle EV, short and long the farthest within "
            f"{TRAINED_EV_SPREAD:g} EV of it")
     return (short, ref, long), (f"{', '.join(sorted(given))} given; " if given else "") + how
 
 
 def exposures_for(paths, given=None, exposure_file=None):
-    """EV of each path (in the given order): the `given` values (`--exposure_bias`), else an
+    """EV of each path (in the given order): the `given` values (`exposure_bias`), else an
     exposure file (`exposure_file`, or an `exposure.txt` beside the photos; one EV per photo in
     file-name order), else the photos' EXIF ExposureTime (aperture and ISO taken as fixed).
     Returns `(values, source)`, `source` saying which of these gave them."""
@@ -98,10 +101,12 @@ def exposures_for(paths, given=None, exposure_file=None):
         try:
             values = [float(v) for v in given]
         except ValueError:
-            raise ValueError(f"--exposure_bias={','.join(given)}: values must be numbers") from None
+            raise ConfigError(f"{','.join(given)}: values must be numbers",
+                              field="exposure_bias") from None
         if len(values) != len(paths):
-            raise ValueError(f"--exposure_bias has {len(values)} values for {len(paths)} photos")
-        return values, "--exposure_bias"
+            raise ConfigError(f"{len(values)} values for {len(paths)} photos",
+                              field="exposure_bias")
+        return values, "exposure_bias"
     candidates = [Path(exposure_file)] if exposure_file else sorted(
         {Path(p).parent / "exposure.txt" for p in paths})
     for candidate in candidates:
@@ -113,8 +118,9 @@ def exposures_for(paths, given=None, exposure_file=None):
     times = [raw_exposure_time(p) if is_raw(p) else exif_exposure_time(p) for p in paths]
     missing = [str(p) for p, t in zip(paths, times) if t is None]
     if missing:
-        raise ValueError(f"no exposures given: pass --exposure_bias, an exposure.txt, or photos "
-                         f"with EXIF ExposureTime (missing in {', '.join(missing)})")
+        raise ConfigError(f"no exposures given: give {{exposure_bias}}, an exposure.txt, or "
+                          f"photos with EXIF ExposureTime (missing in {', '.join(missing)})",
+                          mentions=["exposure_bias"])
     shortest = min(times)
     return [math.log2(t / shortest) for t in times], "EXIF ExposureTime"
 
@@ -188,11 +194,12 @@ def load_bracket(paths, given=None, exposure_file=None, spool=False, max_pixels=
         matches = [k for k, i in enumerate(by_ev)
                    if Path(paths[i]).resolve() == Path(path).resolve()]
         if not matches:
-            raise ValueError(f"--{role}={path}: not one of the bracket's photos")
+            raise ConfigError(f"{path}: not one of the bracket's photos", field=role)
         for other, index in fixed.items():
             if index == matches[0]:
-                raise ValueError(f"--{other} and --{role} name the same photo, {path}; each "
-                                 f"role needs a photo of its own")
+                raise ConfigError(f"{{{other}}} and {{{role}}} name the same photo, {path}; "
+                                  f"each role needs a photo of its own",
+                                  mentions=[other, role])
         fixed[role] = matches[0]
     chosen, chosen_by = choose_three([ev[i] for i in by_ev], fixed)
     order = [by_ev[k] for k in chosen]

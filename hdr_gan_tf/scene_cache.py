@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hdr_gan_tf.data import (DataError, Scene, check_patch_fits, load_scene, scene_files,
-                             scene_layout, scene_sources)
+from hdr_gan_tf.layouts import (DataError, Scene, check_patch_fits, layout_of, load_scene,
+                                scene_sources)
 from hdr_gan_tf.image_io import MAX_PIXELS, ImageError, probe
 from hdr_gan_tf.outputs import atomic_output
 
@@ -31,10 +31,11 @@ def decoded_size(scene_dirs, ldr_bits=16, max_pixels=MAX_PIXELS):
     total = 0
     for folder in scene_dirs:
         try:
-            ldr_paths, _, ground_truth = scene_files(folder)
+            layout = layout_of(folder)
+            ldr_paths, _, ground_truth = layout.files(folder)
         except DataError:  # reported when the scene is decoded
             continue
-        ldr_size = 1 if ldr_bits == 8 and scene_layout(folder) != "ntire" else 2
+        ldr_size = layout.ldr_bytes(ldr_bits)
         for path, size in [(p, ldr_size) for p in ldr_paths] + [(ground_truth, 4)]:
             try:
                 _, width, height = probe(path, max_pixels)

@@ -2,8 +2,7 @@
 and the same computation as an ONNX model for runtimes without TensorFlow.
 
 `export_saved_model` writes what `hdr-gan-export` writes (with `onnx_path`, the ONNX model too);
-`saved_model_merger` runs such a model with the same `merge` interface as
-`hdr_gan_tf.merge.generator_merger`.
+`SavedModelMerger` runs such a model as a `hdr_gan_tf.merge.Merger`, like the generator's.
 """
 
 import contextlib
@@ -13,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from hdr_gan_tf.config import ConfigError
 from hdr_gan_tf.imaging import output_to_hdr
-from hdr_gan_tf.merge import InferenceOptions, as_unit_float, decide_tile, run_generator
+from hdr_gan_tf.arrays import as_unit_float
+from hdr_gan_tf.merge import InferenceOptions, Merger, run_generator
+from hdr_gan_tf.settings import ConfigError
 
 
 SIGNATURE = ([tf.TensorSpec([None, None, None, 3], tf.float32, name=n)
@@ -146,30 +146,46 @@ def _onnx_expm1(ctx, node, name, args):
 
 
 SAVED_MODEL_TILING = ("an exported SavedModel merges whole images (one graph for any size); "
-                      "merge in tiles from the log dir (--checkpoint) instead")
+                      "merge in tiles from the log dir ({checkpoint}) instead")
 SAVED_MODEL_PRECISION = ("an exported SavedModel computes in the precision it was exported with "
-                         "(hdr-gan-export --precision)")
+                         "(the export's {precision})")
 
 
 def check_saved_model_options(options):
     """ConfigError naming the field of `options` (`InferenceOptions`) that an exported SavedModel
     cannot honour: tiles, a precision other than its own, XLA."""
     if options.tile:
-        raise ConfigError(SAVED_MODEL_TILING, field="tile")
+        raise ConfigError(SAVED_MODEL_TILING, field="tile", mentions=["checkpoint"])
     if options.precision != "float32":
-        raise ConfigError(SAVED_MODEL_PRECISION, field="precision")
+        raise ConfigError(SAVED_MODEL_PRECISION, field="precision", mentions=["precision"])
     if options.jit_compile:
         raise ConfigError("an exported SavedModel runs the graph it was exported as",
                           field="jit_compile")
 
 
-def saved_model_merger(path, options=None):
-    """A `merge(ldrs [3, H, W, 3], ev [3]) -> {branch: linear HDR}` from an exported SavedModel,
-    as `merge.generator_merger` but for whole images only, in the precision it was exported
-    with: `options` asking for tiles, another precision or XLA are refused (ConfigError,
-    `check_saved_model_options`), never ignored."""
-    options = InferenceOptions() if options is None else options
-    check_saved_model_options(options)
+class SavedModelMerger(Merger):
+    """A `Merger` running an exported SavedModel (branches `aux1`, `main`), whole images only,
+    in the precision it was exported with: `options` asking for tiles, another precision or
+    XLA are refused (ConfigError, `check_saved_model_options`), never ignored."""
+    tile_kind = "whole"
+
+    def __init__(self, path, options=None):
+        options = InferenceOptions() if options is None else options
+        check_saved_model_options(options)
+        super().__init__(options, ["aux1", "main"], str(path))
+        self.loaded = _load_serving(path)  # kept: the signature's variables live in it
+        self.serve = self.loaded.signatures["serving_default"]
+
+    def __call__(self, ldrs, exposure_bias, progress=None, wanted=None, decided=None):
+        ldrs = tf.constant(as_unit_float(np.asarray(ldrs)))
+        out = self.serve(ldr_short=ldrs[0:1], ldr_mid=ldrs[1:2], ldr_long=ldrs[2:3],
+                         exposure_bias=tf.constant(np.asarray(exposure_bias, np.float32)[None]))
+        return {"aux1": out["hdr_aux"][0].numpy(), "main": out["hdr"][0].numpy()}
+
+
+def _load_serving(path):
+    """The SavedModel in `path`, with a `serving_default` signature; ValueError naming the folder
+    if it has none or cannot be loaded."""
     if not Path(path, "saved_model.pb").is_file():
         raise ValueError(f"{path}: not a SavedModel (no saved_model.pb)")
     try:
@@ -185,14 +201,4 @@ def saved_model_merger(path, options=None):
         raise ValueError(f"{path}: this SavedModel has no serving_default signature (it has "
                          f"{', '.join(loaded.signatures) or 'none'}); export one with "
                          f"hdr-gan-export")
-    serve = loaded.signatures["serving_default"]
-
-    def merge(ldrs, exposure_bias, progress=None, wanted=None, decided=None):
-        ldrs = tf.constant(as_unit_float(np.asarray(ldrs)))
-        out = serve(ldr_short=ldrs[0:1], ldr_mid=ldrs[1:2], ldr_long=ldrs[2:3],
-                    exposure_bias=tf.constant(np.asarray(exposure_bias, np.float32)[None]))
-        return {"aux1": out["hdr_aux"][0].numpy(), "main": out["hdr"][0].numpy()}
-
-    merge.options, merge.branches = options, ["aux1", "main"]
-    merge.plan = lambda height, width: decide_tile(options, height, width, merger="whole")
-    return merge
+    return loaded

@@ -16,15 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hdr_gan_tf.data import (AUTHORS_EXPOSURE_FILE, AUTHORS_GROUND_TRUTH, AUTHORS_LDRS,
-                             EXPOSURE_FILE, GROUND_TRUTH, LAYOUTS, NTIRE_ALIGN_RATIO,
-                             NTIRE_EXPOSURES, NTIRE_FRAMES, NTIRE_GAMMA, NTIRE_GROUND_TRUTH,
-                             SPLIT_FOLDERS, TEST_SPLIT, TRAIN_SPLIT, encode_ntire_ground_truth,
-                             ntire_file)
-from hdr_gan_tf.image_io import write_hdr, write_ldr
-from hdr_gan_tf.outputs import atomic_output, write_text
 from hdr_gan_tf.imaging import GAMMA
+from hdr_gan_tf.layouts import LAYOUTS, TEST_SPLIT, TRAIN_SPLIT
 from hdr_gan_tf.outputs import output_dir as new_output_dir
+from hdr_gan_tf.settings import ConfigError
 
 # Darkest and brightest radiance of a scene: log2(1 / 1.2e-4) = 13 stops.
 SHADOW_FLOOR = 1.2e-4
@@ -159,48 +154,17 @@ def builtin_dataset(log=print):
 
 def write_scene(scene_dir, scene, bit_depth=16, first_index=1, zero_based_ev=False,
                 layout="kalantari"):
-    """Writes a scene folder in the Kalantari layout, or with `layout="authors"` in the one
-    the authors' training code reads (`data.AUTHORS_LDRS`, their EV file with CRLF line ends,
-    as theirs has), or with `layout="ntire"` the files of `write_ntire_scene`."""
-    scene_dir = Path(scene_dir)
+    """Writes a scene in `layout` (`layouts.LAYOUTS`), its EVs from 0 if `zero_based_ev`."""
     ev = scene["exposure_bias"] - (scene["exposure_bias"][0] if zero_based_ev else 0)
-    if layout == "ntire":
-        write_ntire_scene(scene_dir, scene)
-        return
-    if layout == "authors":
-        for name, ldr in zip(AUTHORS_LDRS, scene["ldrs"]):
-            write_ldr(scene_dir / name, ldr, bit_depth)
-        write_text(scene_dir / AUTHORS_EXPOSURE_FILE, "".join(f"{v:.6f}\r\n" for v in ev))
-        write_hdr(scene_dir / AUTHORS_GROUND_TRUTH, scene["hdr"])
-        return
-    for i, ldr in enumerate(scene["ldrs"]):
-        write_ldr(scene_dir / f"IMG_{first_index + i:04d}.tif", ldr, bit_depth)
-    write_text(scene_dir / EXPOSURE_FILE, "\n".join(f"{v:g}" for v in ev) + "\n")
-    write_hdr(scene_dir / GROUND_TRUTH, scene["hdr"])
-
-
-def write_ntire_scene(prefix, scene):
-    """Writes a scene as the NTIRE challenge's files `<prefix>_*`: 8-bit LDRs with gamma 2.24,
-    the EVs relative to the medium frame, the ground truth at the medium frame's exposure as a
-    16-bit PNG and its align ratio (`data.read_ntire_ground_truth` reads it back)."""
-    prefix = Path(prefix)
-    for frame, ldr in zip(NTIRE_FRAMES, scene["ldrs"]):
-        write_ldr(ntire_file(prefix, frame), np.clip(ldr, 0, 1) ** (GAMMA / NTIRE_GAMMA), 8)
-    ev = np.asarray(scene["exposure_bias"], np.float32)
-    encoded, ratio = encode_ntire_ground_truth(scene["hdr"] * np.float32(2.0 ** (ev[1] - ev[0])))
-    write_ldr(ntire_file(prefix, NTIRE_GROUND_TRUTH), encoded / np.float32(65535), 16)
-    for part, array in ((NTIRE_EXPOSURES, ev - ev[1]), (NTIRE_ALIGN_RATIO, ratio)):
-        with atomic_output(ntire_file(prefix, part)) as tmp, open(tmp, "wb") as f:
-            np.save(f, array)
+    LAYOUTS[layout].write(Path(scene_dir), scene, bit_depth, first_index, ev)
 
 
 def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
                        num_test=DEFAULT_SET["num_test"], height=DEFAULT_SET["height"],
                        width=DEFAULT_SET["width"], seed=DEFAULT_SET["seed"], bit_depth=16,
                        progress=None, layout="kalantari"):
-    """Writes a data set of procedural scenes in the Kalantari layout (or `layout="authors"`,
-    splits `train` and `test`; or `layout="ntire"`, scenes numbered across the set, 8-bit LDRs
-    whatever `bit_depth`: see `write_scene`); deterministic by seed.
+    """Writes a data set of procedural scenes in `layout` (`layouts.LAYOUTS`: its split folders,
+    scene names and files); deterministic by seed.
 
     The set is built in a temporary folder beside `output_dir` and renamed into place when
     complete; an existing `output_dir` is refused rather than mixed into.
@@ -212,19 +176,19 @@ def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
     if output_dir.exists() and any(output_dir.iterdir()):
         raise FileExistsError(f"{output_dir}: exists and is not empty; choose a new folder")
     if layout not in LAYOUTS:
-        raise ValueError(f"layout: one of {', '.join(LAYOUTS)}, not {layout!r}")
+        raise ConfigError(f"one of {', '.join(LAYOUTS)}, not {layout!r}", field="layout")
     if min(height, width) < 32 or height % 2 or width % 2:
         raise ValueError(f"height and width must be even and at least 32, got {height}x{width}")
     with new_output_dir(output_dir) as tmp:
         rng = np.random.default_rng(seed)
         index = 1
-        naming = 1 if layout == "authors" else 0
-        train, test = (SPLIT_FOLDERS[s][naming] for s in (TRAIN_SPLIT, TEST_SPLIT))
+        splits = LAYOUTS[layout].split_names
+        train, test = splits[TRAIN_SPLIT], splits[TEST_SPLIT]
         jobs = [(train, n) for n in range(num_train)] + [(test, n) for n in range(num_test)]
         for count, (split, n) in enumerate(jobs, start=1):
             scene = synthesize_scene(rng, height, width)
             # Alternate the two EV conventions, as real copies of the data set do.
-            name = f"{index // 3 + 1:04d}" if layout == "ntire" else f"{n + 1:03d}"
+            name = LAYOUTS[layout].scene_name(n, index)
             write_scene(tmp / split / name, scene, bit_depth, index,
                         zero_based_ev=bool(n % 2), layout=layout)
             index += 3

@@ -37,7 +37,7 @@ from hdr_gan_tf.image_io import write_ldr
 from hdr_gan_tf.evaluation import score_scenes
 from hdr_gan_tf.imaging import to_unit
 from hdr_gan_tf.losses import discriminator_objective, generator_objective
-from hdr_gan_tf.merge import generator_merger
+from hdr_gan_tf.merge import GeneratorMerger
 from hdr_gan_tf import checkpoints
 from hdr_gan_tf.checkpoints import remove_checkpoint_temps
 from hdr_gan_tf.outputs import (SUMMARIES, OutputError, check_apart_from_inputs, clean_leftovers,
@@ -287,9 +287,9 @@ class Trainer:
         path = checkpoints.readable_checkpoint(self.logdir, self.log)
         if path is None and checkpoints.checkpoint_prefixes(self.logdir):
             raise config_lib.ConfigError(
-                f"{self.logdir}: holds checkpoints but none of them can be read; pass "
-                f"--restart to train from step 0 anyway (they are then moved aside, not "
-                f"deleted), or use another --logdir")
+                f"{self.logdir}: holds checkpoints but none of them can be read; set "
+                f"{{restart}} to train from step 0 anyway (they are then moved aside, not "
+                f"deleted), or use another {{logdir}}", mentions=["restart", "logdir"])
         if path:
             try:
                 for name in ("generator", "discriminator"):
@@ -327,14 +327,14 @@ class Trainer:
         names = [p for p in (self.logdir.iterdir() if self.logdir.is_dir() else [])
                  if p.name in kept or re.fullmatch(r"ckpt-\d+\..+", p.name)]
         if not names or not self.is_chief:
-            self.log("Starting from step 0 (--restart; no earlier checkpoints here)")
+            self.log("Starting from step 0 (restart; no earlier checkpoints here)")
             return
         aside = self.logdir / time.strftime("before_restart_%Y%m%d-%H%M%S")
         aside.mkdir()
         for path in names:
             path.rename(aside / path.name)
         self._open_managers()
-        self.log(f"Starting from step 0 as --restart asked: the earlier checkpoints "
+        self.log(f"Starting from step 0 as restart asked: the earlier checkpoints "
                  f"({len(names)} files and folders) were moved into {aside}")
 
     def save(self):
@@ -406,7 +406,7 @@ class Trainer:
 
         With `panel_path`, the first scene's comparison panel is written there as PNG.
         """
-        merge = generator_merger(self.generator, self.branches)
+        merge = GeneratorMerger(self.generator, self.branches)
         totals = np.zeros(len(self.branches))
         scored = score_scenes(merge, scenes, self.branches, metrics=("psnr_mu",))
         for n, (_, ldrs, hdr_gt, outputs, row) in enumerate(scored):
@@ -548,8 +548,8 @@ def run_training(config, log=print, strategy=None):
     logdir = Path(cfg.logdir)
     for folder in (logdir, logdir / "best"):
         if os.path.lexists(folder) and not folder.is_dir():
-            raise OutputError(f"{folder}: exists and is not a folder; --logdir names a folder "
-                              f"of folders")
+            raise OutputError(f"{folder}: exists and is not a folder; {{logdir}} names a folder "
+                              f"of folders", mentions=["logdir"])
     with contextlib.ExitStack() as stack:
         chief, locked = is_chief(strategy), False
         if chief and logdir.is_dir():  # an existing run: refuse a second writer at once
@@ -583,7 +583,8 @@ def _prepare(config, strategy, log):
         recorded = config_lib.read_config(logdir)
         if recorded.model != config.model:
             raise config_lib.ConfigError(f"{logdir} holds a run of {recorded.model}; these "
-                                         f"flags ask for {config.model}. Use another --logdir.")
+                                         f"settings ask for {config.model}. Use another "
+                                         f"{{logdir}}.", mentions=["logdir"])
         # What the log dir recorded of its origin stays recorded.
         config = dataclasses.replace(config, converted_from=recorded.converted_from)
     if not cfg.data_dir:

@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from hdr_gan_tf.alignment import ALIGN_MODES, check_align, reduced_copy
-from hdr_gan_tf.display import TONEMAPPERS, check_tonemapper, tonemap_for_display
+from hdr_gan_tf.display import (DEFAULT_TONEMAPPER, TONEMAPPERS, check_tonemapper,
+                                tonemap_for_display)
 from hdr_gan_tf.image_io import MAX_PIXELS, write_ldr
-from hdr_gan_tf.merge import (MERGE_PRECISIONS, METHODS, InferenceOptions, check_method,
-                              load_merger, tile_setting)
+from hdr_gan_tf.merge import MERGE_PRECISIONS, InferenceOptions, tile_setting
+from hdr_gan_tf.methods import METHODS, check_method, load_merger
 from hdr_gan_tf.merge_files import check_fusion_options, merge_and_write, streams
 from hdr_gan_tf.photos import ROLES, check_bracket_files, exposures_for, load_bracket
+from hdr_gan_tf.settings import ConfigError, worded
 
 # The preview's exposure slider: stops either way, applied in linear light to the tonemapped
 # preview (Reinhard's and Drago's operators normalise the image, so scaling the HDR before them
@@ -40,9 +42,10 @@ MIN_TILE = 128
 KEPT_MERGERS = 4
 # The classical merge shown beside the network's when asked for.
 CLASSICAL = "debevec"
-# Words of the programs' messages that name a flag, as the page names the same thing.
-_PAGE_WORDS = {"--exposure_bias": "the EV box", "--tile": "the tile size",
-               "--max_pixels": "hdr-gan-app --max_pixels", "--precision": "the precision"}
+# The settings the page has a field for, by the field's name (the others are hdr-gan-app's flags).
+PAGE_LABELS = {"exposure_bias": "the EV box", "tile": "the tile size",
+               "precision": "the precision", "method": "the merge method",
+               "align": "the alignment", "tonemap": "the tonemapper"}
 
 
 class PageMerge(typing.NamedTuple):
@@ -80,7 +83,7 @@ class BracketMerger:
         return self._lock
 
     def merger(self, method="network", options=InferenceOptions()):
-        """`(merge, description)` of `method` with `options` (`merge.load_merger`), loaded on
+        """The `Merger` of `method` with `options` (`methods.load_merger`), loaded on
         first use; the `KEPT_MERGERS` used last are kept."""
         key = (method, options)
         with self._lock:
@@ -94,12 +97,12 @@ class BracketMerger:
 
     def _model(self, method):
         """The model `method` merges with: the page's for the network, none for the others."""
-        if method != "network":
+        if not METHODS[method].needs_model:
             return {}
         return {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
 
     def merge(self, photos, exposures, folder, method="network", align="auto",
-              precision="float32", tile="auto", tonemap="reinhard", compare=False,
+              precision="float32", tile="auto", tonemap=DEFAULT_TONEMAPPER, compare=False,
               progress=None):
         """Merges `photos` (3 to 9 paths) into the new folder `folder`, writing what
         `hdr-gan-infer --exr` writes for them; returns a `PageMerge`.
@@ -122,8 +125,8 @@ class BracketMerger:
         check_tonemapper(tonemap)
         side, auto = tile_setting(tile)
         if 0 < side < MIN_TILE:
-            raise ValueError(f"--tile: auto, 0 (the whole image) or at least {MIN_TILE} pixels, "
-                             f"not {tile}")
+            raise ConfigError(f"auto, 0 (the whole image) or at least {MIN_TILE} pixels, not "
+                              f"{tile}", field="tile")
         options = InferenceOptions(tile=side, precision=precision, auto_tile=auto)
         check_fusion_options(method, options.tile)
         given = [v for v in re.split(r"[,;\s]+", exposures or "") if v]
@@ -138,7 +141,7 @@ class BracketMerger:
                 progress(line)
 
         with self._lock:
-            merge, model = self.merger(method, options)
+            merge = self.merger(method, options)
             decided, plan = merge.plan(height, width)  # before reading: spooled if tiled
             if plan:
                 log(f"Tiles: {plan.reason}")
@@ -148,8 +151,8 @@ class BracketMerger:
                 folder.mkdir()  # in its session's folder, which must still be there
                 output, preview = folder / f"{STEM}.hdr", folder / f"{STEM}.png"
                 written = merge_and_write(merge, bracket, output, preview,
-                                          exr=method != "mertens", tonemap=tonemap, log=log,
-                                          model=model, align=align, program="hdr-gan-app",
+                                          exr=not merge.display_referred, tonemap=tonemap,
+                                          log=log, align=align, program="hdr-gan-app",
                                           decided=decided, plan=plan)
                 pictures = _photo_pictures(bracket, folder, written.factor)
                 preview_hdr = None
@@ -160,9 +163,9 @@ class BracketMerger:
                     classical = folder / CLASSICAL / f"{STEM}.hdr"
                     classical.parent.mkdir()
                     merge_and_write(self.merger(CLASSICAL, InferenceOptions(
-                                        tile=decided.tile))[0],
+                                        tile=decided.tile)),
                                     bracket, classical, classical.with_suffix(".png"),
-                                    tonemap=tonemap, log=log, model=CLASSICAL, align=align,
+                                    tonemap=tonemap, log=log, align=align,
                                     program="hdr-gan-app")
                     pictures.append((classical.with_suffix(".png"),
                                      "Debevec's classical merge, for comparison"))
@@ -190,9 +193,9 @@ def render_preview(merged, exposure=0.0, tonemap=None):
     """The preview of `merged` (a `PageMerge`) with another tonemapper and `exposure` stops,
     written beside it; the preview itself when neither changes. Never runs the network.
 
-    μ-law takes the HDR image scaled by `2**exposure`; Reinhard's and Drago's operators
-    normalise their input (a scaled image maps to the same picture), so for them, and for
-    Mertens' picture, the exposure scales the displayed light (gamma 2.2) instead.
+    A tonemapper that does not normalise (μ-law) takes the HDR image scaled by `2**exposure`;
+    for those that do (a scaled image maps to the same picture), and for a display-referred
+    picture, the exposure scales the displayed light (gamma 2.2) instead.
     """
     tonemap = tonemap or merged.tonemap
     # On the slider's steps: a client cannot make more renderings than the slider offers.
@@ -211,7 +214,7 @@ def render_preview(merged, exposure=0.0, tonemap=None):
         from hdr_gan_tf.image_io import read_ldr
 
         shown = read_ldr(merged.preview) * gain ** (1 / DISPLAY_GAMMA)
-    elif tonemap == "mu_law":
+    elif not TONEMAPPERS[tonemap].normalises:
         shown = tonemap_for_display(np.load(merged.preview_hdr) * gain, tonemap)
     else:
         shown = tonemap_for_display(np.load(merged.preview_hdr), tonemap) * gain ** (
@@ -237,13 +240,15 @@ def check_preview_options(exposure, tonemap):
 def page_message(err, photos=()):
     """A one-paragraph message for the page from an error of the library: uploads named by
     their file names, the programs' flags by what the page calls them."""
-    field = getattr(err, "field", None)
-    text = f"--{field}: {err.detail}" if field else str(err)
+    text = worded(err, page_label)
     for photo in sorted(map(str, photos), key=len, reverse=True):
         text = text.replace(photo, Path(photo).name)
-    for word, page_word in _PAGE_WORDS.items():
-        text = re.sub(rf"(?<![-\w]){word}\b", page_word, text)
     return text
+
+
+def page_label(name):
+    """What the page calls a setting: its field, or the flag `hdr-gan-app` was started with."""
+    return PAGE_LABELS.get(name, f"hdr-gan-app --{name}")
 
 
 # ------------------------------------------------------------------ the page
@@ -341,7 +346,7 @@ def build_page(merger, sessions):
                 preview = gr.Image(label="Preview", type="filepath", format="png",
                                    interactive=False, height=520, elem_id="preview")
                 with gr.Row():
-                    tonemap = gr.Radio(list(TONEMAPPERS), value="reinhard",
+                    tonemap = gr.Radio(list(TONEMAPPERS), value=DEFAULT_TONEMAPPER,
                                        label="Tonemapper", elem_id="tonemap")
                     exposure = gr.Slider(-EXPOSURE_STOPS, EXPOSURE_STOPS, value=0,
                                          step=EXPOSURE_STEP,

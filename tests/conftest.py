@@ -47,6 +47,51 @@ def small_log_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def converted(golden_checkpoint, tmp_path_factory):
+    """The authors' released checkpoint, converted by hdr-gan-convert-tf1: a log dir."""
+    from tests.helpers import run_program
+
+    out = tmp_path_factory.mktemp("converted") / "paper"
+    result = run_program("convert_tf1", f"--tf1_checkpoint={golden_checkpoint}",
+                         f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported(converted, tmp_path_factory):
+    """`converted` exported by hdr-gan-export, with its Keras file beside it."""
+    from tests.helpers import run_program
+
+    out = tmp_path_factory.mktemp("export") / "saved"
+    keras_file = out.parent / "generator.keras"
+    result = run_program("export", f"--checkpoint={converted}", f"--output_dir={out}",
+                         f"--keras_file={keras_file}")
+    assert result.returncode == 0, result.stderr
+    assert keras_file.is_file()
+    return out
+
+
+
+@pytest.fixture()
+def photos(tiny_data, tmp_path):
+    """A scene's three LDRs copied under shuffled names, plus its EVs."""
+    import shutil
+
+    scene = tiny_data / "Test" / "002"
+    ev = [float(v) for v in (scene / "exposure.txt").read_text().split()]
+    files = sorted(scene.glob("*.tif"))
+    target = tmp_path / "shoot"
+    target.mkdir()
+    names = ["c_long.tif", "a_short.tif", "b_mid.tif"]
+    for src, name in zip([files[2], files[0], files[1]], names):
+        shutil.copy(src, target / name)
+    return [target / n for n in names], [ev[2], ev[0], ev[1]]
+
+
+
+
+@pytest.fixture(scope="session")
 def golden():
     return dict(np.load(GOLDEN / "golden_io.npz"))
 

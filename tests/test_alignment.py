@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hdr_gan_tf import alignment, data, evaluation, synthetic
-from hdr_gan_tf.classical import debevec_merger, mertens_fusion
+from hdr_gan_tf.classical import DebevecMerger, mertens_fusion
 from hdr_gan_tf.image_io import SpooledImages, read_hdr, read_ldr, read_ldr_raw, write_ldr
 from hdr_gan_tf.imaging import GAMMA
 from hdr_gan_tf.merge import InferenceOptions
@@ -213,7 +213,7 @@ def test_infer_aligns_a_hand_held_bracket_and_records_it(tmp_path):
     assert "Mertens" in fused["merged_by"]
     refused = run_program("infer", *common[:2], "--method=mertens", "--exr",
                           f"--output={tmp_path / 'x.hdr'}")
-    assert refused.returncode == 2 and "--exr: Mertens' fusion writes no HDR file" in (
+    assert refused.returncode == 2 and "--exr: mertens makes a picture to look at and writes no HDR file" in (
         refused.stderr)
     read = np.stack([read_ldr_raw(p)[0] for p in paths])
     aligned, _ = alignment.align_bracket(read, EV, "auto")
@@ -229,7 +229,7 @@ def test_evaluate_can_align_and_it_helps_on_shaken_scenes(tiny_data):
     first raises the classical merge's PSNR-μ (data sets are aligned, so `none` is the
     default)."""
     scenes = data.open_split(tiny_data, data.TEST_SPLIT)
-    merge = debevec_merger(InferenceOptions())
+    merge = DebevecMerger(InferenceOptions())
     scores = {}
     for mode in ("none", "auto"):
         rows = [row for *_, row in evaluation.score_scenes(merge, scenes, ["main"],

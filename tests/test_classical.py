@@ -1,6 +1,6 @@
 import numpy as np
 
-from hdr_gan_tf.classical import debevec_merge, debevec_merger, mertens_fusion
+from hdr_gan_tf.classical import DebevecMerger, debevec_merge, mertens_fusion
 from hdr_gan_tf.merge import InferenceOptions
 
 
@@ -30,7 +30,7 @@ def test_16_bit_photos_and_banded_merges_agree_with_the_whole_float_merge():
     radiance = (10.0 ** rng.uniform(-3, 0, (70, 30, 3))).astype(np.float32)
     ev = [-3.0, 0.0, 3.0]
     photos16 = np.round(_bracket(radiance, ev) * 65535).astype(np.uint16)
-    merge = debevec_merger(InferenceOptions(tile=64, overlap=16), band_rows=32)
+    merge = DebevecMerger(InferenceOptions(tile=64, overlap=16), band_rows=32)
     whole = merge(photos16, ev)["main"]
     np.testing.assert_allclose(whole, debevec_merge(photos16.astype(np.float32) / 65535, ev),
                                rtol=1e-6)

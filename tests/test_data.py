@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hdr_gan_tf import data, scene_cache
+from hdr_gan_tf import data, layouts, scene_cache
 from hdr_gan_tf.image_io import read_hdr, read_ldr, write_hdr
 from hdr_gan_tf.imaging import GAMMA, inverse_mu_law, to_unit
 from hdr_gan_tf.synthetic import synthesize_dataset, synthesize_scene
@@ -237,7 +237,7 @@ def test_ldr_bits_8_reduces_16_bit_photos_as_opencv_default_reads_do(tiny_data):
     np.testing.assert_array_equal(reduced.ldrs[0], opencv)
     assert not np.array_equal(full.ldrs[0], reduced.ldrs[0].astype(np.uint16) * 257)
     with pytest.raises(data.DataError, match="ldr_bits must be 8 or 16"):
-        data.load_scene(full.path, ldr_bits=12)
+        layouts.load_scene(full.path, ldr_bits=12)
 
 
 def test_test_pipeline_yields_full_scenes(tiny_data):
@@ -360,8 +360,8 @@ def test_the_authors_layout_reads_as_the_same_scenes(tiny_data, tmp_path):
     assert b"\r\n" in (scene_dir / "input_exp.txt").read_bytes()
     shutil.copy(scene_dir / "input_1.tif", scene_dir / "ref_1.tif")  # theirs: ignored
     (scene_dir / "ref_exp.txt").write_text("0\n2\n4\n")
-    assert data.scene_layout(scene_dir) == "authors"
-    assert data.scene_layout(tiny_data / "Training" / "002") == "kalantari"
+    assert layouts.layout_of(scene_dir).name == "authors"
+    assert layouts.layout_of(tiny_data / "Training" / "002").name == "kalantari"
     for split in (data.TRAIN_SPLIT, data.TEST_SPLIT):
         ours, theirs = data.open_split(tiny_data, split), data.open_split(authors, split)
         assert [s.name for s in ours] == [s.name for s in theirs]
@@ -398,7 +398,7 @@ def test_the_ntire_layout_decodes_as_the_challenge_encodes(tmp_path):
     rtol = 8 * np.finfo(np.float32).eps
     for scene, twin in zip(scenes, data.open_split(kalantari, data.TRAIN_SPLIT)):
         prefix = str(split / scene.name)
-        assert data.scene_layout(prefix) == "ntire"
+        assert layouts.layout_of(prefix).name == "ntire"
         png = cv2.imread(prefix + "_gt.png", cv2.IMREAD_UNCHANGED)[..., ::-1]
         ratio = np.load(prefix + "_alignratio.npy").astype(np.float32)
         ev = np.load(prefix + "_exposures.npy")

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hdr_gan_tf.display import PreviewImage, tonemap_for_display
+from hdr_gan_tf.display import TONEMAPPERS, PreviewImage, tonemap_for_display
 
 
 def _image(height, width):
@@ -35,7 +35,7 @@ def test_small_preview_is_the_image_and_missing_rows_are_an_error():
     np.testing.assert_array_equal(preview.image(), image)
 
 
-@pytest.mark.parametrize("method", ["reinhard", "drago", "mu_law"])
+@pytest.mark.parametrize("method", list(TONEMAPPERS))
 def test_display_tonemappers_give_screen_values_in_the_order_of_the_hdr(method):
     # A grey ramp over four decades, beyond 1 at the end: screen values in [0, 1] that keep
     # brighter pixels brighter.
@@ -45,3 +45,19 @@ def test_display_tonemappers_give_screen_values_in_the_order_of_the_hdr(method):
     assert out.shape == hdr.shape and out.min() >= 0 and out.max() <= 1
     luma = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)[4]
     assert np.all(np.diff(luma) >= -1e-6) and luma[-1] - luma[0] > 0.5
+
+
+@pytest.mark.parametrize("method", list(TONEMAPPERS))
+def test_a_tonemapper_that_says_it_normalises_maps_a_scaled_image_to_the_same_picture(method):
+    rng = np.random.default_rng(3)
+    hdr = (rng.random((16, 16, 3)) ** 4 * 0.5).astype(np.float32)
+    same = np.abs(tonemap_for_display(hdr * 0.25, method) - tonemap_for_display(hdr, method))
+    assert (same.max() < 0.02) == TONEMAPPERS[method].normalises, same.max()
+
+
+def test_an_unknown_tonemapper_is_refused_naming_the_setting():
+    from hdr_gan_tf.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown tonemapper 'filmic'") as err:
+        tonemap_for_display(np.ones((2, 2, 3), np.float32), "filmic")
+    assert err.value.field == "tonemap"

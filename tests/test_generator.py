@@ -163,7 +163,7 @@ def test_mu_is_part_of_the_model_and_survives_a_keras_file(tmp_path):
     """μ travels with the generator: its configuration, a `.keras` file, and every merge and
     serving module built from it (none falls back to the paper's 5000)."""
     from hdr_gan_tf.config import ModelConfig, build_generator
-    from hdr_gan_tf.merge import generator_merger
+    from hdr_gan_tf.merge import GeneratorMerger
     from hdr_gan_tf.serving import ServingModule
 
     generator = build_generator(ModelConfig(scales=2, base_filters=4, mu=100.0))
@@ -174,8 +174,8 @@ def test_mu_is_part_of_the_model_and_survives_a_keras_file(tmp_path):
     assert ServingModule(generator).mu == 100.0
     ldrs = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
     ev = np.array([-2.0, 0.0, 2.0], np.float32)
-    ours = generator_merger(generator, ["main"])(ldrs, ev)["main"]
-    paper = generator_merger(generator, ["main"], mu=5000.0)(ldrs, ev)["main"]
+    ours = GeneratorMerger(generator, ["main"])(ldrs, ev)["main"]
+    paper = GeneratorMerger(generator, ["main"], mu=5000.0)(ldrs, ev)["main"]
     assert not np.allclose(ours, paper)
 
 

@@ -98,3 +98,13 @@ def test_pu21_ssim_is_the_ssim_of_the_encoded_luminance():
                              filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03).numpy()
     assert metrics.pu21_ssim(est, gt) == pytest.approx(float(expected), rel=1e-4)
     assert metrics.pu21_ssim(gt, gt) == pytest.approx(1.0)
+
+
+def test_every_metric_of_the_table_is_scored_and_an_unknown_name_refused():
+    rng = np.random.default_rng(5)
+    gt = rng.random((24, 24, 3)).astype(np.float32)
+    scores = metrics.hdr_metrics(gt * 0.9, gt)
+    assert list(scores) == list(metrics.METRICS) == list(metrics.METRIC_TABLE)
+    assert all(np.isfinite(v) for v in scores.values())
+    with pytest.raises(ValueError, match="unknown metrics 'lpips_mu'"):
+        metrics.hdr_metrics(gt, gt, names=("psnr_mu", "lpips_mu"))

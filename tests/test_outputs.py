@@ -49,7 +49,7 @@ def test_only_an_earlier_output_of_the_same_program_is_replaced(tmp_path):
     with pytest.raises(OutputError, match="not an earlier output of hdr-gan-export"):
         check_output_dir(other, "saved_model", overwrite=True)
     earlier = _export(tmp_path / "export")
-    with pytest.raises(OutputError, match="pass --overwrite"):
+    with pytest.raises(OutputError, match="set `overwrite` to replace it"):
         check_output_dir(earlier, "saved_model", overwrite=False)
     check_output_dir(earlier, "saved_model", overwrite=True)  # allowed
     with pytest.raises(OutputError, match="not an earlier output of hdr-gan-evaluate"):

@@ -7,7 +7,7 @@ import pytest
 from hdr_gan_tf.config import ConfigError, build_generator
 from hdr_gan_tf.merge import run_generator
 from hdr_gan_tf.merge import InferenceOptions
-from hdr_gan_tf.serving import ServingModule, save_serving_model, saved_model_merger
+from hdr_gan_tf.serving import SavedModelMerger, ServingModule, save_serving_model
 from hdr_gan_tf.tf1_checkpoint import load_tf1_weights
 
 
@@ -48,7 +48,7 @@ print("MODULES", "hdr_gan_tf" in sys.modules)
     assert np.abs(served["hdr_aux"] - aux).max() <= 1e-5
     # The merger of the SavedModel gives the same, and refuses options it cannot honour rather
     # than ignore them.
-    merge = saved_model_merger(tmp_path / "model")
+    merge = SavedModelMerger(tmp_path / "model")
     ldrs = np.concatenate([inputs[k] for k in ("ldr_short", "ldr_mid", "ldr_long")])
     np.testing.assert_allclose(merge(ldrs, golden["exposure_bias"][0])["main"], served["hdr"][0],
                                atol=1e-6)
@@ -56,6 +56,6 @@ print("MODULES", "hdr_gan_tf" in sys.modules)
                            ("precision", InferenceOptions(precision="bfloat16")),
                            ("jit_compile", InferenceOptions(jit_compile=True))]:
         with pytest.raises(ConfigError, match=f"^{field}: an exported SavedModel") as caught:
-            saved_model_merger(tmp_path / "model", options)
+            SavedModelMerger(tmp_path / "model", options)
         assert caught.value.field == field
 

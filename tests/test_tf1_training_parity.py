@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hdr_gan_tf import data, tf1_parity
+from hdr_gan_tf import layouts, tf1_parity
 from hdr_gan_tf.imaging import mu_law, network_inputs, to_signed
 from hdr_gan_tf.training import Trainer
 from tests.helpers import DATA, GOLDEN
@@ -58,7 +58,7 @@ def test_preprocessing_builds_the_tensors_the_tf1_graph_built(golden):
         for k in ("short", "mid", "long"):
             raw = np.round(batches[f"{run}/ldr_file_{k}"][sixteen] * 65535).astype(np.uint16)
             assert not np.array_equal(raw % 257, np.zeros_like(raw))  # really 16-bit values
-            reduced = data.reduce_to_8_bits(raw).astype(np.float32) / 255
+            reduced = layouts.reduce_to_8_bits(raw).astype(np.float32) / 255
             np.testing.assert_array_equal(reduced, batches[f"{run}/ldr_{k}"][sixteen])
 
 

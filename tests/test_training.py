@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hdr_gan_tf import data
+from hdr_gan_tf import data, layouts
 from hdr_gan_tf.checkpoints import resolve_checkpoint
 from hdr_gan_tf.config import ConfigError, RunConfig, build_generator
 from hdr_gan_tf.outputs import OutputError, log_dir_lock
@@ -353,7 +353,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tiny_data, tmp_path):
         pass
     # --cache=disk: the scenes were decoded once into the log dir's cache and read from there.
     assert len(list((logdir / "data_cache").glob("*.bin"))) == len(
-        data.find_scene_dirs(tiny_data, data.TRAIN_SPLIT))
+        layouts.find_scene_dirs(tiny_data, data.TRAIN_SPLIT))
     prefix = tf.train.latest_checkpoint(str(logdir))
     step = int(prefix.rsplit("-", 1)[1])
     assert step >= 2 and f"interrupted at step {step}" in out

@@ -5,12 +5,14 @@
 | `train` | `hdr-gan-train` |
 | `evaluate` | `hdr-gan-evaluate` |
 | `infer` | `hdr-gan-infer` |
+| `app` | `hdr-gan-app` (the web page) |
 | `export` | `hdr-gan-export` |
 | `convert_tf1` | `hdr-gan-convert-tf1` |
 | `synthesize` | `hdr-gan-synth` |
 
 Flags are defined only here, and only when a program runs (`define_flags`), so any of these
-modules can be imported next to another. Everything they do lives in the library modules.
+modules can be imported next to another. Everything they do lives in the library modules, whose
+errors name settings; `common` words them as flags.
 """
 
 import os

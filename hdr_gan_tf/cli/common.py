@@ -18,6 +18,7 @@ import tempfile
 from absl import app, flags
 
 from hdr_gan_tf import cli
+from hdr_gan_tf.settings import worded
 
 FLAGS = flags.FLAGS
 EXIT_BAD_INPUT = 2
@@ -96,9 +97,7 @@ def _ending(err):
     if isinstance(err, (ValueError, OSError)):
         if is_disk_full(err) and not isinstance(err, DiskFull):
             err = disk_full(err, "an output")
-        if getattr(err, "field", None):  # a configuration field: the flag of its name
-            err = f"--{err.field}: {err.detail}"
-        return err, EXIT_BAD_INPUT
+        return worded(err, as_flag), EXIT_BAD_INPUT  # the settings it names as our flags
     if isinstance(err, tf.errors.OpError):
         return tensorflow_error(err), EXIT_BAD_INPUT
     if isinstance(err, KeyboardInterrupt):
@@ -108,6 +107,16 @@ def _ending(err):
 
 def say(line):
     print(printable(line), flush=True)
+
+
+def as_flag(name):
+    """A setting as the programs spell it: the flag of its name."""
+    return f"--{name}"
+
+
+def spelled(text):
+    """A library text (a help line) with the settings it marks as `{name}` written as flags."""
+    return re.sub(r"\{([a-z][a-z0-9_]*)\}", lambda m: as_flag(m.group(1)), text)
 
 
 # What TensorFlow prints while it loads and looks for devices: absl's notice, informational
@@ -230,33 +239,56 @@ def define_checkpoint_flag(required=True):
 
 
 def define_precision_flag():
-    from hdr_gan_tf.merge import MERGE_PRECISIONS
+    from hdr_gan_tf.merge import InferenceOptions
 
-    flags.DEFINE_enum("precision", "float32", list(MERGE_PRECISIONS), "Compute precision.")
+    define_setting_flags(InferenceOptions, ("precision",))
+
+
+def define_setting_flags(record, names=None, defaults=None):
+    """One flag per field of the dataclass `record` declared with `settings.setting` (or those
+    of `names`), generated from the declaration (type, default, help, choices), so that a flag
+    cannot drift from its setting. `defaults`: flags given as text with another default."""
+    import dataclasses
+    import typing
+
+    hints, defaults = typing.get_type_hints(record), defaults or {}
+    for field in dataclasses.fields(record):
+        if "help" not in field.metadata or (names is not None and field.name not in names):
+            continue
+        kind, meta, default = hints[field.name], field.metadata, field.default
+        help_text = spelled(meta["help"])
+        if field.name in defaults:
+            flags.DEFINE_string(field.name, defaults[field.name], help_text)
+        elif meta.get("choices") and kind is str:
+            flags.DEFINE_enum(field.name, default, list(meta["choices"]), help_text)
+        elif typing.get_origin(kind) is tuple:
+            flags.DEFINE_list(field.name, [f"{v:g}" for v in default], help_text)
+        else:
+            if meta.get("choices") and kind is not bool:
+                help_text += f" One of: {', '.join(map(str, meta['choices']))}."
+            define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+                      float: flags.DEFINE_float}.get(kind, flags.DEFINE_string)
+            define(field.name, default, help_text)
 
 
 def define_overwrite_flag(what="Replace existing outputs."):
     flags.DEFINE_bool("overwrite", False, what)
 
 
-def define_merge_flags(methods=("network", "debevec")):
-    """`--method` (one of `methods`); `--tile`, `--overlap`, `--precision`, `--jit_compile`:
-    how a merge runs (`inference_options`); and `--max_pixels`."""
-    what = {"network": "HDR-GAN (give --checkpoint or --saved_model)",
-            "debevec": "the classical radiance merge from the photos' known response, for "
-                       "comparison (no model)",
-            "mertens": "Mertens' exposure fusion, a display-referred picture: only the preview "
-                       "is written (no model)"}
-    flags.DEFINE_enum("method", "network", list(methods),
-                      "; ".join(f"{m}: {what[m]}" for m in methods) + ".")
-    define_precision_flag()
-    flags.DEFINE_string("tile", "auto", "auto: merge each image whole when the memory "
-                        "available allows, else in the tiles that fit and compute the fewest "
-                        "pixels (the choice is printed and recorded); 0: always whole; a side "
-                        "in pixels: tiles of that side, bounding memory.")
-    flags.DEFINE_integer("overlap", 32, "Tile overlap in pixels (blended).")
-    flags.DEFINE_bool("jit_compile", False, "Compile the network with XLA (faster on CPUs; one "
-                      "compilation per image or tile size).")
+def define_merge_flags(display_referred=True):
+    """`--method` (every method of `methods.METHODS`, or those that make radiance);
+    `--tile`, `--overlap`, `--precision`, `--jit_compile`: how a merge runs
+    (`inference_options`); and `--max_pixels`."""
+    from hdr_gan_tf.methods import METHODS
+
+    from hdr_gan_tf.merge import InferenceOptions
+
+    offered = [m for m in METHODS.values() if display_referred or not m.display_referred]
+    flags.DEFINE_enum("method", "network", [m.name for m in offered], "; ".join(
+        f"{m.name}: {spelled(m.summary)}" for m in offered) + ".")
+    # The tile is given as text: "auto" or a number.
+    define_setting_flags(InferenceOptions, ("tile", "overlap", "precision", "jit_compile"),
+                         defaults={"tile": "auto"})
     define_max_pixels_flag()
 
 
@@ -264,11 +296,16 @@ def define_align_flag(default):
     """`--align`: how the photos are registered to the reference before the merge."""
     from hdr_gan_tf.alignment import ALIGN_MODES
 
-    flags.DEFINE_enum("align", default, ALIGN_MODES, "Register the short and long photos to "
-                      "the reference first: auto (a homography or a rigid motion, whichever agrees "
-                      "best, or none where neither beats not aligning), homography, "
-                      "translation, or none "
-                      "(photos from a tripod, aligned data sets).")
+    flags.DEFINE_enum("align", default, list(ALIGN_MODES), "Register the short and long photos "
+                      "to the reference first: " + "; ".join(
+                          f"{m.name}: {m.summary}" for m in ALIGN_MODES.values()) + ".")
+
+
+def define_tonemap_flag():
+    from hdr_gan_tf.display import DEFAULT_TONEMAPPER, TONEMAPPERS
+
+    flags.DEFINE_enum("tonemap", DEFAULT_TONEMAPPER, list(TONEMAPPERS), "Preview tonemapper: "
+                      + "; ".join(f"{t.name}: {t.summary}" for t in TONEMAPPERS.values()) + ".")
 
 
 def define_max_pixels_flag():

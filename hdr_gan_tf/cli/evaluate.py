@@ -50,7 +50,7 @@ def define_flags():
                       "as the released code's test script read them.")
     flags.DEFINE_float("pu21_display_peak", PU21_DISPLAY_PEAK, "PU21 metrics: the luminance "
                        "(cd/m²) at which each scene's ground-truth peak is shown.")
-    define_merge_flags()
+    define_merge_flags(display_referred=False)
     define_align_flag("none")
     define_overwrite_flag("Replace an earlier evaluation folder (and nothing else).")
 
@@ -108,7 +108,7 @@ def main(argv):
     from hdr_gan_tf.checkpoints import checkpoint_log_dir
     from hdr_gan_tf.evaluation import (evaluate, find_predictions, format_table,
                                        score_predictions, write_comparison)
-    from hdr_gan_tf.merge import check_method, load_merger
+    from hdr_gan_tf.methods import check_method, load_merger
     from hdr_gan_tf.metrics import METRICS
     from hdr_gan_tf.outputs import check_outputs, output_dir
     from hdr_gan_tf.synthetic import builtin_dataset
@@ -138,9 +138,8 @@ def main(argv):
              for name, folder in predictions.items()}
     merge = None
     if merging:
-        merge, model = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, FLAGS.method,
-                                   log=say)
-        say(f"Evaluating {model} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
+        merge = load_merger(options, FLAGS.checkpoint, FLAGS.saved_model, FLAGS.method, log=say)
+        say(f"Evaluating {merge.description} on {len(scenes)} scenes of {data_dir}/{FLAGS.split}")
     with output_dir(FLAGS.output_dir, "evaluation") as folder:
         methods = {}
         if merge:

@@ -29,7 +29,9 @@ from absl import flags
 
 from hdr_gan_tf.cli.common import (define_align_flag, define_checkpoint_flag,
                                    define_merge_flags, define_overwrite_flag, error, guarded,
-                                   inference_options, run_program, say, tensorflow_error)
+                                   define_tonemap_flag, inference_options, run_program, say,
+                                   tensorflow_error)
+from hdr_gan_tf.formats import format_of
 from hdr_gan_tf.merge_files import (check_fusion_options, hdr_outputs, merge_and_write,
                                     panel_path, sidecar_path, streams)
 
@@ -53,15 +55,17 @@ def define_flags():
     flags.DEFINE_list("exposure_bias", [], "EV of each photo, in the order of --inputs.")
     flags.DEFINE_string("exposure_file", None, "exposure.txt with one EV per photo (file-name "
                         "order).")
-    flags.DEFINE_string("output", None, "HDR output (.hdr or .exr).")
+    from hdr_gan_tf.formats import FORMATS
+
+    flags.DEFINE_string("output", None, "HDR output; its suffix chooses the format: " + "; ".join(
+        f"{f.suffix}: {f.summary}" for f in FORMATS.values()) + ".")
     flags.DEFINE_bool("exr", False, "Also write an OpenEXR copy beside a .hdr output.")
     flags.DEFINE_string("preview", None, "Preview PNG (default: the output with .png).")
-    flags.DEFINE_enum("tonemap", "reinhard", ["reinhard", "drago", "mu_law"], "Preview "
-                      "tonemapper.")
+    define_tonemap_flag()
     flags.DEFINE_string("input_dir", None, "Batch mode: folder of scene folders (three photos "
                         "each).")
     flags.DEFINE_string("output_dir", None, "Batch mode: where <scene>.hdr and <scene>.png go.")
-    define_merge_flags(("network", "debevec", "mertens"))
+    define_merge_flags()
     define_align_flag("auto")
     flags.DEFINE_bool("panel", False, "Also write <output>_panel.png: the reference photo and "
                       "the previews of the merge without alignment and with it, side by side.")
@@ -71,8 +75,7 @@ def define_flags():
 def _outputs_for(output, preview, exr):
     """`[output, preview, (the .exr copy), sidecar, (the --panel picture)]`."""
     output = Path(output)
-    if output.suffix.lower() not in (".hdr", ".exr"):
-        raise ValueError(f"{output}: --output must end in .hdr or .exr")
+    format_of(output)
     main, *copy = hdr_outputs(output, exr)
     preview = Path(preview) if preview else output.with_suffix(".png")
     if preview.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
@@ -114,7 +117,7 @@ def _jobs():
 def main(argv):
     del argv
     from hdr_gan_tf.checkpoints import checkpoint_log_dir
-    from hdr_gan_tf.merge import check_method, load_merger
+    from hdr_gan_tf.methods import check_method, load_merger
     from hdr_gan_tf.outputs import DiskFull, check_outputs
     from hdr_gan_tf.photos import check_bracket_files, exposures_for, load_bracket
 
@@ -153,8 +156,7 @@ def main(argv):
             say(f"skipped {failures[-1]}")
     if not usable:
         error(f"{len(failures)} of {len(jobs)} scenes failed: " + "; ".join(failures))
-    merge, model = load_merger(options, checkpoint=FLAGS.checkpoint, method=FLAGS.method,
-                               log=say)
+    merge = load_merger(options, checkpoint=FLAGS.checkpoint, method=FLAGS.method, log=say)
     for (photos, output, preview, given, exposure_file), (width, height) in usable:
         try:
             # The tile is decided from the photos' size before they are read: a tiled merge
@@ -166,7 +168,7 @@ def main(argv):
                                    max_pixels=FLAGS.max_pixels, roles=roles)
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
-                                log=say, model=model, align=FLAGS.align, panel=FLAGS.panel,
+                                log=say, align=FLAGS.align, panel=FLAGS.panel,
                                 decided=decided, plan=plan)
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file

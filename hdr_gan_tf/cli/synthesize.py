@@ -25,12 +25,10 @@ def define_flags():
                          "set.")
     flags.DEFINE_enum("bit_depth", "16", ["8", "16"], "Bits per sample of the LDR TIFFs (NTIRE's "
                       "PNGs have 8).")
-    flags.DEFINE_enum("layout", "kalantari", ["kalantari", "authors", "ntire"], "kalantari: "
-                      "Training/<scene>/{3 x *.tif, exposure.txt, HDRImg.hdr}; authors: what "
-                      "their training code reads, train/<scene>/{input_1..3.tif, input_exp.txt, "
-                      "ref_hdr.hdr}; ntire: the NTIRE challenge's Training/NNNN_{short,medium,"
-                      "long}.png, NNNN_exposures.npy, NNNN_gt.png, NNNN_alignratio.npy.")
+    from hdr_gan_tf.layouts import LAYOUTS
 
+    flags.DEFINE_enum("layout", "kalantari", list(LAYOUTS), "; ".join(
+        f"{layout.name}: {layout.summary}" for layout in LAYOUTS.values()) + ".")
 
 @guarded
 def main(argv):

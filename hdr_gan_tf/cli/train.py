@@ -17,7 +17,8 @@ import json
 
 from absl import flags
 
-from hdr_gan_tf.cli.common import Terminated, error, guarded, run_program, say
+from hdr_gan_tf.cli.common import (Terminated, define_setting_flags, error, guarded, run_program,
+                                   say)
 
 FLAGS = flags.FLAGS
 # Exit status of a preempted multi-worker run (TensorFlow's restart code on such platforms).
@@ -28,24 +29,10 @@ def define_flags():
     """One flag per field of `ModelConfig` and `TrainingConfig`, generated from the fields'
     declarations (type, default, help, choices): the flags cannot drift from the schema, which
     also validates them (`resolve_config`)."""
-    import dataclasses
-    import typing
-
     from hdr_gan_tf.config import ModelConfig, TrainingConfig
 
     for part in (ModelConfig, TrainingConfig):
-        hints = typing.get_type_hints(part)
-        for field in dataclasses.fields(part):
-            kind, meta = hints[field.name], field.metadata
-            help_text = meta["help"]
-            if meta.get("choices") and kind is not bool:
-                help_text += f" One of: {', '.join(map(str, meta['choices']))}."
-            define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-                      float: flags.DEFINE_float}.get(kind, flags.DEFINE_string)
-            default = field.default
-            if typing.get_origin(kind) is tuple:
-                define, default = flags.DEFINE_list, [f"{v:g}" for v in default]
-            define(field.name, default, help_text)
+        define_setting_flags(part)
 
 
 def resolve_config():
