@@ -55,6 +55,9 @@ TONEMAPPERS = {t.name: t for t in (
     Tonemapper("drago", "Drago's logarithmic operator (OpenCV)",
                _opencv(lambda: cv2.createTonemapDrago(gamma=2.2, saturation=1.0, bias=0.85)),
                True),
+    Tonemapper("mantiuk", "Mantiuk's contrast operator (OpenCV)",
+               _opencv(lambda: cv2.createTonemapMantiuk(gamma=2.2, scale=0.85, saturation=1.2)),
+               True),
     Tonemapper("mu_law", "the μ-law curve the network is trained on, [0, 1] as is",
                _mu_law_display, False),
 )}

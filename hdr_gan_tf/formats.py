@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_hdr
+from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_float_tiff, write_hdr
 from hdr_gan_tf.settings import ConfigError
 
 
@@ -39,6 +39,7 @@ class OutputFormat(typing.NamedTuple):
 FORMATS = {f.name: f for f in (
     OutputFormat("hdr", ".hdr", "Radiance RGBE", write_hdr, radiance_rows, True),
     OutputFormat("exr", ".exr", "OpenEXR, half floats, ZIP", write_hdr, exr_rows, True),
+    OutputFormat("tiff", ".tif", "32-bit float TIFF (linear RGB)", write_float_tiff, None, True),
 )}
 
 

@@ -339,6 +339,11 @@ def write_ldr(path, rgb, bit_depth=8):
     _imwrite(path, np.ascontiguousarray(data[..., ::-1]))
 
 
+def write_float_tiff(path, rgb):
+    """Writes linear RGB as a 32-bit float TIFF (values as they are), atomically."""
+    _imwrite(path, np.ascontiguousarray(np.asarray(rgb, np.float32)[..., ::-1]))
+
+
 def rgbe_pixels(rgb):
     """Linear RGB `[..., 3]` (>= 0) -> Radiance RGBE bytes `[..., 4]`, as Radiance encodes them.
 

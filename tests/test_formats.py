@@ -16,7 +16,7 @@ def test_the_suffix_chooses_the_format_whatever_its_case(name, tmp_path):
 
 
 def test_an_unknown_suffix_is_refused_naming_the_setting(tmp_path):
-    with pytest.raises(ConfigError, match=r"must end in \.hdr or \.exr") as err:
+    with pytest.raises(ConfigError, match=r"must end in \.hdr or \.exr or \.tif") as err:
         format_of(tmp_path / "a.png")
     assert err.value.field == "output"
 
@@ -51,3 +51,12 @@ def test_a_format_that_cannot_stream_is_gathered_and_written_whole(tmp_path, mon
         with formats.band_writer(tmp_path / "b.npy", 5, 4) as write:
             write(hdr[:2])
     assert tmp_path / "b.npy" not in written
+
+
+def test_a_float_tiff_keeps_the_values_exactly(tmp_path):
+    import cv2
+
+    hdr = (np.random.default_rng(2).random((9, 7, 3)) * 40).astype(np.float32)
+    FORMATS["tiff"].write(tmp_path / "a.tif", hdr)
+    back = cv2.imread(str(tmp_path / "a.tif"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    np.testing.assert_array_equal(back, hdr)
