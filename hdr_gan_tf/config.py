@@ -23,6 +23,7 @@ from hdr_gan_tf.discriminator import MIN_INPUT as MIN_DISCRIMINATOR_INPUT, Discr
 from hdr_gan_tf.generator import Generator, parse_branches
 from hdr_gan_tf.image_io import MAX_PIXELS
 from hdr_gan_tf.outputs import write_text
+from hdr_gan_tf.layouts import DATA_DIR_HELP, LDR_BITS, LDR_BITS_HELP
 from hdr_gan_tf.losses import SPHERE_REFERENCES
 from hdr_gan_tf.settings import (PRECISIONS, ConfigError, _require,  # noqa: F401 (re-exported)
                                  check_settings, setting)
@@ -52,9 +53,7 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """A training run (docs/design.md §5); the defaults are the paper's configuration."""
-    data_dir: typing.Optional[str] = setting(
-        None, "Data root (Kalantari, authors' or NTIRE layout). Default: the built-in "
-        "procedural data set, generated on first use in the cache folder.")
+    data_dir: typing.Optional[str] = setting(None, DATA_DIR_HELP)
     logdir: str = setting("runs/hdr_gan", "Log dir: config.json, checkpoints, TensorBoard.")
     batch_size: int = setting(2, "Global batch size (split over replicas).", at_least=1,
                               at_most=2 ** 16)
@@ -74,9 +73,7 @@ class TrainingConfig:
         "first_axis (1, 0, ..., 0), as the released code did; north_pole (0, ..., 0, 1), as "
         "the paper's text reads.", choices=SPHERE_REFERENCES)
     ldr_bits: int = setting(
-        16, "Bits per channel the LDRs are read with: 16 keeps them as stored; 8 reduces "
-        "16-bit files to 8 bits (round(v/257)) as the released code's OpenCV reads did.",
-        choices=(8, 16))
+        16, LDR_BITS_HELP, choices=LDR_BITS)
     max_pixels: int = setting(
         MAX_PIXELS, "Largest image (width x height) read; larger ones are refused from their "
         "headers, before they are decoded.", at_least=1)

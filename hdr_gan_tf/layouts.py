@@ -98,6 +98,8 @@ class Scene:
 
 
 LDR_BITS = (8, 16)
+LDR_BITS_HELP = ("Bits per channel the LDRs are read with: 16 keeps them as stored; 8 reduces "
+                 "16-bit files to 8 bits (round(v/257)) as the released code's OpenCV reads did.")
 
 
 def reduce_to_8_bits(ldrs):
@@ -346,6 +348,8 @@ class NtireLayout(Layout):
 
 AUTHORS = AuthorsLayout()
 LAYOUTS = {layout.name: layout for layout in (KalantariLayout(), AUTHORS, NtireLayout())}
+DATA_DIR_HELP = (f"Data root: scenes in any of the layouts {', '.join(LAYOUTS)}. Default: the "
+                 f"built-in procedural data set, generated on first use in the cache folder.")
 
 
 def ntire_file(prefix, part):

@@ -6,6 +6,9 @@ blended with linear ramps across the overlaps, so memory stays bounded by the ti
 tiled merge can be streamed: `merge_bands` yields the result a band of finished rows at a time
 (`hdr-gan-infer` writes each band to its files as it comes).
 
+`Merger` is what every merge method offers (the generator's here, the exported model's and the
+classical ones in their modules; `hdr_gan_tf.methods` chooses among them).
+
 How the network runs is chosen here, by image (or tile) size (`InferenceOptions`): images of
 `lean_from_pixels` or more run in the generator's memory-lean order (`Generator.infer_lean`),
 smaller ones in the graph's own order (`Generator.call`), which lets ops overlap; maps of

@@ -239,7 +239,7 @@ def check_preview_options(exposure, tonemap):
 
 def page_message(err, photos=()):
     """A one-paragraph message for the page from an error of the library: uploads named by
-    their file names, the programs' flags by what the page calls them."""
+    their file names, the settings it names by what the page calls them (`page_label`)."""
     text = worded(err, page_label)
     for photo in sorted(map(str, photos), key=len, reverse=True):
         text = text.replace(photo, Path(photo).name)

@@ -24,12 +24,12 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     from hdr_gan_tf.evaluation import PROTOCOLS
+    from hdr_gan_tf.layouts import DATA_DIR_HELP, LDR_BITS, LDR_BITS_HELP
     from hdr_gan_tf.metrics import PU21_DISPLAY_PEAK
 
     define_checkpoint_flag(required=False)
     flags.DEFINE_string("saved_model", None, "An exported SavedModel, instead of --checkpoint.")
-    flags.DEFINE_string("data_dir", None, "Data root in the Kalantari, authors' or NTIRE layout "
-                        "(default: the built-in procedural data set).")
+    flags.DEFINE_string("data_dir", None, DATA_DIR_HELP)
     flags.DEFINE_string("output_dir", None, "Folder for metrics, HDR outputs and panels "
                         "(written whole at the end).", required=True)
     flags.DEFINE_string("split", "Test", "Split folder to evaluate (Test or Training).")
@@ -45,9 +45,7 @@ def define_flags():
                       "centred 960x1440 crop, LDRs reduced to 8 bits). --center_crop and "
                       "--ldr_bits make a custom one instead.")
     flags.DEFINE_list("center_crop", [], "Evaluate on a centre crop H,W (e.g. 960,1440).")
-    flags.DEFINE_enum("ldr_bits", "16", ["8", "16"], "Bits per channel the LDRs are read with: "
-                      "16 keeps them as stored; 8 reduces 16-bit files to 8 bits (round(v/257)) "
-                      "as the released code's test script read them.")
+    flags.DEFINE_enum("ldr_bits", "16", [str(b) for b in LDR_BITS], LDR_BITS_HELP)
     flags.DEFINE_float("pu21_display_peak", PU21_DISPLAY_PEAK, "PU21 metrics: the luminance "
                        "(cd/m²) at which each scene's ground-truth peak is shown.")
     define_merge_flags(display_referred=False)
