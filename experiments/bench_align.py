@@ -12,7 +12,11 @@ Prints, on this machine's CPU:
   does not hide it) on a 24-megapixel hand-held bracket, with --align=none and auto, each in a
   fresh process.
 
+- with --hard, the corner error of each photo's homography on hand-held brackets of +-3 EV whose
+  long photo is mostly clipped (`synthetic.hand_held_bracket`), and how many were left unaligned.
+
     python experiments/bench_align.py [--checkpoint=checkpoints/paper] [--brackets=6] [--memory]
+    python experiments/bench_align.py --hard [--brackets=8]
 """
 
 import argparse
@@ -109,6 +113,39 @@ def streamed_peak(folder, align):
                       "baseline_mb": baseline}))
 
 
+def corner_error(found, truth, height, width):
+    """The largest distance, in pixels, between where two homographies take an image corner."""
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1],
+                        [0, height - 1, 1]], np.float64)
+    a, b = corners @ found.T, corners @ truth.T
+    return float(np.abs(a[:, :2] / a[:, 2:] - b[:, :2] / b[:, 2:]).max())
+
+
+def hard_rows(brackets, height=320, width=480):
+    """Corner errors on hand-held brackets of +-3 EV whose long photo is mostly clipped
+    (`synthetic.hand_held_bracket`), and the share of photos left unaligned."""
+    errors, fallbacks, seconds = [], 0, []
+    print(f"{'bracket':>8} {'photo':>6} {'error px':>9} {'method':>12}  fallback")
+    for seed in range(brackets):
+        photos, ev, truth = synthetic.hand_held_bracket(np.random.default_rng(500 + seed),
+                                                        height, width)
+        start = time.perf_counter()
+        _, found = alignment.align_bracket(photos, ev, "auto")
+        seconds.append(time.perf_counter() - start)
+        for i in (0, 2):
+            error = corner_error(found[i].homography, truth[i], height, width)
+            errors.append(error)
+            fallbacks += found[i].method == "none"
+            print(f"{seed:8d} {('short', '', 'long')[i]:>6} {error:9.2f} {found[i].method:>12}  "
+                  f"{(found[i].fallback or '')[:70]}", flush=True)
+    errors = np.asarray(errors)
+    print(f"{width}x{height}, +-3 EV: median {np.median(errors):.2f} px, within 1 px "
+          f"{(errors <= 1).sum()}/{len(errors)}, within 2 px {(errors <= 2).sum()}/{len(errors)},"
+          f" worst {errors.max():.2f} px; left unaligned {fallbacks}/{len(errors)}; "
+          f"{np.mean(seconds):.2f} s per bracket")
+    print(json.dumps({"errors": errors.round(3).tolist(), "unaligned": fallbacks}))
+
+
 def memory_rows():
     with tempfile.TemporaryDirectory() as folder:
         me = [sys.executable, __file__, f"--folder={folder}"]
@@ -127,6 +164,8 @@ def main():
     parser.add_argument("--checkpoint", help="a log dir: also time and score the network")
     parser.add_argument("--brackets", type=int, default=6)
     parser.add_argument("--memory", action="store_true", help="the 24 MP streamed rows only")
+    parser.add_argument("--hard", action="store_true",
+                        help="only the corner errors on +-3 EV brackets with a clipped long photo")
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--write_bracket", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--streamed", help=argparse.SUPPRESS)
@@ -139,6 +178,8 @@ def main():
     print(f"CPU: {cpu_name()}")
     if args.memory:
         return memory_rows()
+    if args.hard:
+        return hard_rows(args.brackets)
     merge = None
     if args.checkpoint:
         from hdr_gan_tf.merge import InferenceOptions

@@ -79,7 +79,7 @@ class TrainingConfig:
         "headers, before they are decoded.", at_least=1)
     cache: str = setting(
         "auto", "Where the decoded training scenes are kept: memory; disk (decoded once into "
-        "the cache folder, cache_dir; patches read from there with bounded memory; later runs reuse it); "
+        "{cache_dir}; patches read from there with bounded memory; later runs reuse it); "
         "auto: disk when the image headers announce more than half the available memory.",
         choices=CACHE_MODES)
     cache_dir: typing.Optional[str] = setting(

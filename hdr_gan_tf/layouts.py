@@ -3,8 +3,8 @@
 A layout finds the scenes of a split folder, lists a scene's files, reads its exposures and
 ground truth, and writes a scene (for the synthesizer). Layouts are told apart scene by scene
 (`layout_of`), so a split may mix them. Adding a layout is one new `Layout` here.
-The layouts. Kalantari's (as distributed by Kalantari &
-Ramamoorthi, SIGGRAPH 2017)::
+
+Kalantari's (as distributed by Kalantari & Ramamoorthi, SIGGRAPH 2017)::
 
     <root>/Training/<scene>/{3 x *.tif, exposure.txt, HDRImg.hdr}
     <root>/Test/<scene>/...            (or nested one level deeper: Test/PAPER/<scene>/)
@@ -40,6 +40,7 @@ import numpy as np
 from hdr_gan_tf.image_io import MAX_PIXELS, read_hdr, read_ldr_raw, write_hdr, write_ldr
 from hdr_gan_tf.imaging import GAMMA, parse_exposure_bias, read_exposure_file
 from hdr_gan_tf.outputs import atomic_output, write_text
+from hdr_gan_tf.settings import SettingError, within
 
 TRAIN_SPLIT = "Training"
 TEST_SPLIT = "Test"
@@ -57,7 +58,7 @@ NTIRE_GAMMA = 2.24
 NTIRE_SHORT = re.compile(r"^(.+)_short\.png$")
 
 
-class DataError(ValueError):
+class DataError(SettingError):
     """A data set that cannot be used; the message names the scene, the file and the problem."""
 
 
@@ -333,7 +334,7 @@ class NtireLayout(Layout):
 
     def write(self, path, scene, bit_depth=16, first_index=1, ev=None):
         """8-bit LDRs with gamma 2.24 (whatever `bit_depth`), the EVs relative to the medium
-        frame, the ground truth at the medium frame's exposure as a 16-bit PNG and its align
+        frame as the challenge stores them (so `ev`'s origin does not matter), the ground truth at the medium frame's exposure as a 16-bit PNG and its align
         ratio (`read_ntire_ground_truth` reads it back)."""
         for frame, ldr in zip(NTIRE_FRAMES, scene["ldrs"]):
             write_ldr(ntire_file(path, frame), np.clip(ldr, 0, 1) ** (GAMMA / NTIRE_GAMMA), 8)
@@ -360,17 +361,10 @@ def ntire_file(prefix, part):
 
 
 def layout_of(path):
-    """The `Layout` of the scene at `path` (Kalantari's where no other holds it)."""
-    for layout in LAYOUTS.values():
-        if layout.name != "kalantari" and layout.holds(path):
-            return layout
-    return LAYOUTS["kalantari"]
-
-
-def scene_files(path):
-    """`(ldr_paths, exposure_file, ground_truth)` of a scene in its layout; the LDRs short to
-    long. DataError unless there are three LDRs."""
-    return layout_of(path).files(path)
+    """The `Layout` of the scene at `path`: the first that holds it, else the first
+    (Kalantari's, whose scenes are the plainest folders)."""
+    default, *others = LAYOUTS.values()
+    return next((layout for layout in others if layout.holds(path)), default)
 
 
 def scene_sources(path):
@@ -429,7 +423,7 @@ def load_scene(path, name=None, min_size=0, ldr_bits=16, max_pixels=MAX_PIXELS):
         exposure_bias, hdr = layout.read_labels(path, max_pixels)
         raws = [read_ldr_raw(p, max_pixels) for p in ldr_paths]
     except (ValueError, OSError) as err:  # ImageError and the exposure file's ValueError
-        raise DataError(f"{where}: {err}") from None
+        raise within(err, where, DataError) from None
     shapes = [r.shape for r, _ in raws]
     if len(set(shapes)) != 1:
         sizes = ", ".join(f"{p.name} {s[1]}x{s[0]}" for p, s in zip(ldr_paths, shapes))

@@ -11,6 +11,7 @@ import typing
 from pathlib import Path
 
 from hdr_gan_tf.formats import FORMATS, band_writer, format_of
+from hdr_gan_tf.hdr_photos import DEFAULT_HEADROOM, Rendering, white_of
 from hdr_gan_tf.settings import ConfigError
 
 
@@ -21,30 +22,34 @@ class Written(typing.NamedTuple):
     factor: int  # the preview's reduction: each side divided by it
 
 
-def check_fusion_options(method, tile=0, exr=False):
-    """ConfigError naming `exr` or `tile` when `method` is display-referred (Mertens' fusion),
-    which writes no HDR file, only the preview (made at the preview's size)."""
+def check_fusion_options(method, tile=0, exr=False, formats=()):
+    """ConfigError naming `exr`, `formats` or `tile` when `method` is display-referred (Mertens'
+    fusion), which writes no HDR file, only the preview (made at the preview's size)."""
     from hdr_gan_tf.methods import METHODS
 
-    for field, value in (("exr", exr), ("tile", tile)):
+    for field, value in (("exr", exr), ("formats", list(formats)), ("tile", tile)):
         if METHODS[method].display_referred and value:
-            raise ConfigError(f"{method} makes a picture to look at and writes no HDR file, "
-                              f"only the preview (made at the preview's size); leave {{{field}}} "
-                              f"out", field=field, mentions=[field])
+            raise ConfigError(f"the {method} method makes a picture to look at and writes no "
+                              f"HDR file, only the preview (made at the preview's size); leave "
+                              f"{{{field}}} out", field=field, mentions=[field])
 
 
 def streams(tile):
-    """Whether a merge is written band by band: whenever it is tiled (`.hdr` and `.exr` files,
-    and an `.exr` copy beside a `.hdr`, are all written a band of rows at a time)."""
+    """Whether a merge is written band by band: whenever it is tiled and its merger streams.
+    Formats with a band writer take each band as it comes; the others (a float TIFF) gather the
+    image, and the HDR photos a compact copy of it, and write when the merge ends."""
     return bool(tile)
 
 
-def hdr_outputs(output, exr=False):
-    """The HDR files a merge to `output` writes: `output`, and with `exr` an OpenEXR copy
-    beside a `.hdr` one."""
+def hdr_outputs(output, exr=False, formats=()):
+    """The files a merge to `output` writes: `output`, and beside it (its name with their
+    suffixes) one per format named in `formats` (`formats.check_formats`); `exr` adds an
+    OpenEXR copy unless there is one already."""
     output = Path(output)
-    copy = output.with_suffix(FORMATS["exr"].suffix)
-    return [output] + ([copy] if exr and copy != output else [])
+    names = list(formats)
+    if exr and "exr" not in names and format_of(output).name != "exr":
+        names.append("exr")
+    return [output] + [output.with_suffix(FORMATS[name].suffix) for name in names]
 
 
 def sidecar_path(output):
@@ -54,7 +59,7 @@ def sidecar_path(output):
 
 def merge_and_write(merge, bracket, output, preview, exr=False, tonemap=None, log=print,
                     model=None, align="none", panel=False, program="hdr-gan-infer",
-                    decided=None, plan=None):
+                    decided=None, plan=None, formats=(), headroom=DEFAULT_HEADROOM):
     """Merges a loaded bracket (`hdr_gan_tf.photos.load_bracket`) and writes the HDR file(s),
     the preview PNG and the sidecar `sidecar_path(output)`: the photos with their EVs and where
     those came from, the reference, how each photo maps onto it (`align`, one of
@@ -71,7 +76,10 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap=None, lo
     (`outputs.output_set`): if any write fails, none of the earlier ones changes. `decided`
     and `plan`: the merge's options and `memory.TilePlan` for this image where the caller
     decided them already (`merge.plan`; it loaded the photos accordingly, spooled or not);
-    else they are decided here. Returns `Written`.
+    else they are decided here. `formats`: more formats written beside `output`
+    (`hdr_outputs`); the HDR photos among them show the radiance the reference photo records as
+    white as white, with at most `headroom` stops above it (`hdr_photos.Rendering`). Returns
+    `Written`.
     """
     from hdr_gan_tf.display import DEFAULT_TONEMAPPER
     from hdr_gan_tf.outputs import output_set
@@ -79,11 +87,12 @@ def merge_and_write(merge, bracket, output, preview, exr=False, tonemap=None, lo
     tonemap = tonemap or DEFAULT_TONEMAPPER
     with output_set() as staged:
         return _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model,
-                                align, panel, program, staged, decided, plan)
+                                align, panel, program, staged, decided, plan, formats,
+                                headroom)
 
 
 def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, align, panel,
-                     program, staged, decided, plan):
+                     program, staged, decided, plan, formats, headroom):
     """`merge_and_write`'s work, its files staged in `staged` (an `outputs.OutputSet`)."""
     import dataclasses
     import json
@@ -108,7 +117,8 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
         + (f" in {tile}-pixel tiles" if tile else ""))
     progress = progress_printer(log)
     reduced = PreviewImage(height, width)
-    paths = hdr_outputs(output, exr)
+    paths = hdr_outputs(output, exr, formats)
+    rendering = Rendering(white_of(ev), headroom)
     if merge.display_referred:
         # A fused picture, not radiance: made at the preview's size, written as the preview.
         from hdr_gan_tf.alignment import reduced_copy
@@ -116,10 +126,12 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
         small, _ = reduced_copy(ldrs, factor=reduced.factor)
         shown = merge(small, ev, decided=decided)["main"]
         paths = []
-        log("Mertens' fusion is display-referred: no HDR file is written, only the preview")
-    elif streams(tile):
+        log(f"{merge.description}: a picture to look at, so no HDR file is written, only the "
+            f"preview")
+    elif merge.streams and streams(tile):
         with contextlib.ExitStack() as stack:
-            writers = [stack.enter_context(band_writer(p, height, width)) for p in paths]
+            writers = [stack.enter_context(band_writer(p, height, width, rendering))
+                       for p in paths]
             for _, rows in merge.bands(ldrs, ev, progress, wanted=["main"], decided=decided):
                 for write in writers:
                     write(rows["main"])
@@ -129,7 +141,7 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
             ldrs = ldrs.rows(0, height)
         hdr = merge(ldrs, ev, progress, wanted=["main"], decided=decided)["main"]
         for path in paths:
-            format_of(path).write(path, hdr)
+            format_of(path).write(path, hdr, rendering)
         reduced.add(hdr)
         del hdr
     preview_hdr = reduced.image() if paths else None
@@ -155,6 +167,8 @@ def _merge_and_write(merge, bracket, output, preview, exr, tonemap, log, model, 
         "options": dataclasses.asdict(decided), "size": [width, height],
         **({"tile_plan": plan.reason} if plan else {}),
         "outputs": [str(p) for p in paths], "preview": str(preview),
+        # How each HDR photo shows the radiance: white, headroom, quality, its SDR base.
+        **({"renderings": rendering.chosen} if rendering.chosen else {}),
         # What this merge wrote, as it wrote it: `--overwrite` replaces only files listed here.
         "files": [fingerprint(p, staged.temporary(p), sidecar_path(output)) for p in images],
         "seconds": round(time.perf_counter() - start, 3)}

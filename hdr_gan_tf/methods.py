@@ -60,6 +60,8 @@ METHODS = {method.name: method for method in (
     Method("mertens", "Mertens' exposure fusion, a display-referred picture: only the preview "
            "is written (no model)", False, True, _mertens),
 )}
+# The method the programs and the page use unless told otherwise: the first.
+DEFAULT_METHOD = next(iter(METHODS))
 
 
 def check_method(method, checkpoint=None, saved_model=None):
@@ -79,7 +81,7 @@ def check_method(method, checkpoint=None, saved_model=None):
                           field="saved_model")
 
 
-def load_merger(options, checkpoint=None, saved_model=None, method="network", log=print):
+def load_merger(options, checkpoint=None, saved_model=None, method=DEFAULT_METHOD, log=print):
     """The `Merger` of `method` with `options`: the network restores a log dir's (or
     checkpoint's) generator in `options.precision`, or runs an exported SavedModel (exactly one
     of `checkpoint` and `saved_model`); the classical methods take neither. Its

@@ -358,14 +358,14 @@ def check_output_dir(target, kind, overwrite, inputs=()):
     if is_training_log_dir(target):
         raise OutputError(f"{target}: is a training log dir (hdr-gan-train has written it); no "
                           f"program replaces one, {{overwrite}} included. Choose another folder, "
-                          f"or remove this one yourself.")
+                          f"or remove this one yourself.", mentions=["overwrite"])
     if not overwrite:
         raise OutputError(f"{target}: output exists; set {{overwrite}} to replace it",
                           mentions=["overwrite"])
     if not written_by(target, kind):
         raise OutputError(f"{target}: exists and is not an earlier output of {program} (no "
                           f"{MARKER}); {{overwrite}} replaces only that. Choose another folder, "
-                          f"or remove this one yourself.")
+                          f"or remove this one yourself.", mentions=["overwrite"])
 
 
 def check_apart_from_inputs(output, inputs, around=True):
@@ -410,7 +410,7 @@ def check_output_file(path, overwrite, inputs=(), records=()):
         if not ours:
             raise OutputError(f"{path}: exists and no record of ours says this program wrote "
                               f"it as it is now; {{overwrite}} replaces only that. Choose "
-                              f"another name, or remove it yourself.")
+                              f"another name, or remove it yourself.", mentions=["overwrite"])
 
 
 def check_outputs(files=(), folders=(), inputs=(), overwrite=False, records=None):

@@ -52,7 +52,7 @@ class Bracket(typing.NamedTuple):
     ldrs: typing.Any  # [3, H, W, 3] uint8 / uint16 / float32, or a SpooledImages
     ev: np.ndarray  # [3] EVs
     photos: list  # the three photos' paths
-    ev_source: str  # where the EVs came from: the flag, an exposure file, or EXIF
+    ev_source: str  # where the EVs came from: "exposure_bias" (given), an exposure file, or EXIF
     unused: tuple = ()  # `(path, EV)` of the bracket's other photos, when it had more than three
     chosen_by: str = "all three"  # how the three were picked
 

@@ -147,8 +147,8 @@ def _onnx_expm1(ctx, node, name, args):
 
 SAVED_MODEL_TILING = ("an exported SavedModel merges whole images (one graph for any size); "
                       "merge in tiles from the log dir ({checkpoint}) instead")
-SAVED_MODEL_PRECISION = ("an exported SavedModel computes in the precision it was exported with "
-                         "(the export's {precision})")
+SAVED_MODEL_PRECISION = ("an exported SavedModel computes in float32, as it was exported; merge "
+                         "in another precision from the log dir ({checkpoint})")
 
 
 def check_saved_model_options(options):
@@ -157,7 +157,7 @@ def check_saved_model_options(options):
     if options.tile:
         raise ConfigError(SAVED_MODEL_TILING, field="tile", mentions=["checkpoint"])
     if options.precision != "float32":
-        raise ConfigError(SAVED_MODEL_PRECISION, field="precision", mentions=["precision"])
+        raise ConfigError(SAVED_MODEL_PRECISION, field="precision", mentions=["checkpoint"])
     if options.jit_compile:
         raise ConfigError("an exported SavedModel runs the graph it was exported as",
                           field="jit_compile")

@@ -50,6 +50,16 @@ class ConfigError(SettingError):
     """A log dir, checkpoint or configuration that cannot be used."""
 
 
+def within(err, prefix, kind):
+    """An error of class `kind` saying `prefix: ` and `err`'s message, the settings `err`
+    names still marked for a program to word (a plain exception's message as it is)."""
+    if not isinstance(err, SettingError):
+        return kind(f"{prefix}: {err}")
+    named = err.mentions + ((err.field,) if err.field else ())
+    template = (f"{{{err.field}}}: " if err.field else "") + err.template
+    return kind(f"{prefix}: {template}", mentions=named)
+
+
 def worded(err, spell):
     """The message of any exception, its settings spelled by `spell` where it names them."""
     if isinstance(err, SettingError):

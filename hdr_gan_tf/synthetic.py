@@ -195,3 +195,47 @@ def synthesize_dataset(output_dir, num_train=DEFAULT_SET["num_train"],
             if progress:
                 progress(count, len(jobs))
     return output_dir
+
+
+def camera_motion(rng, height, width, max_angle=3.0, max_shift=0.03, max_tilt=3e-5):
+    """A hand-held camera's motion between two frames as a homography from reference pixels
+    to the frame's: a turn of up to `max_angle` degrees about the centre, a shift of up to
+    `max_shift` of the width each way and a tilt (perspective) of up to `max_tilt` per pixel
+    at 384 pixels wide."""
+    angle = rng.uniform(-max_angle, max_angle)
+    dx, dy = rng.uniform(-max_shift, max_shift, 2) * width
+    tilt = rng.uniform(-max_tilt, max_tilt) * 384 / width
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    return (np.array([[1, 0, cx + dx], [0, 1, cy + dy], [0, 0, 1]])
+            @ np.array([[c, -s, 0], [s, c, 0], [tilt, tilt / 2, 1]])
+            @ np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]]))
+
+
+def hand_held_bracket(rng, height, width, ev_step=3.0, clipped=0.6, **motion):
+    """A bracket of a procedural scene shot hand-held, the hard way: `ev_step` stops apart,
+    exposed so that the long photo clips about `clipped` of its pixels (sky, sun, lamp), the
+    camera moving between frames (`camera_motion(**motion)`) and an object moving across.
+
+    Returns:
+      `(photos [3, H, W, 3] float32 in [0, 1], exposure_bias [3], homographies)`: short,
+      reference, long; `homographies[i]` maps a reference pixel to photo `i`'s (the truth an
+      alignment is scored against; the identity for the reference).
+    """
+    canvas = _background(rng, height, width)
+    # The long photo's time: the `clipped` quantile of the scene's brightest channel clips.
+    long_time = 1.0 / float(np.quantile(canvas.max(axis=-1), 1.0 - clipped))
+    times = long_time * 2.0 ** (np.arange(3) * ev_step - 2 * ev_step)
+    look = (rng.uniform(0.4, 1.0, 3).astype(np.float32), 0.3 / long_time,
+            int(rng.integers(1 << 30)))
+    homographies, photos = [], []
+    for i in range(3):
+        to_photo = np.eye(3) if i == 1 else camera_motion(rng, height, width, **motion)
+        scene = cv2.warpPerspective(canvas, to_photo, (width, height), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REFLECT)
+        scene = _paste_object(scene, look, (0.65 * height, (0.3 + 0.15 * i) * width),
+                              (0.12 * height, 0.08 * width))
+        photos.append(_expose(scene, times[i], rng, 65535))
+        homographies.append(to_photo)
+    ev = np.array([-ev_step, 0.0, ev_step], np.float32)
+    return np.stack(photos).astype(np.float32), ev, homographies

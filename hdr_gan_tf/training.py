@@ -327,14 +327,15 @@ class Trainer:
         names = [p for p in (self.logdir.iterdir() if self.logdir.is_dir() else [])
                  if p.name in kept or re.fullmatch(r"ckpt-\d+\..+", p.name)]
         if not names or not self.is_chief:
-            self.log("Starting from step 0 (restart; no earlier checkpoints here)")
+            self.log("Starting from step 0 as asked (restart); there were no earlier "
+                     "checkpoints here")
             return
         aside = self.logdir / time.strftime("before_restart_%Y%m%d-%H%M%S")
         aside.mkdir()
         for path in names:
             path.rename(aside / path.name)
         self._open_managers()
-        self.log(f"Starting from step 0 as restart asked: the earlier checkpoints "
+        self.log(f"Starting from step 0 as asked (restart): the earlier checkpoints "
                  f"({len(names)} files and folders) were moved into {aside}")
 
     def save(self):

@@ -19,23 +19,28 @@ import numpy as np
 from hdr_gan_tf.alignment import ALIGN_MODES, check_align, reduced_copy
 from hdr_gan_tf.display import (DEFAULT_TONEMAPPER, TONEMAPPERS, check_tonemapper,
                                 tonemap_for_display)
+from hdr_gan_tf.formats import FORMATS
 from hdr_gan_tf.image_io import MAX_PIXELS, write_ldr
 from hdr_gan_tf.merge import MERGE_PRECISIONS, InferenceOptions, tile_setting
-from hdr_gan_tf.methods import METHODS, check_method, load_merger
+from hdr_gan_tf.methods import DEFAULT_METHOD, METHODS, check_method, load_merger
 from hdr_gan_tf.merge_files import check_fusion_options, merge_and_write, streams
 from hdr_gan_tf.photos import ROLES, check_bracket_files, exposures_for, load_bracket
 from hdr_gan_tf.settings import ConfigError, worded
 
 # The preview's exposure slider: stops either way, applied in linear light to the tonemapped
-# preview (Reinhard's and Drago's operators normalise the image, so scaling the HDR before them
-# would change nothing).
+# preview where the tonemapper normalises the image (scaling the HDR before it would change
+# nothing), else to the HDR image.
 EXPOSURE_STOPS = 4.0
 EXPOSURE_STEP = 0.25
 # Renderings of other exposures and tonemappers kept per merge (the newest).
 KEPT_VIEWS = 4
 DISPLAY_GAMMA = 2.2
-# A merge's files in its folder: `merged.hdr`, `.exr`, `.png` (the preview), `.json`.
+# A merge's files in its folder: `merged.hdr`, those of `PAGE_FORMATS`, `.png` (the preview),
+# `.json`.
 STEM = "merged"
+# Written beside `merged.hdr`: OpenEXR, and the HDR photos that HDR screens show (the page shows
+# the Ultra HDR JPEG).
+PAGE_FORMATS = ("exr", "jpg", "avif")
 # Smaller tiles would need less than hdr-gan-infer's overlap and take very many tiles.
 MIN_TILE = 128
 # Mergers kept loaded (a network restored per precision and tile size): the most recent ones.
@@ -51,12 +56,13 @@ PAGE_LABELS = {"exposure_bias": "the EV box", "tile": "the tile size",
 class PageMerge(typing.NamedTuple):
     """One merge as the page shows it."""
     folder: Path  # where its files are
-    downloads: list  # `merged.hdr`, `.exr`, `.png`, `.json` (those written)
+    downloads: list  # `merged.hdr`, `.exr`, `.jpg`, `.avif`, `.png`, `.json` (those written)
     preview: Path  # the preview PNG, as written
     preview_hdr: typing.Any  # `.npy` of the result at the preview's size (None: Mertens')
     tonemap: str  # the preview's tonemapper
     pictures: list  # `(PNG, caption)`: the merged photos, then the classical merge if asked for
     log: list  # the lines the merge logged
+    hdr_photo: typing.Any = None  # `merged.jpg`, the Ultra HDR photo (None: Mertens')
 
 
 class BracketMerger:
@@ -71,7 +77,7 @@ class BracketMerger:
     """
 
     def __init__(self, checkpoint=None, saved_model=None, max_pixels=MAX_PIXELS, log=print):
-        check_method("network", checkpoint, saved_model)
+        check_method(DEFAULT_METHOD, checkpoint, saved_model)
         self.checkpoint, self.saved_model = checkpoint, saved_model
         self.max_pixels, self.log = max_pixels, log
         self.merges = 0  # merges done; re-rendering a preview is not one
@@ -82,7 +88,7 @@ class BracketMerger:
         """A context in which no merge runs (it waits for the one under way to end)."""
         return self._lock
 
-    def merger(self, method="network", options=InferenceOptions()):
+    def merger(self, method=DEFAULT_METHOD, options=InferenceOptions()):
         """The `Merger` of `method` with `options` (`methods.load_merger`), loaded on
         first use; the `KEPT_MERGERS` used last are kept."""
         key = (method, options)
@@ -97,15 +103,15 @@ class BracketMerger:
 
     def _model(self, method):
         """The model `method` merges with: the page's for the network, none for the others."""
-        if not METHODS[method].needs_model:
-            return {}
+        if method not in METHODS or not METHODS[method].needs_model:
+            return {}  # an unknown method is refused by `check_method`, naming the setting
         return {"checkpoint": self.checkpoint, "saved_model": self.saved_model}
 
-    def merge(self, photos, exposures, folder, method="network", align="auto",
+    def merge(self, photos, exposures, folder, method=DEFAULT_METHOD, align="auto",
               precision="float32", tile="auto", tonemap=DEFAULT_TONEMAPPER, compare=False,
               progress=None):
         """Merges `photos` (3 to 9 paths) into the new folder `folder`, writing what
-        `hdr-gan-infer --exr` writes for them; returns a `PageMerge`.
+        `hdr-gan-infer --formats=exr,jpg,avif` writes for them; returns a `PageMerge`.
 
         Args:
           exposures: the EV of each photo in the order of `photos`, as text ("-2, 0, 2"); empty:
@@ -150,10 +156,10 @@ class BracketMerger:
             try:
                 folder.mkdir()  # in its session's folder, which must still be there
                 output, preview = folder / f"{STEM}.hdr", folder / f"{STEM}.png"
-                written = merge_and_write(merge, bracket, output, preview,
-                                          exr=not merge.display_referred, tonemap=tonemap,
+                formats = () if merge.display_referred else PAGE_FORMATS
+                written = merge_and_write(merge, bracket, output, preview, tonemap=tonemap,
                                           log=log, align=align, program="hdr-gan-app",
-                                          decided=decided, plan=plan)
+                                          decided=decided, plan=plan, formats=formats)
                 pictures = _photo_pictures(bracket, folder, written.factor)
                 preview_hdr = None
                 if written.preview_hdr is not None:  # kept on disk: it goes with the session
@@ -173,8 +179,9 @@ class BracketMerger:
                 if hasattr(bracket.ldrs, "close"):  # a spooled bracket's temporary file
                     bracket.ldrs.close()
             self.merges += 1
+        hdr_photo = output.with_suffix(FORMATS["jpg"].suffix) if formats else None
         return PageMerge(folder, [Path(p) for p in written.files], preview, preview_hdr,
-                         tonemap, pictures, lines)
+                         tonemap, pictures, lines, hdr_photo)
 
 
 def _photo_pictures(bracket, folder, factor):
@@ -293,14 +300,16 @@ def build_page(merger, sessions):
                 f"the merge failed unexpectedly ({type(err).__name__}: {err}); the console "
                 f"shows the details")
             return (f"**Could not merge:** {_escape(message)}", gr.skip(), gr.skip(),
-                    gr.skip(), gr.skip(), gr.skip())
+                    gr.skip(), gr.skip(), gr.skip(), gr.skip())
         heading = (f"**Merged** (merge {merger.merges} of this page)" if not again else
                    "**Merged** (this merge finished while the page was disconnected)")
         status = "\n".join([heading, ""] + [
             f"- {_escape(line.strip())}" for line in merged.log
             if not line.startswith(("Wrote", "  tile"))])
+        hdr_photo = str(merged.hdr_photo) if merged.hdr_photo else None
         return (status, str(merged.preview), [(str(p), c) for p, c in merged.pictures],
-                [str(p) for p in merged.downloads], merged, 0)
+                [str(p) for p in merged.downloads], merged, 0,
+                gr.update(value=hdr_photo, visible=hdr_photo is not None))
 
     def rerender(merged, exposure, tonemap, request: gr.Request):
         if merged is None or not merged.folder.is_dir():
@@ -328,7 +337,7 @@ def build_page(merger, sessions):
                                              elem_id="photos"))
                 exposures = gr.Textbox(label="EV of each photo, in upload order (empty: EXIF)",
                                        placeholder="-2, 0, 2", elem_id="exposures")
-                method = gr.Radio(list(METHODS), value="network", label="Merge with",
+                method = gr.Radio(list(METHODS), value=DEFAULT_METHOD, label="Merge with",
                                   elem_id="method")
                 compare = gr.Checkbox(label="Also show Debevec's classical merge",
                                       elem_id="compare")
@@ -351,6 +360,11 @@ def build_page(merger, sessions):
                     exposure = gr.Slider(-EXPOSURE_STOPS, EXPOSURE_STOPS, value=0,
                                          step=EXPOSURE_STEP,
                                          label="Preview exposure (EV)", elem_id="exposure")
+                # The browser shows the Ultra HDR JPEG as it is: in HDR where the screen and
+                # the browser can, else its SDR picture.
+                hdr_view = gr.Image(label="HDR photo (merged.jpg: in HDR on HDR screens)",
+                                    type="filepath", interactive=False, height=520,
+                                    visible=False, elem_id="hdr_photo")
                 pictures = gr.Gallery(label="The photos merged (and the classical merge)",
                                       columns=4, height=300, object_fit="contain",
                                       elem_id="pictures")
@@ -362,7 +376,7 @@ def build_page(merger, sessions):
         # then the preview follows the tonemapper and exposure chosen while the merge ran.
         button.click(run_merge, [files, exposures, method, compare, align, precision, tile,
                                  tonemap],
-                     [status, preview, pictures, downloads, merged, exposure],
+                     [status, preview, pictures, downloads, merged, exposure, hdr_view],
                      show_progress_on=[preview]).then(
                          rerender, [merged, exposure, tonemap], preview, show_progress="hidden")
         for control in (exposure, tonemap):

@@ -213,7 +213,7 @@ def test_infer_aligns_a_hand_held_bracket_and_records_it(tmp_path):
     assert "Mertens" in fused["merged_by"]
     refused = run_program("infer", *common[:2], "--method=mertens", "--exr",
                           f"--output={tmp_path / 'x.hdr'}")
-    assert refused.returncode == 2 and "--exr: mertens makes a picture to look at and writes no HDR file" in (
+    assert refused.returncode == 2 and "--exr: the mertens method makes a picture to look at and writes no HDR file" in (
         refused.stderr)
     read = np.stack([read_ldr_raw(p)[0] for p in paths])
     aligned, _ = alignment.align_bracket(read, EV, "auto")

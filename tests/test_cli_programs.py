@@ -123,6 +123,7 @@ def test_train_flags_are_the_configuration_fields_with_their_defaults_and_help()
     import dataclasses
     import re
 
+    from hdr_gan_tf.cli.common import spelled
     from hdr_gan_tf.config import ModelConfig, TrainingConfig
 
     result = run_program("train", "--helpfull", in_process=False)
@@ -140,7 +141,7 @@ def test_train_flags_are_the_configuration_fields_with_their_defaults_and_help()
                for a, b in zip(starts, starts[1:] + [len(flat)])}
     for field in fields:
         entry = entries[field.name]
-        assert " ".join(field.metadata["help"].split()) in entry, field.name
+        assert " ".join(spelled(field.metadata["help"]).split()) in entry, field.name
         default = field.default
         if default is None:  # absl shows no default then
             assert "(default: '" not in entry, field.name

@@ -29,3 +29,16 @@ def test_other_errors_are_worded_as_they_are():
 @pytest.mark.parametrize("error", [ImageError, OutputError, ConfigError])
 def test_the_library_errors_that_may_name_settings_are_value_errors(error):
     assert issubclass(error, SettingError) and issubclass(error, ValueError)
+
+
+def test_an_error_wrapped_for_its_context_keeps_the_settings_it_names():
+    from hdr_gan_tf.layouts import DataError
+    from hdr_gan_tf.settings import within
+
+    inner = ImageError("a.tif: too large ({max_pixels} raises the limit)", field="input",
+                       mentions=["max_pixels"])
+    outer = within(inner, "scene '001'", DataError)
+    assert isinstance(outer, DataError)
+    assert outer.worded(lambda name: f"--{name}") == (
+        "scene '001': --input: a.tif: too large (--max_pixels raises the limit)")
+    assert str(within(OSError("disk"), "scene '001'", DataError)) == "scene '001': disk"

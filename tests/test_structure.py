@@ -127,3 +127,29 @@ def test_no_test_file_is_over_600_lines():
     lengths = {p.name: len(p.read_text().splitlines())
                for p in (ROOT / "tests").glob("*.py")}
     assert {name: n for name, n in lengths.items() if n > 600} == {}
+
+
+PLACEHOLDER = re.compile(r"\{[a-z][a-z0-9_]*\}")
+
+
+def unannounced_placeholders(path):
+    """Error calls whose f-string message marks a setting as `{name}` (written `{{name}}`)
+    without naming it in `mentions`: the placeholder would reach the user as it is."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and node.args
+                and isinstance(node.args[0], ast.JoinedStr)):
+            continue
+        literal = "".join(part.value for part in node.args[0].values
+                          if isinstance(part, ast.Constant))
+        if PLACEHOLDER.search(literal) and "mentions" not in {k.arg for k in node.keywords}:
+            found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_every_setting_a_message_marks_is_announced(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text('def f(t):\n    raise E(f"{t}: set {{overwrite}}")\n'
+                      'def g(t):\n    raise E(f"{t}: set {{overwrite}}", mentions=["overwrite"])\n')
+    assert unannounced_placeholders(source) == ["m.py:2"]
+    assert [hit for p in sorted(PACKAGE.rglob("*.py")) for hit in unannounced_placeholders(p)] == []

@@ -71,8 +71,10 @@ def test_bad_brackets_are_named_by_their_file_names_and_the_page_words(small_log
         "two photos": (photos[:2], ev[:2], {}, "a bracket is 3 to 9 photos"),
         "EV count": (photos, ev[:2], {}, "the EV box: 2 values for 3 photos"),
         "tiled fusion": (photos, ev, {"method": "mertens", "tile": 128},
-                         "the tile size: mertens makes a picture to look at and writes no HDR file"),
+                         "the tile size: the mertens method makes a picture to look at"),
         "negative tile": (photos, ev, {"tile": -1}, "the tile size: give 0"),
+        "unknown method": (photos, ev, {"method": "magic"},
+                           "the merge method: one of network, debevec, mertens, not 'magic'"),
         "small tile": (photos, ev, {"tile": 64}, "the tile size: auto, 0 (the whole image) or at "
                                                  "least"),
         "tile text": (photos, ev, {"tile": "big"}, "the tile size: auto, 0 (the whole image) or "
@@ -101,13 +103,14 @@ def test_a_merge_writes_what_infer_writes_and_the_preview_renders_without_the_ne
     merged = merger.merge(photos, ", ".join(ev), tmp_path / "page", compare=True)
     assert merger.merges == 1
     assert [p.name for p in merged.downloads] == [
-        "merged.hdr", "merged.exr", "merged.png", "merged.json"]
+        "merged.hdr", "merged.exr", "merged.jpg", "merged.avif", "merged.png", "merged.json"]
+    assert merged.hdr_photo == tmp_path / "page" / "merged.jpg"
     result = run_program("infer", f"--checkpoint={small_log_dir}",
                          f"--inputs={','.join(map(str, photos))}",
                          f"--exposure_bias={','.join(ev)}", f"--output={tmp_path / 'cli.hdr'}",
-                         "--exr")
+                         "--formats=exr,jpg,avif")
     assert result.returncode == 0, result.stderr
-    for suffix in (".hdr", ".exr", ".png"):
+    for suffix in (".hdr", ".exr", ".jpg", ".avif", ".png"):
         assert (tmp_path / "page" / f"merged{suffix}").read_bytes() == (
             tmp_path / f"cli{suffix}").read_bytes(), suffix
     record = json.loads((tmp_path / "page" / "merged.json").read_text())
@@ -122,9 +125,10 @@ def test_a_merge_writes_what_infer_writes_and_the_preview_renders_without_the_ne
     result = run_program("infer", f"--checkpoint={small_log_dir}",
                          f"--inputs={','.join(map(str, photos))}", "--tile=128",
                          f"--exposure_bias={','.join(ev)}", f"--output={tmp_path / 'tiled.hdr'}",
-                         "--exr", "--align=none")
+                         "--formats=exr,jpg,avif", "--align=none")
     assert result.returncode == 0, result.stderr
-    assert tiled.downloads[0].read_bytes() == (tmp_path / "tiled.hdr").read_bytes()
+    for page_file in tiled.downloads[:4]:  # .hdr, .exr, .jpg, .avif
+        assert page_file.read_bytes() == (tmp_path / f"tiled{page_file.suffix}").read_bytes()
     assert merger.merges == 2
 
     assert render_preview(merged, 0, "reinhard") == merged.preview
@@ -170,7 +174,8 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
     shots.mkdir(parents=True, exist_ok=True)
     result = run_program("infer", f"--checkpoint={small_log_dir}",
                          f"--inputs={','.join(map(str, photos))}",
-                         f"--exposure_bias={','.join(ev)}", f"--output={tmp_path / 'cli.hdr'}")
+                         f"--exposure_bias={','.join(ev)}", f"--output={tmp_path / 'cli.hdr'}",
+                         "--formats=jpg")
     assert result.returncode == 0, result.stderr
     broken = tmp_path / "broken" / "IMG_0005.tif"
     broken.parent.mkdir()
@@ -214,9 +219,21 @@ def test_the_page_in_a_browser_merges_as_infer_does_and_survives_bad_photos(
         browser.save_screenshot(str(shots / "3_merged.png"))
         links = {Path(a.get_attribute("href")).name: a.get_attribute("href")
                  for a in browser.find_elements(By.CSS_SELECTOR, "#downloads a")}
-        assert sorted(links) == ["merged.exr", "merged.hdr", "merged.json", "merged.png"]
+        assert sorted(links) == ["merged.avif", "merged.exr", "merged.hdr", "merged.jpg",
+                                 "merged.json", "merged.png"]
         assert all(str(sessions) in link for link in links.values())  # served, not copied
         assert _fetch(links["merged.hdr"]) == (tmp_path / "cli.hdr").read_bytes()
+        # The HDR photo is shown as it was written, and the browser decodes it.
+        hdr_photo = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#hdr_photo img"),
+                             "the HDR photo")[0]
+        assert _fetch(hdr_photo.get_attribute("src")) == (tmp_path / "cli.jpg").read_bytes()
+        assert wait_for(lambda: browser.execute_script(
+            "return arguments[0].complete && arguments[0].naturalWidth", hdr_photo),
+            "the HDR photo decoded") == 128
+        browser.execute_script("window.avif = new Image(); window.avif.src = arguments[0];",
+                               links["merged.avif"])
+        assert wait_for(lambda: browser.execute_script(
+            "return window.avif.complete && window.avif.naturalWidth"), "the AVIF decoded") == 128
 
         def shown():
             return browser.find_element(By.CSS_SELECTOR, "#preview img").get_attribute("src")

@@ -279,12 +279,12 @@ def define_merge_flags(display_referred=True):
     """`--method` (every method of `methods.METHODS`, or those that make radiance);
     `--tile`, `--overlap`, `--precision`, `--jit_compile`: how a merge runs
     (`inference_options`); and `--max_pixels`."""
-    from hdr_gan_tf.methods import METHODS
+    from hdr_gan_tf.methods import DEFAULT_METHOD, METHODS
 
     from hdr_gan_tf.merge import InferenceOptions
 
     offered = [m for m in METHODS.values() if display_referred or not m.display_referred]
-    flags.DEFINE_enum("method", "network", [m.name for m in offered], "; ".join(
+    flags.DEFINE_enum("method", DEFAULT_METHOD, [m.name for m in offered], "; ".join(
         f"{m.name}: {spelled(m.summary)}" for m in offered) + ".")
     # The tile is given as text: "auto" or a number.
     define_setting_flags(InferenceOptions, ("tile", "overlap", "precision", "jit_compile"),

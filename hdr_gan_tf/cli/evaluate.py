@@ -106,13 +106,14 @@ def main(argv):
     from hdr_gan_tf.checkpoints import checkpoint_log_dir
     from hdr_gan_tf.evaluation import (evaluate, find_predictions, format_table,
                                        score_predictions, write_comparison)
-    from hdr_gan_tf.methods import check_method, load_merger
+    from hdr_gan_tf.methods import METHODS, check_method, load_merger
     from hdr_gan_tf.metrics import METRICS
     from hdr_gan_tf.outputs import check_outputs, output_dir
     from hdr_gan_tf.synthetic import builtin_dataset
 
     predictions = _predictions()
-    merging = bool(FLAGS.checkpoint or FLAGS.saved_model or FLAGS.method != "network")
+    merging = bool(FLAGS.checkpoint or FLAGS.saved_model
+                   or not METHODS[FLAGS.method].needs_model)
     if not (merging or predictions):
         raise ValueError("give a model to score (--checkpoint or --saved_model), a classical "
                          "--method, merged images (--predictions), or one of them with those")

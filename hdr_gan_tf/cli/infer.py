@@ -29,9 +29,11 @@ from absl import flags
 
 from hdr_gan_tf.cli.common import (define_align_flag, define_checkpoint_flag,
                                    define_merge_flags, define_overwrite_flag, error, guarded,
-                                   define_tonemap_flag, inference_options, run_program, say,
-                                   tensorflow_error)
-from hdr_gan_tf.formats import format_of
+                                   as_flag, define_tonemap_flag, inference_options,
+                                   run_program, say, tensorflow_error)
+from hdr_gan_tf.formats import FORMATS, check_formats
+from hdr_gan_tf.hdr_photos import Rendering
+from hdr_gan_tf.settings import worded
 from hdr_gan_tf.merge_files import (check_fusion_options, hdr_outputs, merge_and_write,
                                     panel_path, sidecar_path, streams)
 
@@ -55,11 +57,18 @@ def define_flags():
     flags.DEFINE_list("exposure_bias", [], "EV of each photo, in the order of --inputs.")
     flags.DEFINE_string("exposure_file", None, "exposure.txt with one EV per photo (file-name "
                         "order).")
-    from hdr_gan_tf.formats import FORMATS
+    from hdr_gan_tf.hdr_photos import DEFAULT_HEADROOM
 
     flags.DEFINE_string("output", None, "HDR output; its suffix chooses the format: " + "; ".join(
         f"{f.suffix}: {f.summary}" for f in FORMATS.values()) + ".")
-    flags.DEFINE_bool("exr", False, "Also write an OpenEXR copy beside a .hdr output.")
+    flags.DEFINE_list("formats", [], "More formats written beside --output (its name with "
+                      "their suffixes), from: " + ", ".join(FORMATS) + ". jpg and avif are HDR "
+                      "photos for HDR screens (docs/hdr_photos.md).")
+    flags.DEFINE_bool("exr", False, "Also write an OpenEXR copy beside the output (as "
+                      "--formats=exr).")
+    flags.DEFINE_float("hdr_headroom", DEFAULT_HEADROOM, "HDR photos (jpg, avif): the most "
+                       "stops above white they keep (white: what the reference photo records "
+                       "as white); up to the merge's own peak.")
     flags.DEFINE_string("preview", None, "Preview PNG (default: the output with .png).")
     define_tonemap_flag()
     flags.DEFINE_string("input_dir", None, "Batch mode: folder of scene folders (three photos "
@@ -73,10 +82,10 @@ def define_flags():
 
 
 def _outputs_for(output, preview, exr):
-    """`[output, preview, (the .exr copy), sidecar, (the --panel picture)]`."""
+    """`[output, preview, (the --formats and --exr copies), sidecar, (the --panel picture)]`."""
     output = Path(output)
-    format_of(output)
-    main, *copy = hdr_outputs(output, exr)
+    check_formats(FLAGS.formats, output)
+    main, *copy = hdr_outputs(output, exr, FLAGS.formats)
     preview = Path(preview) if preview else output.with_suffix(".png")
     if preview.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         raise ValueError(f"{preview}: --preview must end in .png, .jpg or .tif")
@@ -106,7 +115,7 @@ def _jobs():
     for scene in sorted(p for p in root.iterdir() if p.is_dir()):
         photos = sorted(str(p) for p in scene.iterdir()
                         if p.suffix.lower() in LDR_SUFFIXES + RAW_SUFFIXES)
-        out = Path(FLAGS.output_dir) / f"{scene.name}.hdr"
+        out = Path(FLAGS.output_dir) / f"{scene.name}{FORMATS['hdr'].suffix}"
         jobs.append((photos, out, out.with_suffix(".png"), None, None))
     if not jobs:
         raise ValueError(f"{root}: no scene folders found")
@@ -129,7 +138,8 @@ def main(argv):
                          f"(--input_dir) chooses each shoot's three by EV")
     options = inference_options()  # checks --tile, --overlap and --precision first
     check_method(FLAGS.method, FLAGS.checkpoint)
-    check_fusion_options(FLAGS.method, options.tile, FLAGS.exr)
+    check_fusion_options(FLAGS.method, options.tile, FLAGS.exr, FLAGS.formats)
+    Rendering(1.0, FLAGS.hdr_headroom)  # checks --hdr_headroom before any work
     batch = FLAGS.input_dir is not None
     # Every output against every other and every input of the whole command (all scenes);
     # each existing one replaced only if its merge's sidecar vouches for it.
@@ -169,7 +179,8 @@ def main(argv):
             try:
                 merge_and_write(merge, bracket, output, preview, FLAGS.exr, FLAGS.tonemap,
                                 log=say, align=FLAGS.align, panel=FLAGS.panel,
-                                decided=decided, plan=plan)
+                                decided=decided, plan=plan, formats=FLAGS.formats,
+                                headroom=FLAGS.hdr_headroom)
             finally:
                 if hasattr(bracket[0], "close"):  # a spooled bracket's temporary file
                     bracket[0].close()
@@ -188,7 +199,7 @@ def _one_line(err):
     import tensorflow as tf
 
     if isinstance(err, (ValueError, OSError)):
-        return str(err)
+        return worded(err, as_flag)
     if isinstance(err, tf.errors.OpError):
         return tensorflow_error(err)
     return f"unexpected {type(err).__name__}: {str(err).strip().splitlines()[0][:300]}" if str(
