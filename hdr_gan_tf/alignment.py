@@ -1,13 +1,14 @@
 """Aligning a hand-held bracket onto its reference photo before the merge (docs/alignment.md).
 
 HDR-GAN's merging blocks undo objects that move, not a camera that moved. Each non-reference
-photo is registered to the reference by a homography (or a translation) estimated on reduced
-copies, coarse to fine, with OpenCV's ECC on both photos brought to a common exposure in linear
-radiance, only where both are informative (neither clipped nor at noise level), and again
-without the pixels that still disagree (moving objects). `"auto"` keeps whichever of a rigid
-motion and a homography (a translation where no rigid motion converges) leaves the smallest
-disagreement, and no motion unless that beats not aligning, so it never does worse than not
-aligning by that measure. The reference never moves; the merge then reads the warped
+photo is registered to the reference on reduced copies, both brought to a common exposure in
+linear radiance and compared only where both are informative (neither clipped nor at noise
+level): SIFT features of the contrast-normalised images, matched and fitted by RANSAC, give a
+homography, which OpenCV's ECC refines on the pixels it explains, again without those that still
+disagree (moving objects); where the features find none, ECC searches coarse to fine from
+several starts (a rigid motion, then a homography). `"auto"` keeps whichever motion leaves the
+smallest difference on the same pixels for all, and no motion unless that beats not aligning,
+so it never does worse than not aligning by that measure. The reference never moves; the merge then reads the warped
 photos a band of rows at a time (`AlignedBracket`), so a streamed, tiled merge keeps its bounded
 memory.
 """
@@ -59,9 +60,12 @@ DARK = 0.02
 REFITS = 8
 # An estimate that moves a corner further than this share of the diagonal is not believed.
 MAX_CORNER_SHIFT = 0.2
-# Disagreement is a mean over the pixels valid in both, leaving out the largest share of them
-# (moving objects, parallax) so that the static scene decides.
-TRIMMED_SHARE = 0.2
+# Features matched between two photos (SIFT), and the fewest consistent matches believed.
+FEATURES = 4000
+MIN_MATCHES = 15
+# The fewest pixels (of the reduced copies) two photos must both show well for a motion to be
+# judged: fewer, and there is too little in common to tell aligning from not.
+MIN_COMMON = 400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +75,14 @@ class Alignment:
     Attributes:
       homography: `[3, 3]` float64, a reference pixel `(x, y, 1)` to the same scene point in the
         photo (full resolution, pixel centres at integers).
-      method: the motion used: "homography", "rigid", "translation" or "none" ("reference" for the
-        reference itself).
+      method: the motion used: "homography" (ECC's), "features" (the matched features'
+        homography), "rigid", "translation" or "none" ("reference" for the reference itself).
       requested: the `--align` mode asked for.
       confidence: ECC's correlation coefficient of the motion used (1 for the reference and
-        `--align=none`, None for a photo left unaligned because nothing beat that).
-      residual, residual_unaligned: the trimmed mean disagreement (gamma-encoded, at the common
-        exposure, on the reduced copies) with this motion and with none.
+        `--align=none`, None for the features' motion and for a photo left unaligned).
+      residual, residual_unaligned: the RMS difference (gamma-encoded, at the common exposure,
+        on the reduced copies) with this motion and with none, on the same pixels (`compared`);
+        None where the photos have too little in common to judge.
       fallback: why a photo was left unaligned, or which motion failed (e.g. the homography)
         before a simpler one was used; None when nothing failed.
       uncovered: share of the reference frame this photo does not cover once warped (filled
@@ -160,15 +165,29 @@ def _warp(image, homography, shape, border=cv2.BORDER_CONSTANT):
                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=border)
 
 
-def disagreement(reference, ref_mask, photo, photo_mask, homography):
-    """Trimmed mean absolute difference between the reference and the warped photo over the
-    pixels valid in both (`TRIMMED_SHARE` of the largest left out); inf if under 5 % remain."""
-    warped = _warp(photo, homography, reference.shape)
-    mask = (ref_mask > 0) & (_warp(photo_mask, homography, reference.shape) == 255)
-    if mask.mean() < 0.05:
-        return math.inf
-    diff = np.sort(np.abs(reference[mask] - warped[mask]))
-    return float(diff[:max(1, int(len(diff) * (1 - TRIMMED_SHARE)))].mean())
+def compared(reference, ref_mask, photo, photo_mask, motions):
+    """`{name: RMS difference}` of the reference and the photo warped by each of `motions`
+    (`{name: homography}`, the identity among them), all on the same pixels: those valid in the
+    reference and in the photo under every motion, less those that disagree under the first
+    motion (more than three times the median difference, dilated by 2 pixels: moving objects,
+    parallax). None where fewer than `MIN_COMMON` pixels remain: too little in common to judge.
+
+    One mask for all, untrimmed: a trimmed mean or each motion's own mask lets a wrong motion
+    win by what it leaves out, by a fraction of a pixel."""
+    shape = reference.shape
+    warped = {name: _warp(photo, h, shape) for name, h in motions.items()}
+    common = ref_mask > 0
+    for h in motions.values():
+        common &= _warp(photo_mask, h, shape) == 255
+    if common.sum() < MIN_COMMON:
+        return None
+    first = np.abs(reference - next(iter(warped.values())))
+    limit = max(3 * float(np.median(first[common])), 0.02)
+    common &= cv2.dilate((first > limit).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    if common.sum() < MIN_COMMON:
+        return None
+    return {name: float(np.sqrt(np.mean((reference[common] - image[common]) ** 2)))
+            for name, image in warped.items()}
 
 
 def _pyramid(image, levels):
@@ -221,6 +240,68 @@ def _initial_shifts(reference, ref_mask, photo, photo_mask, count=3):
     # No motion too: a hand-held camera moves little, and periodic texture can outvote it.
     return shifts + [np.eye(3)] if not any(np.array_equal(m, np.eye(3)) for m in shifts) else (
         shifts)
+
+
+def _contrast_normalised(image, sigma=8.0):
+    """`image` with its local mean removed and its local contrast made one (Gaussian windows of
+    `sigma`), as 8 bits: dark and bright parts of a scene then show their texture alike."""
+    mean = cv2.GaussianBlur(image, (0, 0), sigma)
+    centred = image - mean
+    spread = np.sqrt(cv2.GaussianBlur(centred * centred, (0, 0), sigma) + 1e-6)
+    return np.clip(centred / spread * 40 + 128, 0, 255).astype(np.uint8)
+
+
+def feature_motion(reference, ref_mask, photo, photo_mask):
+    """A homography from reference pixels to photo pixels found by matching SIFT features of
+    the contrast-normalised images (each where it is valid) and RANSAC (MAGSAC), or None with
+    too few consistent matches. Unlike ECC it needs no start, and a patch of plain sky cannot
+    win it over: it is the check on ECC where most of one photo is clipped."""
+    sift = cv2.SIFT_create(nfeatures=FEATURES)
+    found = []
+    for image, mask in ((reference, ref_mask), (photo, photo_mask)):
+        inside = cv2.erode((mask > 0).astype(np.uint8) * 255, np.ones((7, 7), np.uint8))
+        found.append(sift.detectAndCompute(_contrast_normalised(image), inside))
+    (ref_points, ref_features), (photo_points, photo_features) = found
+    if ref_features is None or photo_features is None or min(len(ref_points),
+                                                             len(photo_points)) < 2:
+        return None
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(ref_features, photo_features, k=2)
+    good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < 0.8 * p[1].distance]
+    if len(good) < MIN_MATCHES:
+        return None
+    source = np.float32([ref_points[m.queryIdx].pt for m in good])
+    target = np.float32([photo_points[m.trainIdx].pt for m in good])
+    homography, inliers = cv2.findHomography(source, target, cv2.USAC_MAGSAC, 1.0)
+    if homography is None or inliers.sum() < MIN_MATCHES:
+        return None
+    return homography / homography[2, 2]
+
+
+def _from_features(reference, ref_mask, photo, photo_mask):
+    """`(candidates, failures)`: the homography of matched features (`feature_motion`) and,
+    from it, ECC's homography on the pixels it explains, refitted without those that still
+    disagree (`_robust_ecc`); `{}` where the features find no believable motion."""
+    features = feature_motion(reference, ref_mask, photo, photo_mask)
+    if features is None:
+        return {}, ["features: too few consistent matches"]
+    if not _believable(features, reference.shape):
+        return {}, ["features: implausible motion"]
+    candidates, failures = {"features": (features, None)}, []
+    args = (reference, photo, ref_mask, photo_mask)
+    kept = _inliers(args, features)
+    try:
+        if kept is None:
+            raise cv2.error("too few pixels agree under the features' motion")
+        score, refined = _robust_ecc((reference, photo, kept, photo_mask), features,
+                                     cv2.MOTION_HOMOGRAPHY, refits=2)
+        refined = refined / refined[2, 2]
+        if _believable(refined, reference.shape):
+            candidates["homography"] = (refined, float(score))
+        else:
+            failures.append("homography: implausible motion")
+    except cv2.error:
+        failures.append("homography: did not converge from the features' motion")
+    return candidates, failures
 
 
 def _mapped_corners(homography, shape):
@@ -287,8 +368,11 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
             tried.append(_robust_ecc(args[0], warp, kinds[coarse]))
         except cv2.error:
             continue
+    # A start may converge to a motion no hand could make (a far shift that leaves a patch of
+    # sky to correlate): only believable ones compete.
+    tried = [t for t in tried if _believable(t[1], args[0][0].shape)]
     if not tried:
-        raise cv2.error("ECC did not converge from any starting shift")
+        raise cv2.error("ECC did not converge to a believable motion from any starting shift")
     score, warp = max(tried, key=lambda t: t[0])
     for level in range(1, levels):
         # The finest level costs most: fewer refits there, the coarser ones did the work.
@@ -301,8 +385,8 @@ def estimate_motion(reference, ref_mask, photo, photo_mask, motion):
         kept = _inliers(args[-1], warp)
         if kept is None:
             raise ValueError("too few pixels agree under the rigid motion to fit a homography")
-        fits["homography"] = _ecc(args[-1][0], args[-1][1], kept, args[-1][3], warp,
-                                  kinds["homography"])[::-1]
+        fits["homography"] = _robust_ecc((args[-1][0], args[-1][1], kept, args[-1][3]), warp,
+                                         kinds["homography"], refits=2)[::-1]
     return {name: (warp / warp[2, 2], float(score)) for name, (warp, score) in fits.items()}
 
 
@@ -341,10 +425,11 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
             f"at least {MIN_ESTIMATE_SIDE} are needed each way)"))
     (reference, ref_mask), (photo, photo_mask) = common_exposure(
         reduced_photo, time, reduced_reference, reference_time)
-    unaligned = disagreement(reference, ref_mask, photo, photo_mask, identity)
     candidates, failures = {}, []
+    if keeps is None or "homography" in keeps:
+        candidates, failures = _from_features(reference, ref_mask, photo, photo_mask)
     for motion in tries:
-        if candidates:  # a rigid motion was found: a translation is one of its special cases
+        if candidates:  # found already (a translation is a special case of a rigid motion)
             break
         try:
             fits = estimate_motion(reference, ref_mask, photo, photo_mask, motion)
@@ -357,18 +442,26 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
             if not _believable(warp, reference.shape):
                 failures.append(f"{name}: implausible motion")
                 continue
-            residual = disagreement(reference, ref_mask, photo, photo_mask, warp)
-            candidates[name] = (residual, name, warp, score)
-    best = min(candidates.values(), key=lambda c: c[0], default=None)
+            candidates[name] = (warp, score)
+    # The coarse motion first: its disagreement decides which pixels are moving objects.
+    motions = {name: warp for name, (warp, _) in sorted(
+        candidates.items(), key=lambda item: item[0] in ("homography", "features"))}
+    scores = compared(reference, ref_mask, photo, photo_mask, {**motions, "none": identity})
+    if scores is None:
+        reason = (f"too little in common to judge a motion (under {MIN_COMMON} pixels well "
+                  f"exposed in both at their common exposure)")
+        return Alignment(identity, "none", mode, None, None, None,
+                         "; ".join(failures + [reason]))
+    unaligned = scores.pop("none")
+    best = min(scores, key=scores.get, default=None)
     # Aligning must beat not aligning, by more than interpolation's own smoothing can explain.
-    if best is None or not best[0] < 0.97 * unaligned:
-        reasons = failures + ([f"{best[1]} left {best[0]:.4g}, not less than {unaligned:.4g} "
-                               f"unaligned"] if best else [])
+    if best is None or not scores[best] < 0.97 * unaligned:
+        reasons = failures + ([f"{best} left {scores[best]:.4g}, not less than "
+                               f"{unaligned:.4g} unaligned"] if best else [])
         return Alignment(identity, "none", mode, None, unaligned, unaligned,
-                         "; ".join(reasons) or "too few informative pixels to compare")
-    residual, motion, warp, score = best
-    full = _scale(warp, factor, (factor - 1) / 2)
-    return Alignment(full, motion, mode, score, residual, unaligned,
+                         "; ".join(reasons) or "no motion converged")
+    full = _scale(candidates[best][0], factor, (factor - 1) / 2)
+    return Alignment(full, best, mode, candidates[best][1], scores[best], unaligned,
                      "; ".join(failures) or None, uncovered_share(full, full_shape))
 
 
