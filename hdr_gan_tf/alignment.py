@@ -40,8 +40,9 @@ class AlignMode(typing.NamedTuple):
 
 
 ALIGN_MODES = {mode.name: mode for mode in (
-    AlignMode("auto", "a homography or a rigid motion, whichever agrees best, or none where "
-              "neither beats not aligning", ("homography", "translation"), None),
+    AlignMode("auto", "a homography (from matched features, refined by ECC) or a rigid motion, "
+              "whichever agrees best, or none where nothing beats not aligning",
+              ("homography", "translation"), None),
     AlignMode("homography", "a homography", ("homography",), ("homography",)),
     AlignMode("translation", "a shift", ("translation",), ("translation",)),
     AlignMode("none", "the photos as they are (from a tripod; aligned data sets)", (), ()),
@@ -168,9 +169,10 @@ def _warp(image, homography, shape, border=cv2.BORDER_CONSTANT):
 def compared(reference, ref_mask, photo, photo_mask, motions):
     """`{name: RMS difference}` of the reference and the photo warped by each of `motions`
     (`{name: homography}`, the identity among them), all on the same pixels: those valid in the
-    reference and in the photo under every motion, less those that disagree under the first
-    motion (more than three times the median difference, dilated by 2 pixels: moving objects,
-    parallax). None where fewer than `MIN_COMMON` pixels remain: too little in common to judge.
+    reference and in the photo under every motion, less those that disagree under every motion
+    (more than three times its median difference, dilated by 2 pixels: moving objects,
+    parallax; a pixel one motion explains stays, so that none is favoured). None where fewer
+    than `MIN_COMMON` pixels remain: too little in common to judge.
 
     One mask for all, untrimmed: a trimmed mean or each motion's own mask lets a wrong motion
     win by what it leaves out, by a fraction of a pixel."""
@@ -181,9 +183,11 @@ def compared(reference, ref_mask, photo, photo_mask, motions):
         common &= _warp(photo_mask, h, shape) == 255
     if common.sum() < MIN_COMMON:
         return None
-    first = np.abs(reference - next(iter(warped.values())))
-    limit = max(3 * float(np.median(first[common])), 0.02)
-    common &= cv2.dilate((first > limit).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    disagreeing = np.ones(reference.shape, bool)
+    for image in warped.values():
+        difference = np.abs(reference - image)
+        disagreeing &= difference > max(3 * float(np.median(difference[common])), 0.02)
+    common &= cv2.dilate(disagreeing.astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
     if common.sum() < MIN_COMMON:
         return None
     return {name: float(np.sqrt(np.mean((reference[common] - image[common]) ** 2)))
@@ -427,7 +431,10 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
         reduced_photo, time, reduced_reference, reference_time)
     candidates, failures = {}, []
     if keeps is None or "homography" in keeps:
-        candidates, failures = _from_features(reference, ref_mask, photo, photo_mask)
+        found, failures = _from_features(reference, ref_mask, photo, photo_mask)
+        # `--align=homography` keeps ECC's homography only; `auto` the features' one too.
+        candidates = {name: fit for name, fit in found.items()
+                      if keeps is None or name in keeps}
     for motion in tries:
         if candidates:  # found already (a translation is a special case of a rigid motion)
             break
@@ -443,9 +450,7 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
                 failures.append(f"{name}: implausible motion")
                 continue
             candidates[name] = (warp, score)
-    # The coarse motion first: its disagreement decides which pixels are moving objects.
-    motions = {name: warp for name, (warp, _) in sorted(
-        candidates.items(), key=lambda item: item[0] in ("homography", "features"))}
+    motions = {name: warp for name, (warp, _) in candidates.items()}
     scores = compared(reference, ref_mask, photo, photo_mask, {**motions, "none": identity})
     if scores is None:
         reason = (f"too little in common to judge a motion (under {MIN_COMMON} pixels well "

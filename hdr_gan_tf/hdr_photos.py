@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hdr_gan_tf.image_io import ImageError
 from hdr_gan_tf.outputs import atomic_output
 from hdr_gan_tf.settings import ConfigError
 
@@ -41,6 +42,8 @@ ULTRA_HDR_QUALITY = 97
 AVIF_QUALITY = 90
 AVIF_SPEED = 6
 AVIF_BITS = 10
+# libultrahdr's smallest picture; the AVIFs keep to the same.
+MIN_SIDE = 8
 # Linear BT.709 RGB -> linear BT.2020 RGB (ITU-R BT.2087).
 BT709_TO_BT2020 = np.array([[0.6274, 0.3293, 0.0433],
                             [0.0691, 0.9195, 0.0114],
@@ -101,7 +104,13 @@ def pq_decode(signal):
 @contextlib.contextmanager
 def _gathered(path, height, width, rendering, encode):
     """A band writer that gathers `H / white` in half floats and, when every row has come,
-    calls `encode(x, headroom) -> (bytes, record)` and writes the bytes to `path` atomically."""
+    calls `encode(x, headroom) -> (bytes, record)` and writes the bytes to `path` atomically.
+    ImageError naming `path` for a picture under `MIN_SIDE` or one the encoder refuses."""
+    import imagecodecs
+
+    if min(height, width) < MIN_SIDE:
+        raise ImageError(f"{path}: an HDR photo needs at least {MIN_SIDE}x{MIN_SIDE} pixels; "
+                         f"this merge is {width}x{height}")
     image, done = np.empty((height, width, 3), np.float16), [0]
 
     def write(rows):
@@ -114,7 +123,10 @@ def _gathered(path, height, width, rendering, encode):
         raise ValueError(f"{path}: {height - done[0]} rows missing")
     headroom = headroom_of(image, rendering.headroom_cap)
     np.minimum(image, np.float16(2.0 ** headroom), out=image)
-    data, record = encode(image, headroom)
+    try:
+        data, record = encode(image, headroom)
+    except (imagecodecs.UltrahdrError, imagecodecs.AvifError) as err:
+        raise ImageError(f"{path}: the encoder refused this picture ({err})") from None
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     rendering.chosen[str(path)] = {"white": rendering.white, "headroom_stops": round(headroom, 3),
@@ -126,8 +138,11 @@ def _ultra_hdr(x, headroom):
 
     rgba = np.empty(x.shape[:2] + (4,), np.float16)
     rgba[..., :3], rgba[..., 3] = x, 1
-    data = imagecodecs.ultrahdr_encode(rgba, ULTRA_HDR_QUALITY)
+    # The display's peak the HDR rendition is meant for: what the gain map's headroom says.
+    nits = REFERENCE_WHITE_NITS * 2.0 ** headroom
+    data = imagecodecs.ultrahdr_encode(rgba, ULTRA_HDR_QUALITY, nits=nits)
     return data, {"format": "Ultra HDR JPEG", "quality": ULTRA_HDR_QUALITY,
+                  "peak_nits": round(nits, 1), "metadata": "ISO 21496-1 gain map",
                   "sdr_base": "libultrahdr's own tonemapping of the HDR rendition"}
 
 
@@ -165,13 +180,14 @@ def avif_rows(path, height, width, rendering):
     return _gathered(path, height, width, rendering, _avif)
 
 
-def read_ultra_hdr(path):
-    """`(x, sdr)`: the HDR rendition of an Ultra HDR JPEG at its full headroom, linear RGB
-    relative to white, and its SDR base picture as 8-bit RGB."""
+def read_ultra_hdr(path, headroom=MAX_HEADROOM):
+    """`(x, sdr)`: the HDR rendition of an Ultra HDR JPEG as a display with `headroom` stops
+    above white shows it, linear RGB relative to white, and its SDR base picture as 8-bit
+    RGB."""
     import imagecodecs
 
     data = Path(path).read_bytes()
-    x = imagecodecs.ultrahdr_decode(data, boost=2.0 ** MAX_HEADROOM).astype(np.float32)
+    x = imagecodecs.ultrahdr_decode(data, boost=2.0 ** headroom).astype(np.float32)
     sdr = imagecodecs.ultrahdr_decode(data, dtype=np.uint8)
     return x[..., :3], sdr[..., :3]
 

@@ -20,6 +20,7 @@ from hdr_gan_tf.alignment import ALIGN_MODES, check_align, reduced_copy
 from hdr_gan_tf.display import (DEFAULT_TONEMAPPER, TONEMAPPERS, check_tonemapper,
                                 tonemap_for_display)
 from hdr_gan_tf.formats import FORMATS
+from hdr_gan_tf.hdr_photos import MIN_SIDE as MIN_HDR_PHOTO_SIDE
 from hdr_gan_tf.image_io import MAX_PIXELS, write_ldr
 from hdr_gan_tf.merge import MERGE_PRECISIONS, InferenceOptions, tile_setting
 from hdr_gan_tf.methods import DEFAULT_METHOD, METHODS, check_method, load_merger
@@ -156,7 +157,9 @@ class BracketMerger:
             try:
                 folder.mkdir()  # in its session's folder, which must still be there
                 output, preview = folder / f"{STEM}.hdr", folder / f"{STEM}.png"
-                formats = () if merge.display_referred else PAGE_FORMATS
+                # An HDR photo needs a few pixels each way; a tinier merge gets only the EXR.
+                formats = () if merge.display_referred else (
+                    PAGE_FORMATS if min(height, width) >= MIN_HDR_PHOTO_SIDE else ("exr",))
                 written = merge_and_write(merge, bracket, output, preview, tonemap=tonemap,
                                           log=log, align=align, program="hdr-gan-app",
                                           decided=decided, plan=plan, formats=formats)
@@ -179,7 +182,7 @@ class BracketMerger:
                 if hasattr(bracket.ldrs, "close"):  # a spooled bracket's temporary file
                     bracket.ldrs.close()
             self.merges += 1
-        hdr_photo = output.with_suffix(FORMATS["jpg"].suffix) if formats else None
+        hdr_photo = output.with_suffix(FORMATS["jpg"].suffix) if "jpg" in formats else None
         return PageMerge(folder, [Path(p) for p in written.files], preview, preview_hdr,
                          tonemap, pictures, lines, hdr_photo)
 

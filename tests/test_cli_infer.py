@@ -282,5 +282,7 @@ def test_hdr_photos_are_written_by_suffix_and_by_list_and_bad_combinations_refus
                    "--output: " + str(tmp_path / "b.webp") + ": must end in .hdr or"),
         "headroom": ("infer", [*common, out, "--formats=jpg", "--hdr_headroom=7"],
                      "--hdr_headroom: stops above white, from 0 to 5.62"),
+        "preview": ("infer", [*common, out, "--formats=jpg", f"--preview={tmp_path / 'b.jpg'}"],
+                    f"--preview={tmp_path / 'b.jpg'}: the same file as another output"),
     })
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("b.")]

@@ -61,7 +61,9 @@ def test_the_white_is_what_the_reference_photo_records_as_white():
 def test_ultra_hdr_decodes_to_the_radiance_and_its_base_is_an_ordinary_jpeg(scene, tmp_path):
     hdr, ev = scene
     path, rendering = _written("jpg", tmp_path, hdr, ev)
-    x, sdr = hdr_photos.read_ultra_hdr(path)
+    chosen = rendering.chosen[str(path)]
+    # As a display with just the headroom the file declares shows it: the declaration is right.
+    x, sdr = hdr_photos.read_ultra_hdr(path, chosen["headroom_stops"])
     errors = stop_errors(x, hdr / rendering.white)
     assert np.percentile(errors, 95) <= STOPS_P95, np.percentile(errors, 95)
     with Image.open(path) as base:  # a JPEG whose gain map is a second picture (MPF)
@@ -69,7 +71,6 @@ def test_ultra_hdr_decodes_to_the_radiance_and_its_base_is_an_ordinary_jpeg(scen
     picture = cv2.imread(str(path))[..., ::-1]  # what an ordinary JPEG decoder shows
     assert np.abs(picture.astype(int) - sdr.astype(int)).mean() < 1  # the same SDR picture
     assert 64 < picture.mean() < 200  # a picture, neither black nor white
-    chosen = rendering.chosen[str(path)]
     assert chosen["headroom_stops"] == pytest.approx(np.log2(hdr.max() / rendering.white), 1e-3)
     assert chosen["quality"] == hdr_photos.ULTRA_HDR_QUALITY and "sdr_base" in chosen
 
@@ -90,7 +91,7 @@ def test_a_streamed_hdr_photo_is_the_whole_one_and_the_headroom_is_capped(name, 
     banded, rendering = _written(name, tmp_path / "banded", hdr, ev, headroom=1.0, bands=70)
     assert banded.read_bytes() == whole.read_bytes()
     assert rendering.chosen[str(banded)]["headroom_stops"] == 1.0
-    decoded = (hdr_photos.read_ultra_hdr(banded)[0] if name == "jpg"
+    decoded = (hdr_photos.read_ultra_hdr(banded, 1.0)[0] if name == "jpg"
                else hdr_photos.read_hdr_avif(banded))
     assert decoded.max() < 2.0 * 1.1  # nothing shown above the cap (with the codec's error)
 
@@ -107,3 +108,13 @@ def test_pq_round_trips_over_its_range():
     np.testing.assert_allclose(hdr_photos.pq_decode(hdr_photos.pq_encode(nits)), nits,
                                rtol=1e-9)
     assert hdr_photos.pq_encode(10000.0) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", [n for n, f in FORMATS.items() if f.display])
+def test_a_picture_too_small_for_the_encoder_is_named(name, tmp_path):
+    from hdr_gan_tf.image_io import ImageError
+
+    path = tmp_path / f"tiny{FORMATS[name].suffix}"
+    with pytest.raises(ImageError, match=r"tiny\.\w+: an HDR photo needs at least 8x8"):
+        FORMATS[name].write(path, np.ones((6, 40, 3), np.float32), hdr_photos.Rendering(0.25))
+    assert not path.exists()

@@ -89,8 +89,13 @@ def _outputs_for(output, preview, exr):
     preview = Path(preview) if preview else output.with_suffix(".png")
     if preview.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
         raise ValueError(f"{preview}: --preview must end in .png, .jpg or .tif")
-    return [main, preview, *copy, sidecar_path(output)] + (
+    files = [main, preview, *copy, sidecar_path(output)] + (
         [panel_path(output)] if FLAGS.panel else [])
+    if len({p.resolve() for p in files}) < len(files):
+        raise ValueError(f"--preview={preview}: the same file as another output of the merge "
+                         f"({', '.join(p.name for p in files if p != preview)}); choose another "
+                         f"name")
+    return files
 
 
 def _jobs():
