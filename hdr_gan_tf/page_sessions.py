@@ -98,6 +98,7 @@ class Sessions:
         self._holders = {}  # upload path -> the sessions that claimed it
         self._claimed_at = {}  # upload path -> when a session last claimed it
         self._folders = {}  # session -> its folder
+        self._removing = {}  # session -> its folder, being removed (still active until gone)
         self._connections = {}  # session -> open heartbeat connections
         self._working = {}  # session -> merges or renderings under way
         self._gone_since = {}  # session -> since when it has had no connection
@@ -312,7 +313,8 @@ class Sessions:
     def active(self):
         """The sessions that hold anything: a folder, uploads or a connection."""
         with self._lock:
-            return (set(self._folders) | set(self._connections) | set(self._working)
+            return (set(self._folders) | set(self._removing) | set(self._connections)
+                    | set(self._working)
                     | {s for holders in self._holders.values() for s in holders})
 
     # ---------------------------------------------------------------- removal
@@ -338,6 +340,8 @@ class Sessions:
             if not self._over(session, now):
                 return False
             folder = self._folders.pop(session, None)
+            if folder is not None:
+                self._removing[session] = folder
             gone = []
             for path, holders in list(self._holders.items()):
                 holders.discard(session)
@@ -350,6 +354,8 @@ class Sessions:
                 self._forget_upload(path)
         if folder is not None:
             _remove_tree_we_made(folder)
+            with self._lock:  # only now does `active` stop listing it: its files are gone
+                self._removing.pop(session, None)
         return True
 
     def _remove_expired_uploads(self, now):

@@ -94,6 +94,28 @@ def test_a_session_goes_after_its_grace_unless_it_reconnects_or_works(page):
     assert not photo.exists() and not merge.exists() and sessions.active() == set()
 
 
+def test_a_session_stays_active_until_its_files_are_removed(page, monkeypatch):
+    """`active()` no longer listing a session means its files are gone (what a client waiting
+    for its end may rely on), even while another thread sweeps."""
+    from hdr_gan_tf import page_sessions
+
+    sessions, _ = page
+    with sessions.working("script"):
+        (sessions.next_merge("script")).mkdir()
+    seen = []
+    remove = page_sessions._remove_tree_we_made
+
+    def watched(folder):
+        seen.append("script" in sessions.active())  # asked while the files are still there
+        remove(folder)
+
+    monkeypatch.setattr(page_sessions, "_remove_tree_we_made", watched)
+    clock_after(page, 10)
+    assert sessions.sweep() == ["script"]
+    assert seen == [True] and sessions.active() == set()
+    assert not any(sessions.root.iterdir())
+
+
 def test_a_client_that_never_connects_ends_a_grace_after_its_last_event(page):
     sessions, _ = page
     photo = _upload(sessions, "a.tif")
