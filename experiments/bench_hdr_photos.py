@@ -12,8 +12,6 @@ process per row and prints its time and peak resident memory.
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +21,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "experiments"))
 
 
 def stops_p95(decoded, x):
@@ -33,8 +32,6 @@ def stops_p95(decoded, x):
 
 
 def quality_rows(args):
-    import imagecodecs
-
     from hdr_gan_tf import hdr_photos
     from hdr_gan_tf.synthetic import synthesize_scene
 
@@ -47,22 +44,15 @@ def quality_rows(args):
             for scene in scenes:
                 white = hdr_photos.white_of(scene["exposure_bias"])
                 x = np.minimum(scene["hdr"] / white, 2 ** hdr_photos.DEFAULT_HEADROOM)
+                headroom = hdr_photos.headroom_of(x, hdr_photos.DEFAULT_HEADROOM)
                 start = time.perf_counter()
+                # The writers' own encoders and the tests' decoders, at each quality.
                 if name == "jpg":
-                    rgba = np.concatenate([x, np.ones(x.shape[:2] + (1,))], -1).astype(np.float16)
-                    data = imagecodecs.ultrahdr_encode(rgba, quality)
-                    decoded = imagecodecs.ultrahdr_decode(data, boost=2.0 ** 6)[..., :3]
+                    data, _ = hdr_photos.encode_ultra_hdr(x, headroom, quality)
+                    decoded = hdr_photos.decode_ultra_hdr(data, headroom)[0]
                 else:
-                    peak = 2 ** hdr_photos.AVIF_BITS - 1
-                    coded = np.round(hdr_photos.pq_encode(
-                        x @ hdr_photos.BT709_TO_BT2020.T * hdr_photos.REFERENCE_WHITE_NITS)
-                        * peak).astype(np.uint16)
-                    data = imagecodecs.avif_encode(
-                        coded, quality, speed=hdr_photos.AVIF_SPEED,
-                        bitspersample=hdr_photos.AVIF_BITS, primaries=9, transfer=16, matrix=9)
-                    nits = hdr_photos.pq_decode(imagecodecs.avif_decode(data) / peak)
-                    decoded = (nits / hdr_photos.REFERENCE_WHITE_NITS
-                               @ np.linalg.inv(hdr_photos.BT709_TO_BT2020).T)
+                    data, _ = hdr_photos.encode_avif(x, headroom, quality)
+                    decoded = hdr_photos.decode_avif(data)
                 seconds.append(time.perf_counter() - start)
                 errors.append(stops_p95(np.asarray(decoded, np.float32), x))
                 sizes.append(len(data))
@@ -73,41 +63,21 @@ def quality_rows(args):
     print(json.dumps(rows))
 
 
-def infer_run(folder, photos, formats, method, extra, tile="auto"):
-    """`(seconds, peak MB, sidecar)` of one hdr-gan-infer in a fresh process."""
-    out = Path(folder) / f"out_{method}_{formats or 'hdr'}.hdr"
-    command = [sys.executable, "-m", "hdr_gan_tf.cli.infer", f"--method={method}",
-               "--inputs=" + ",".join(str(photos / f"{n}.tif") for n in ("short", "mid", "long")),
-               "--exposure_bias=-2,0,2", f"--output={out}", "--align=none", f"--tile={tile}",
-               "--overwrite", *extra] + ([f"--formats={formats}"] if formats else [])
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    if status:
-        raise RuntimeError(process.stderr.read().decode())
-    return seconds, usage.ru_maxrss / 1024, json.loads(out.with_suffix(".json").read_text())
-
-
 def camera_rows(args):
-    sys.path.insert(0, str(REPO / "experiments"))
-    from bench_tiles import converted_log_dir
+    from bench_tiles import converted_log_dir, infer_peak
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as folder:
-        photos = Path(folder) / "photos"
-        photos.mkdir()
-        subprocess.run([sys.executable, str(REPO / "experiments/bench_infer.py"),
-                        "--make_photos", f"--photos={photos}", f"--height={args.height}",
-                        f"--width={args.width}"], check=True, cwd=REPO)
-        extra = ([f"--checkpoint={converted_log_dir(folder)}"] if args.method == "network"
-                 else [])
+        logdir = converted_log_dir(folder) if args.method == "network" else None
         print(f"hdr-gan-infer --method={args.method} --tile={args.tile} on "
               f"{args.width}x{args.height} 16-bit TIFFs, --align=none")
         print(f"{'formats':>16} {'seconds':>8} {'merge s':>8} {'peak MB':>8}  tiles")
         for formats in args.formats:
-            seconds, peak, record = infer_run(folder, photos, formats, args.method, extra,
-                                              args.tile)
+            name = f"out_{args.method}_{formats or 'hdr'}.hdr"
+            seconds, peak = infer_peak(
+                logdir, args.height, args.width, folder, "float32", args.tile,
+                [f"--method={args.method}"] + ([f"--formats={formats}"] if formats else []),
+                name)
+            record = json.loads((Path(folder) / name).with_suffix(".json").read_text())
             print(f"{'hdr' + (',' + formats if formats else ''):>16} {seconds:8.1f} "
                   f"{record['seconds']:8.1f} {peak:8.0f}  {record.get('tile_plan', '')[:60]}",
                   flush=True)

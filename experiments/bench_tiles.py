@@ -86,9 +86,11 @@ def converted_log_dir(folder, base_filters=32):
     return out
 
 
-def infer_peak(logdir, height, width, folder, precision, tile):
+def infer_peak(logdir, height, width, folder, precision, tile, extra=(), name=None):
     """`(seconds, peak MB)` of hdr-gan-infer on a synthetic bracket of this size, in a fresh
-    process (its own peak resident set, from the kernel's record of the child)."""
+    process (its own peak resident set, from the kernel's record of the child). `logdir` None:
+    no `--checkpoint` (a classical `--method` in `extra`); `name`: the output's file name
+    (default `out_<W>x<H>_<precision>_<tile>.hdr`), its sidecar beside it."""
     import time
 
     photos = Path(folder) / f"{width}x{height}"
@@ -97,11 +99,12 @@ def infer_peak(logdir, height, width, folder, precision, tile):
         subprocess.run([sys.executable, str(REPO / "experiments/bench_infer.py"),
                         "--make_photos", f"--photos={photos}", f"--height={height}",
                         f"--width={width}"], check=True, cwd=REPO)
-    out = Path(folder) / f"out_{width}x{height}_{precision}_{tile}.hdr"
-    command = [sys.executable, "-m", "hdr_gan_tf.cli.infer", f"--checkpoint={logdir}",
+    out = Path(folder) / (name or f"out_{width}x{height}_{precision}_{tile}.hdr")
+    command = [sys.executable, "-m", "hdr_gan_tf.cli.infer",
+               *([f"--checkpoint={logdir}"] if logdir else []),
                "--inputs=" + ",".join(str(photos / f"{n}.tif") for n in ("short", "mid", "long")),
                "--exposure_bias=-2,0,2", f"--output={out}", "--align=none",
-               f"--precision={precision}", f"--tile={tile}", "--overwrite"]
+               f"--precision={precision}", f"--tile={tile}", "--overwrite", *extra]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=dict(os.environ,

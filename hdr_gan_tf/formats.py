@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hdr_gan_tf.arrays import gathered_rows
 from hdr_gan_tf.hdr_photos import avif_rows, ultra_hdr_rows
 from hdr_gan_tf.image_io import exr_rows, radiance_rows, write_float_tiff, write_hdr
 from hdr_gan_tf.settings import ConfigError
@@ -105,13 +106,6 @@ def band_writer(path, height, width, rendering=None):
         with output_format.rows(path, height, width, rendering) as write:
             yield write
         return
-    image, done = np.empty((height, width, 3), np.float32), [0]
-
-    def gather(rows):
-        image[done[0]:done[0] + len(rows)] = rows
-        done[0] += len(rows)
-
-    yield gather
-    if done[0] != height:
-        raise ValueError(f"{path}: {height - done[0]} rows missing")
+    with gathered_rows(path, height, width) as (gather, image):
+        yield gather
     output_format.write(path, image, rendering)

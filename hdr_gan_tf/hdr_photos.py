@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hdr_gan_tf.arrays import gathered_rows
 from hdr_gan_tf.image_io import ImageError
 from hdr_gan_tf.outputs import atomic_output
 from hdr_gan_tf.settings import ConfigError
@@ -111,16 +112,12 @@ def _gathered(path, height, width, rendering, encode):
     if min(height, width) < MIN_SIDE:
         raise ImageError(f"{path}: an HDR photo needs at least {MIN_SIDE}x{MIN_SIDE} pixels; "
                          f"this merge is {width}x{height}")
-    image, done = np.empty((height, width, 3), np.float16), [0]
+    def convert(rows):
+        return np.minimum(np.maximum(np.asarray(rows, np.float32), 0) / rendering.white,
+                          _HALF_MAX)
 
-    def write(rows):
-        x = np.minimum(np.maximum(np.asarray(rows, np.float32), 0) / rendering.white, _HALF_MAX)
-        image[done[0]:done[0] + len(rows)] = x
-        done[0] += len(rows)
-
-    yield write
-    if done[0] != height:
-        raise ValueError(f"{path}: {height - done[0]} rows missing")
+    with gathered_rows(path, height, width, np.float16, convert) as (write, image):
+        yield write
     headroom = headroom_of(image, rendering.headroom_cap)
     np.minimum(image, np.float16(2.0 ** headroom), out=image)
     try:
@@ -133,20 +130,24 @@ def _gathered(path, height, width, rendering, encode):
                                    **record}
 
 
-def _ultra_hdr(x, headroom):
+def encode_ultra_hdr(x, headroom, quality=ULTRA_HDR_QUALITY):
+    """`(bytes, record)`: an Ultra HDR JPEG of `x` (`[H, W, 3]` radiance / white, at most
+    `2 ** headroom`) declaring `headroom` stops."""
     import imagecodecs
 
     rgba = np.empty(x.shape[:2] + (4,), np.float16)
     rgba[..., :3], rgba[..., 3] = x, 1
     # The display's peak the HDR rendition is meant for: what the gain map's headroom says.
     nits = REFERENCE_WHITE_NITS * 2.0 ** headroom
-    data = imagecodecs.ultrahdr_encode(rgba, ULTRA_HDR_QUALITY, nits=nits)
-    return data, {"format": "Ultra HDR JPEG", "quality": ULTRA_HDR_QUALITY,
+    data = imagecodecs.ultrahdr_encode(rgba, quality, nits=nits)
+    return data, {"format": "Ultra HDR JPEG", "quality": quality,
                   "peak_nits": round(nits, 1), "metadata": "ISO 21496-1 gain map",
                   "sdr_base": "libultrahdr's own tonemapping of the HDR rendition"}
 
 
-def _avif(x, headroom):
+def encode_avif(x, headroom, quality=AVIF_QUALITY):
+    """`(bytes, record)`: a 10-bit PQ BT.2020 AVIF of `x` (radiance / white); `headroom` is
+    where `x` was clipped (PQ itself holds up to `MAX_HEADROOM`)."""
     import imagecodecs
 
     peak = 2 ** AVIF_BITS - 1
@@ -156,11 +157,11 @@ def _avif(x, headroom):
         coded[first:first + 256] = np.round(
             pq_encode(np.maximum(band, 0) * REFERENCE_WHITE_NITS) * peak)
     data = imagecodecs.avif_encode(
-        coded, AVIF_QUALITY, speed=AVIF_SPEED, bitspersample=AVIF_BITS,
+        coded, quality, speed=AVIF_SPEED, bitspersample=AVIF_BITS,
         primaries=imagecodecs.AVIF.COLOR_PRIMARIES.BT2020,
         transfer=imagecodecs.AVIF.TRANSFER_CHARACTERISTICS.PQ,
         matrix=imagecodecs.AVIF.MATRIX_COEFFICIENTS.BT2020_NCL, numthreads=_cores())
-    return data, {"format": "HDR AVIF", "quality": AVIF_QUALITY, "bits": AVIF_BITS,
+    return data, {"format": "HDR AVIF", "quality": quality, "bits": AVIF_BITS,
                   "primaries": "BT.2020", "transfer": "PQ",
                   "white_nits": REFERENCE_WHITE_NITS}
 
@@ -172,21 +173,25 @@ def _cores():
 
 def ultra_hdr_rows(path, height, width, rendering):
     """Band writer of an Ultra HDR JPEG of the merge (see the module's docstring)."""
-    return _gathered(path, height, width, rendering, _ultra_hdr)
+    return _gathered(path, height, width, rendering, encode_ultra_hdr)
 
 
 def avif_rows(path, height, width, rendering):
     """Band writer of an HDR AVIF (10-bit PQ, BT.2020) of the merge."""
-    return _gathered(path, height, width, rendering, _avif)
+    return _gathered(path, height, width, rendering, encode_avif)
 
 
 def read_ultra_hdr(path, headroom=MAX_HEADROOM):
     """`(x, sdr)`: the HDR rendition of an Ultra HDR JPEG as a display with `headroom` stops
     above white shows it, linear RGB relative to white, and its SDR base picture as 8-bit
     RGB."""
+    return decode_ultra_hdr(Path(path).read_bytes(), headroom)
+
+
+def decode_ultra_hdr(data, headroom=MAX_HEADROOM):
+    """`read_ultra_hdr` of the file's bytes."""
     import imagecodecs
 
-    data = Path(path).read_bytes()
     x = imagecodecs.ultrahdr_decode(data, boost=2.0 ** headroom).astype(np.float32)
     sdr = imagecodecs.ultrahdr_decode(data, dtype=np.uint8)
     return x[..., :3], sdr[..., :3]
@@ -194,8 +199,13 @@ def read_ultra_hdr(path, headroom=MAX_HEADROOM):
 
 def read_hdr_avif(path):
     """The linear BT.709 RGB relative to white of a 10-bit PQ BT.2020 AVIF as we write it."""
+    return decode_avif(Path(path).read_bytes())
+
+
+def decode_avif(data):
+    """`read_hdr_avif` of the file's bytes."""
     import imagecodecs
 
-    coded = imagecodecs.avif_decode(Path(path).read_bytes()).astype(np.float64)
+    coded = imagecodecs.avif_decode(data).astype(np.float64)
     nits = pq_decode(coded[..., :3] / (2 ** AVIF_BITS - 1))
     return (nits / REFERENCE_WHITE_NITS @ np.linalg.inv(BT709_TO_BT2020).T).astype(np.float32)
