@@ -10,6 +10,8 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["hdr_gan_tf", "hdr_gan_tf.*"]),
+    # HDR-VDP-2's spectra and pyramid filters.
+    package_data={"hdr_gan_tf": ["hdr_vdp2_data/*.csv", "hdr_vdp2_data/*.npz"]},
     python_requires=">=3.10",
     install_requires=[r for r in requirements if not r.startswith(("pytest", "selenium"))],
     # The web page (hdr-gan-app); the tests drive it with Selenium.

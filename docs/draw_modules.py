@@ -41,7 +41,7 @@ BOXES = {
     "training": (450, 570, 210, "run", ["training.py", "Trainer: step, loop"]),
     "losses": (700, 570, 220, "net", ["losses.py", "L1, Sphere GAN"]),
     "discriminator": (960, 570, 220, "net", ["discriminator.py", "PatchGAN"]),
-    "evaluation": (1220, 570, 240, "run", ["evaluation.py, metrics.py", "scores (both flows)"]),
+    "evaluation": (1220, 570, 240, "run", ["evaluation.py, metrics.py", "hdr_vdp2.py: scores"]),
 }
 ARROWS = [("photos_in", "photos"), ("photos", "alignment"), ("alignment", "merge"),
           ("merge", "merge_files"), ("merge_files", "outputs"), ("web_page", "merge_files"),

@@ -1,5 +1,6 @@
 """The metrics (docs/design.md §7): the paper's PSNR and SSIM in the linear and μ-law domains,
-and PSNR and SSIM on the PU21 encoding (Mantiuk & Azimi, PCS 2021).
+its HDR-VDP-2 quality (`hdr_vdp2`, Mantiuk et al. 2011, version 2.2), and PSNR and SSIM on the
+PU21 encoding (Mantiuk & Azimi, PCS 2021).
 
 Images are float arrays `[H, W, 3]` in [0, 1] (NumPy). SSIM follows Wang et al. (Gaussian
 window 11, σ 1.5, K1 0.01, K2 0.03) over the window positions that fit inside the image, as
@@ -11,6 +12,7 @@ import typing
 import cv2
 import numpy as np
 
+from hdr_gan_tf.hdr_vdp2 import hdr_vdp2, pixels_per_degree
 from hdr_gan_tf.imaging import MU, mu_law
 
 SSIM_WINDOW = 11
@@ -96,6 +98,23 @@ def pu21_ssim(hdr, hdr_gt, display_peak=PU21_DISPLAY_PEAK):
                 pu21_encode(gt @ _LUMINANCE_WEIGHTS)[..., None], PU21_PEAK)
 
 
+# The field's HDR-VDP-2 protocol: the linear HDR values read as sRGB-display pixel values, the
+# image filling a 24-inch display seen from 0.5 m.
+HDR_VDP2_ENCODING = "sRGB-display"
+HDR_VDP2_DISPLAY_INCHES = 24.0
+HDR_VDP2_DISTANCE_M = 0.5
+
+
+def hdr_vdp2_quality(hdr, hdr_gt, display_peak=None):
+    """HDR-VDP-2.2's Q of a linear HDR estimate against the ground truth under the field's
+    protocol (`HDR_VDP2_ENCODING`, pixels per degree of the image on the display above);
+    negative values, which an .hdr file cannot hold, count as 0. `display_peak` is unused."""
+    rows, cols = np.shape(hdr_gt)[:2]
+    per_degree = pixels_per_degree(HDR_VDP2_DISPLAY_INCHES, (cols, rows), HDR_VDP2_DISTANCE_M)
+    return hdr_vdp2(np.maximum(hdr, 0.0), np.maximum(hdr_gt, 0.0), HDR_VDP2_ENCODING,
+                    per_degree).q
+
+
 def _in_mu_law(measure):
     return lambda hdr, hdr_gt, display_peak: measure(mu_law(hdr, MU), mu_law(hdr_gt, MU))
 
@@ -122,6 +141,8 @@ METRIC_TABLE = {m.name: m for m in (
     Metric("psnr_l", "PSNR of the linear images", _linear(psnr)),
     Metric("ssim_mu", "SSIM of the μ-law tonemapped images", _in_mu_law(ssim)),
     Metric("ssim_l", "SSIM of the linear images", _linear(ssim)),
+    Metric("hdr_vdp2", "HDR-VDP-2.2 quality Q (100: no visible difference)",
+           hdr_vdp2_quality),
     Metric("pu21_psnr", "PSNR of the PU21-encoded luminance on a display", pu21_psnr),
     Metric("pu21_ssim", "SSIM of the PU21-encoded luminance on a display", pu21_ssim),
 )}
@@ -131,7 +152,7 @@ METRICS = tuple(METRIC_TABLE)
 
 def hdr_metrics(hdr, hdr_gt, names=METRICS, display_peak=PU21_DISPLAY_PEAK):
     """The `METRIC_TABLE` scores of `names` (default all: PSNR-μ, PSNR-L, SSIM-μ, SSIM-L,
-    PU21-PSNR and PU21-SSIM) of a linear HDR estimate against the ground truth. The μ-law of
+    HDR-VDP-2, PU21-PSNR and PU21-SSIM) of a linear HDR estimate against the ground truth. The μ-law of
     the metrics is the paper's, μ = 5000, whatever μ a model was trained with, so that scores
     stay comparable; PU21 shows the ground truth's peak at `display_peak` cd/m².
 

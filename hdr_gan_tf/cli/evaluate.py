@@ -1,4 +1,4 @@
-"""hdr-gan-evaluate: PSNR, SSIM and PU21 metrics (docs/design.md §7) of both branches on a split.
+"""hdr-gan-evaluate: PSNR, SSIM, HDR-VDP-2 and PU21 metrics (docs/design.md §7) of both branches on a split.
 
 Example:
   hdr-gan-evaluate --checkpoint=runs/paper --data_dir=/data/kalantari --output_dir=eval/paper
