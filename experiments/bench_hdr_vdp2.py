@@ -5,9 +5,9 @@ Prints, on this machine's CPU:
   call in this process (tables built) and the best of --repeats further calls, and its Q and
   P_map against the reference's values;
 - with --noise, how much Q and the mean and maximum of P_map move when both images are
-  multiplied by 1 + 6e-8 N(0, 1) (about float32's resolution), over the small pairs of
-  tests/data/hdrvdp2 and --draws draws each: the float noise the tests' tolerance is derived
-  from.
+  multiplied by 1 + e N(0, 1), e = 1e-15 (float64's rounding, what the tests' tolerance is
+  measured against) and 6e-8 (about float32's resolution), over the small pairs of
+  tests/data/hdrvdp2 and --draws draws each.
 
     python experiments/bench_hdr_vdp2.py [--repeats=3] [--noise] [--draws=2]
 """
@@ -69,7 +69,7 @@ def timing(images, repeats):
           f"({row['P_map_max']})")
 
 
-def noise(images, draws):
+def noise(images, draws, size):
     rng = np.random.default_rng(0)
     worst = {"Q": 0.0, "P_map mean": 0.0, "P_map max": 0.0}
     small = [r for r in rows() if r["width"] != "1500"]
@@ -78,14 +78,14 @@ def noise(images, draws):
         base = hdr_vdp2.hdr_vdp2(test, reference, row["encoding"], float(row["ppd"]))
         for _ in range(draws):
             moved = hdr_vdp2.hdr_vdp2(
-                test * (1 + 6e-8 * rng.standard_normal(test.shape)),
-                reference * (1 + 6e-8 * rng.standard_normal(reference.shape)),
+                test * (1 + size * rng.standard_normal(test.shape)),
+                reference * (1 + size * rng.standard_normal(reference.shape)),
                 row["encoding"], float(row["ppd"]))
             worst["Q"] = max(worst["Q"], abs(moved.q - base.q))
             worst["P_map mean"] = max(worst["P_map mean"],
                                       abs(moved.p_map.mean() - base.p_map.mean()))
             worst["P_map max"] = max(worst["P_map max"], abs(moved.p_map.max() - base.p_map.max()))
-    print(f"float32-resolution noise on both inputs, {len(small)} rows x {draws} draws, largest "
+    print(f"noise of {size:g} on both inputs, {len(small)} rows x {draws} draws, largest "
           f"change: " + ", ".join(f"{k} {v:.2g}" for k, v in worst.items()))
 
 
@@ -100,7 +100,8 @@ def main():
         images = {key: stored[key] for key in stored.files}
     timing(images, args.repeats)
     if args.noise:
-        noise(images, args.draws)
+        for size in (1e-15, 6e-8):
+            noise(images, args.draws, size)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from hdr_gan_tf.display import bar_chart, comparison_panel
 from hdr_gan_tf.image_io import HDR_SUFFIXES, MAX_PIXELS, read_hdr, write_hdr, write_ldr
 from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.imaging import MU
-from hdr_gan_tf.metrics import METRICS, PU21_DISPLAY_PEAK, hdr_metrics
+from hdr_gan_tf.metrics import HDR_VDP2_PROTOCOL, METRICS, PU21_DISPLAY_PEAK, hdr_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +150,7 @@ def evaluate(merge, scenes, branches, output_dir, protocol=PROTOCOLS["full"], lo
     rows.append(mean)
     write_text(output_dir / "metrics.json", strict_json(
         {"scenes": rows[:-1], "mean": mean, "protocol": dataclasses.asdict(protocol),
-         "pu21_display_peak": display_peak, "align": align}))
+         "pu21_display_peak": display_peak, "hdr_vdp2": HDR_VDP2_PROTOCOL, "align": align}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -238,7 +238,7 @@ def write_comparison(methods, output_dir, protocol=PROTOCOLS["full"],
         table.append({"method": name, "scene": "mean", **mean})
     write_text(output_dir / "comparison.json", strict_json(
         {"rows": table, "protocol": dataclasses.asdict(protocol),
-         "pu21_display_peak": display_peak}))
+         "pu21_display_peak": display_peak, "hdr_vdp2": HDR_VDP2_PROTOCOL}))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["method", "scene", *METRICS])
     writer.writeheader()

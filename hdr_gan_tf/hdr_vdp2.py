@@ -53,6 +53,8 @@ _MTF_RATES = (0.028, 0.37, 37.0, 360.0)
 _QUALITY_FREQUENCIES = np.array([60, 30, 15, 7.5, 3.75, 1.875, 0.9375, 0.4688, 0.2344, 0.1172])
 _QUALITY_WEIGHTS = np.array([0, 0.2832, 0.2832, 0.2142, 0.2690, 0.0398, 0.0003, 0.0003, 0, 0])
 _QUALITY_EPSILON = 1e-12
+# Images need sides at least as long as the pyramid's high-pass taps.
+SMALLEST_SIDE = 15
 # Luminance of the surround, outside the image (cd/m²): almost darkness.
 _SURROUND = 1e-5
 # Adapting luminances the CSF is tabulated at (cd/m²).
@@ -255,33 +257,39 @@ def _optics(shape, per_degree):
 
 @functools.lru_cache(maxsize=64)
 def _resampling(size_in, size_out):
-    """`[size_out, size_in]` weights of bicubic resampling (Keys, a = -0.5), widened by the
-    scale when reducing, with mirrored edges: what the reference's imresize computes."""
+    """`(index, weights)`, each `[taps, size_out]`: output sample `i` is `sum_k weights[k, i] *
+    input[index[k, i]]`, bicubic (Keys, a = -0.5), the kernel widened by the scale when
+    reducing, edges mirrored, the weights not normalised: what the reference's resizing (the
+    Octave image package's imresize) computes."""
     scale = size_out / size_in
     centres = 0.5 + 0.5 / scale + np.arange(size_out) / scale   # 1-based input coordinates
     stretch = min(scale, 1.0)
     reach = math.ceil(4 / stretch / 2)
     floor = np.floor(centres)
-    weights = np.zeros((size_out, size_in))
+    indices, weights = [], []
     for shift in range(1 - reach, reach + 1):
         h = np.abs((shift - (centres - floor)) * stretch)
-        w = np.where(h <= 1, 1.5 * h ** 3 - 2.5 * h ** 2 + 1,
-                     np.where(h <= 2, -0.5 * h ** 3 + 2.5 * h ** 2 - 4 * h + 2, 0.0)) * stretch
+        weights.append(np.where(h <= 1, 1.5 * h ** 3 - 2.5 * h ** 2 + 1,
+                                np.where(h <= 2, -0.5 * h ** 3 + 2.5 * h ** 2 - 4 * h + 2, 0.0))
+                       * stretch)
         index = (floor + shift - 1).astype(int)
         period = np.floor_divide(index, size_in) % 2 == 1
-        index = np.where(period, size_in - 1 - np.mod(index, size_in), np.mod(index, size_in))
-        np.add.at(weights, (np.arange(size_out), index), w)
-    return weights
+        indices.append(np.where(period, size_in - 1 - np.mod(index, size_in),
+                                np.mod(index, size_in)))
+    return np.array(indices), np.array(weights)
 
 
 def _resized(image, shape):
-    """`image` `[H, W]` resampled to `shape` (`_resampling` along each side that changes)."""
+    """`image` `[H, W]` resampled to `shape` (`_resampling` along each side that changes,
+    columns first)."""
     if image.shape == tuple(shape):
         return image
     if shape[1] != image.shape[1]:
-        image = image @ _resampling(image.shape[1], shape[1]).T
+        index, weights = _resampling(image.shape[1], shape[1])
+        image = sum(image[:, i] * w for i, w in zip(index, weights))
     if shape[0] != image.shape[0]:
-        image = _resampling(image.shape[0], shape[0]) @ image
+        index, weights = _resampling(image.shape[0], shape[0])
+        image = sum(image[i] * w[:, None] for i, w in zip(index, weights))
     return image
 
 
@@ -342,9 +350,19 @@ class VisualDifference(typing.NamedTuple):
     c_map: np.ndarray
     c_max: float
 
+    # The reference's names for the same fields.
+    Q = property(lambda self: self.q)
+    P_map = property(lambda self: self.p_map)
+    P_det = property(lambda self: self.p_det)
+    C_map = property(lambda self: self.c_map)
+    C_max = property(lambda self: self.c_max)
+
 
 def _checked(image, what, encoding):
-    image = np.asarray(image, np.float64)
+    image = np.asarray(image)
+    if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
+        raise ValueError(f"{what} must hold real numbers, not {image.dtype}")
+    image = image.astype(np.float64)
     if image.ndim == 2 and encoding.channels == 1:
         image = image[..., None]
     if image.ndim != 3 or image.shape[2] != encoding.channels:
@@ -363,37 +381,39 @@ def hdr_vdp2(test, reference, color_encoding, pixels_per_degree):
 
     Args:
       test, reference: `[H, W, 3]` (or `[H, W]`/`[H, W, 1]` for the one-channel encodings)
-        float arrays of one shape, at least 15 pixels a side, read as `color_encoding` says.
+        real arrays of one shape, at least `SMALLEST_SIDE` pixels a side, read as `color_encoding` says.
       color_encoding: a name of `COLOR_ENCODINGS` (`sRGB-display`, `rgb-bt.709`, `XYZ`,
-        `luminance`, `luma-display`).
+        `luminance`, `luma-display`), in any case.
       pixels_per_degree: the angular resolution the images are seen at (`pixels_per_degree()`
         gives it for a display).
 
     Returns:
-      A `VisualDifference`.
+      A `VisualDifference` (its fields also under the reference's names: `Q`, `P_map`, ...).
 
     Raises:
       ValueError naming the argument: an unknown encoding, a ppd that is not positive and
       finite, images of different shapes or the wrong channel count, negative or non-finite
       values.
     """
-    encoding = COLOR_ENCODINGS.get(color_encoding)
+    # Names as the reference reads them: whatever the case.
+    encoding = next((e for name, e in COLOR_ENCODINGS.items() if isinstance(color_encoding, str)
+                     and name.lower() == color_encoding.lower()), None)
     if encoding is None:
         raise ValueError(f"color_encoding {color_encoding!r} is unknown; choose from "
                          f"{', '.join(COLOR_ENCODINGS)}")
-    if not (isinstance(pixels_per_degree, (int, float, np.floating, np.integer))
-            and math.isfinite(pixels_per_degree) and pixels_per_degree > 0):
+    number = np.asarray(pixels_per_degree)
+    if not (number.ndim == 0 and number.dtype.kind in "iuf" and math.isfinite(number)
+            and number > 0):
         raise ValueError(f"pixels_per_degree must be a positive number, got "
                          f"{pixels_per_degree!r}")
     test = _checked(test, "test", encoding)
     reference = _checked(reference, "reference", encoding)
     if test.shape != reference.shape:
         raise ValueError(f"test {test.shape} and reference {reference.shape} differ in shape")
-    smallest = steerable_pyramid.filters()["highpass0"].shape[0]
-    if min(test.shape[:2]) < smallest:
+    if min(test.shape[:2]) < SMALLEST_SIDE:
         raise ValueError(f"test and reference are {test.shape[1]}×{test.shape[0]}; HDR-VDP-2 "
-                         f"needs at least {smallest} pixels a side")
-    per_degree = float(pixels_per_degree)
+                         f"needs at least {SMALLEST_SIDE} pixels a side")
+    per_degree = float(number)
     test, reference = encoding.to_light(test), encoding.to_light(reference)
 
     optics = _optics(test.shape[:2], per_degree)

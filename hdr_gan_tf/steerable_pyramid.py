@@ -43,7 +43,11 @@ def correlate_down(image, taps, step=1):
 def convolve_up(image, taps, shape, step=1):
     """Places `image` on every `step`-th pixel (from the first) of a zero image of `shape` and
     convolves that with `taps`, edges reflected about the edge pixels. `shape` must give
-    `image`'s shape back under `correlate_down` with the same step."""
+    `image`'s shape back under `correlate_down` with the same step.
+
+    Where a side is exactly as long as the taps, the reference implementation leaves out the
+    last line of the reflection beyond that side's far edge (the mirror of the middle line); so
+    does this."""
     rows, cols = shape
     if (-(-rows // step), -(-cols // step)) != image.shape:
         raise ValueError(f"a {image.shape} band does not expand to {shape} with step {step}")
@@ -53,8 +57,17 @@ def convolve_up(image, taps, shape, step=1):
         spread[::step, ::step] = image
         image = spread
     # Correlating with the taps turned by 180° convolves with them.
-    return cv2.filter2D(image, cv2.CV_64F, np.ascontiguousarray(taps[::-1, ::-1]),
-                        borderType=cv2.BORDER_REFLECT_101)
+    turned = np.ascontiguousarray(taps[::-1, ::-1])
+    if rows != taps.shape[0] and cols != taps.shape[1]:
+        return cv2.filter2D(image, cv2.CV_64F, turned, borderType=cv2.BORDER_REFLECT_101)
+    reach_y, reach_x = taps.shape[0] // 2, taps.shape[1] // 2
+    padded = np.pad(image, ((reach_y, reach_y), (reach_x, reach_x)), mode="reflect")
+    if rows == taps.shape[0]:
+        padded[-1] = 0
+    if cols == taps.shape[1]:
+        padded[:, -1] = 0
+    out = cv2.filter2D(padded, cv2.CV_64F, turned, borderType=cv2.BORDER_CONSTANT)
+    return out[reach_y:reach_y + rows, reach_x:reach_x + cols]
 
 
 def height(shape, filter_side=17):

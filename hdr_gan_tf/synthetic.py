@@ -212,17 +212,19 @@ def camera_motion(rng, height, width, max_angle=3.0, max_shift=0.03, max_tilt=3e
             @ np.array([[1, 0, -cx], [0, 1, -cy], [0, 0, 1]]))
 
 
-def hand_held_bracket(rng, height, width, ev_step=3.0, clipped=0.6, **motion):
+def hand_held_bracket(rng, height, width, ev_step=3.0, clipped=0.6, radiance=None, **motion):
     """A bracket of a procedural scene shot hand-held, the hard way: `ev_step` stops apart,
     exposed so that the long photo clips about `clipped` of its pixels (sky, sun, lamp), the
     camera moving between frames (`camera_motion(**motion)`) and an object moving across.
+    `radiance` (`[height, width, 3]` linear, e.g. a real HDR image) replaces the procedural scene.
 
     Returns:
       `(photos [3, H, W, 3] float32 in [0, 1], exposure_bias [3], homographies)`: short,
       reference, long; `homographies[i]` maps a reference pixel to photo `i`'s (the truth an
       alignment is scored against; the identity for the reference).
     """
-    canvas = _background(rng, height, width)
+    canvas = (_background(rng, height, width) if radiance is None
+              else np.asarray(radiance, np.float32)[:height, :width])
     # The long photo's time: the `clipped` quantile of the scene's brightest channel clips.
     long_time = 1.0 / float(np.quantile(canvas.max(axis=-1), 1.0 - clipped))
     times = long_time * 2.0 ** (np.arange(3) * ev_step - 2 * ev_step)

@@ -273,9 +273,9 @@ def test_hostile_inputs_get_one_error_line_naming_the_file_or_flag(converted, ex
                              f"{latin / 'config.json'}: not UTF-8"),
         "center_crop": ("evaluate", [f"--checkpoint={converted}", "--center_crop=abc,64",
                                      *evaluate], "--center_crop=abc,64"),
-        "center_crop under the SSIM window": ("evaluate", [f"--checkpoint={converted}",
-                                                           "--center_crop=2,2", *evaluate],
-                                              "--center_crop=2,2: takes two whole numbers"),
+        "center_crop under what the metrics need": (
+            "evaluate", [f"--checkpoint={converted}", "--center_crop=12,12", *evaluate],
+            "--center_crop=12,12: takes two whole numbers of pixels H,W of at least 15"),
         "checkpoint of another architecture": (
             "train", [f"--logdir={other_architecture}", f"--data_dir={tiny_data}",
                       "--patch_size=64", "--scales=2", "--cache=memory"],

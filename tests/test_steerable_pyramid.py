@@ -1,3 +1,5 @@
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,18 @@ def test_convolve_up_is_spreading_then_convolving(shape):
                                expected, atol=1e-12)
     with pytest.raises(ValueError, match="does not expand"):
         steerable_pyramid.convolve_up(small[1:], taps, shape, step=2)
+
+
+def test_sides_as_long_as_the_taps_expand_as_the_reference_does():
+    """The reference implementation's own outputs (its compiled upConv, tests/data/hdrvdp2)
+    where a side equals the taps' side: 15 for the high-pass taps, 17 for the low-pass ones."""
+    with np.load(pathlib.Path(__file__).parent / "data" / "hdrvdp2" / "pyramid_edges.npz") as s:
+        cases = {k: s[k] for k in s.files}
+    taps = steerable_pyramid.filters()
+    for name, kind, step in (("hi", "highpass0", 1), ("lo", "lowpass", 2), ("mid", "lowpass", 2)):
+        got = steerable_pyramid.convolve_up(cases[f"in_{name}"], taps[kind],
+                                            cases[f"out_{name}"].shape, step)
+        np.testing.assert_allclose(got, cases[f"out_{name}"], atol=1e-12, err_msg=name)
 
 
 def test_layout_follows_height():

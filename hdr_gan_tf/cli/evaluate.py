@@ -68,8 +68,8 @@ def _protocol():
 
 
 def _center_crop(values):
-    """`--center_crop` as `[H, W]` (each side at least the SSIM window), or None."""
-    from hdr_gan_tf.metrics import SSIM_WINDOW
+    """`--center_crop` as `[H, W]` (each side at least what every metric needs), or None."""
+    from hdr_gan_tf.metrics import SMALLEST_SIDE
 
     if not values:
         return None
@@ -77,9 +77,10 @@ def _center_crop(values):
         crop = [int(v) for v in values]
     except ValueError:
         crop = []
-    if len(crop) != 2 or min(crop) < SSIM_WINDOW:
+    if len(crop) != 2 or min(crop) < SMALLEST_SIDE:
         raise ValueError(f"--center_crop={','.join(values)}: takes two whole numbers of pixels "
-                         f"H,W of at least {SSIM_WINDOW} each, the SSIM window (e.g. 960,1440)")
+                         f"H,W of at least {SMALLEST_SIDE} each, what the metrics need (e.g. "
+                         f"960,1440)")
     return crop
 
 
