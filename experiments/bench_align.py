@@ -13,10 +13,12 @@ Prints, on this machine's CPU:
   fresh process.
 
 - with --hard, the corner error of each photo's homography on hand-held brackets of +-3 EV whose
-  long photo is mostly clipped (`synthetic.hand_held_bracket`), and how many were left unaligned.
+  long photo is mostly clipped (`synthetic.hand_held_bracket`), and how many were left unaligned;
+  with --real as well, on parts of a real HDR capture (tests/data/hdrvdp2's 1500x1000 ground
+  truth) instead of procedural scenes, the long photo clipped over --clipped of its pixels.
 
     python experiments/bench_align.py [--checkpoint=checkpoints/paper] [--brackets=6] [--memory]
-    python experiments/bench_align.py --hard [--brackets=8]
+    python experiments/bench_align.py --hard [--brackets=8] [--real [--clipped=0.85]]
 """
 
 import argparse
@@ -121,14 +123,26 @@ def corner_error(found, truth, height, width):
     return float(np.abs(a[:, :2] / a[:, 2:] - b[:, :2] / b[:, 2:]).max())
 
 
-def hard_rows(brackets, height=320, width=480):
+def hard_rows(brackets, height=320, width=480, real=False, clipped=0.6):
     """Corner errors on hand-held brackets of +-3 EV whose long photo is mostly clipped
-    (`synthetic.hand_held_bracket`), and the share of photos left unaligned."""
+    (`synthetic.hand_held_bracket`; with `real`, of parts of a real HDR capture), and the share
+    of photos left unaligned."""
     errors, fallbacks, seconds = [], 0, []
+    scene = None
+    if real:
+        data = Path(__file__).resolve().parents[1] / "tests" / "data" / "hdrvdp2" / "images.npz"
+        with np.load(data) as stored:
+            scene = stored["full_1500x1000_ref"].astype(np.float32)
     print(f"{'bracket':>8} {'photo':>6} {'error px':>9} {'method':>12}  fallback")
     for seed in range(brackets):
-        photos, ev, truth = synthetic.hand_held_bracket(np.random.default_rng(500 + seed),
-                                                        height, width)
+        rng = np.random.default_rng((900 if real else 500) + seed)
+        part = None
+        if real:
+            top = rng.integers(0, scene.shape[0] - height + 1)
+            left = rng.integers(0, scene.shape[1] - width + 1)
+            part = scene[top:top + height, left:left + width]
+        photos, ev, truth = synthetic.hand_held_bracket(rng, height, width, clipped=clipped,
+                                                        radiance=part)
         start = time.perf_counter()
         _, found = alignment.align_bracket(photos, ev, "auto")
         seconds.append(time.perf_counter() - start)
@@ -139,7 +153,8 @@ def hard_rows(brackets, height=320, width=480):
             print(f"{seed:8d} {('short', '', 'long')[i]:>6} {error:9.2f} {found[i].method:>12}  "
                   f"{(found[i].fallback or '')[:70]}", flush=True)
     errors = np.asarray(errors)
-    print(f"{width}x{height}, +-3 EV: median {np.median(errors):.2f} px, within 1 px "
+    print(f"{width}x{height}, +-3 EV{', real scene' if real else ''}, long photo {clipped:.0%} "
+          f"clipped: median {np.median(errors):.2f} px, within 1 px "
           f"{(errors <= 1).sum()}/{len(errors)}, within 2 px {(errors <= 2).sum()}/{len(errors)},"
           f" worst {errors.max():.2f} px; left unaligned {fallbacks}/{len(errors)}; "
           f"{np.mean(seconds):.2f} s per bracket")
@@ -166,6 +181,12 @@ def main():
     parser.add_argument("--memory", action="store_true", help="the 24 MP streamed rows only")
     parser.add_argument("--hard", action="store_true",
                         help="only the corner errors on +-3 EV brackets with a clipped long photo")
+    parser.add_argument("--real", action="store_true",
+                        help="with --hard: parts of a real HDR capture instead of procedural scenes")
+    parser.add_argument("--clipped", type=float, default=None,
+                        help="with --hard: the share of the long photo's pixels clipped "
+                             "(default 0.6, with --real 0.85)")
+    parser.add_argument("--size", default="480x320", help="with --hard: WxH of the brackets")
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--write_bracket", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--streamed", help=argparse.SUPPRESS)
@@ -179,7 +200,9 @@ def main():
     if args.memory:
         return memory_rows()
     if args.hard:
-        return hard_rows(args.brackets)
+        width, height = (int(v) for v in args.size.split("x"))
+        clipped = args.clipped if args.clipped is not None else (0.85 if args.real else 0.6)
+        return hard_rows(args.brackets, height, width, args.real, clipped)
     merge = None
     if args.checkpoint:
         from hdr_gan_tf.merge import InferenceOptions

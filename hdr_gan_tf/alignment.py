@@ -6,13 +6,17 @@ linear radiance and compared only where both are informative (neither clipped no
 level): SIFT features of the contrast-normalised images, matched and fitted by RANSAC, give a
 homography, which OpenCV's ECC refines on the pixels it explains, again without those that still
 disagree (moving objects); where the features find none, ECC searches coarse to fine from
-several starts (a rigid motion, then a homography). `"auto"` keeps whichever motion leaves the
-smallest difference on the same pixels for all, and no motion unless that beats not aligning,
-so it never does worse than not aligning by that measure. The reference never moves; the merge then reads the warped
-photos a band of rows at a time (`AlignedBracket`), so a streamed, tiled merge keeps its bounded
-memory.
+several starts (a rigid motion, then a homography). Where the brighter photo is mostly clipped,
+the same search also runs with the darker photo raised to the brighter one's exposure and
+clipped as it clips, so that the clipped areas' edges show the motion. `"auto"` keeps whichever
+motion leaves the smallest difference on the same pixels for all (where most is clipped, among
+those that first make the photos clip in the same places), and no motion unless that beats not
+aligning, so it never does worse than not aligning by that measure. The reference never moves;
+the merge then reads the warped photos a band of rows at a time (`AlignedBracket`), so a
+streamed, tiled merge keeps its bounded memory.
 """
 
+import concurrent.futures
 import dataclasses
 import math
 import typing
@@ -67,6 +71,11 @@ MIN_MATCHES = 15
 # The fewest pixels (of the reduced copies) two photos must both show well for a motion to be
 # judged: fewer, and there is too little in common to tell aligning from not.
 MIN_COMMON = 400
+# Where this share of the brighter photo is clipped, motions are also sought on the clipped
+# areas' edges, and a motion must bring the share of pixels where only one photo clips below
+# this fraction of what it is unaligned.
+HEAVILY_CLIPPED = 0.5
+CLIP_AGREEMENT = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +97,12 @@ class Alignment:
         before a simpler one was used; None when nothing failed.
       uncovered: share of the reference frame this photo does not cover once warped (filled
         from the reference, `AlignedBracket`).
+      found_on: where the motion was found: "exposed pixels" (both photos at their common
+        exposure) or "clipped edges" (the darker photo raised to the brighter one's exposure
+        and clipped as it clips); None for no motion.
+      clipping, clipping_unaligned: where the brighter photo is mostly clipped, the share of
+        pixels where only one photo clips with this motion and with none (`clip_mismatch`);
+        None otherwise.
     """
     homography: np.ndarray
     method: str
@@ -97,6 +112,9 @@ class Alignment:
     residual_unaligned: float = 0.0
     fallback: object = None
     uncovered: float = 0.0
+    found_on: object = None
+    clipping: object = None
+    clipping_unaligned: object = None
 
     @property
     def moves(self):
@@ -113,7 +131,9 @@ class Alignment:
                               "confidence": number(self.confidence, 4),
                               "residual": number(self.residual, 6),
                               "residual_unaligned": number(self.residual_unaligned, 6),
-                              "fallback": self.fallback,
+                              "fallback": self.fallback, "found_on": self.found_on,
+                              "clipping": number(self.clipping, 6),
+                              "clipping_unaligned": number(self.clipping_unaligned, 6),
                               "uncovered": number(self.uncovered, 6)}}
 
 
@@ -159,6 +179,38 @@ def common_exposure(photo, time, reference, reference_time):
         out.append((np.power(linear, 1 / GAMMA).astype(np.float32),
                     valid.astype(np.uint8) * 255))
     return out
+
+
+def brighter_exposure(photo, time, reference, reference_time):
+    """Grey images of the reference and the photo at the longer of their exposures (gamma
+    encoded, float32), the shorter one's light raised and clipped channel by channel as that
+    exposure clips it; the masks (uint8 255) of the pixels each can be compared on (all of the
+    brighter photo, the darker one's not black); and the masks of the pixels clipped there.
+    Clipped areas then match too, so a photo that is mostly clipped still shows its edges."""
+    longer = max(time, reference_time)
+    out = []
+    for ldr, t in ((reference, reference_time), (photo, time)):
+        raised = np.power(ldr, GAMMA) * np.float32(longer / t)
+        clipped = raised.max(axis=-1) >= CLIPPED ** GAMMA
+        linear = np.minimum(raised, 1.0).mean(axis=-1)
+        valid = ldr.mean(axis=-1) > DARK if t < longer else np.ones(ldr.shape[:2], bool)
+        out.append((np.power(linear, 1 / GAMMA).astype(np.float32),
+                    valid.astype(np.uint8) * 255, clipped.astype(np.uint8) * 255))
+    return out
+
+
+def clip_mismatch(ref_clipped, photo_clipped, motions):
+    """`{name: share}` of the reference frame's pixels (those the photo covers under every
+    motion) where the photo warped by each motion is clipped and the reference at that
+    exposure is not, or the other way round."""
+    shape = ref_clipped.shape
+    inside = np.ones(shape, bool)
+    for h in motions.values():
+        inside &= _warp(np.full(shape, 255, np.uint8), h, shape) == 255
+    if inside.sum() < MIN_COMMON:
+        return None
+    return {name: float(((_warp(photo_clipped, h, shape) > 127) != (ref_clipped > 0))[inside]
+                        .mean()) for name, h in motions.items()}
 
 
 def _warp(image, homography, shape, border=cv2.BORDER_CONSTANT):
@@ -414,21 +466,9 @@ def uncovered_share(homography, shape):
     return float(max(0.0, 1 - area / max((w - 1) * (h - 1), 1)))
 
 
-def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, factor,
-                full_shape):
-    """The `Alignment` of one photo from reduced copies (`reduced_copy`'s `factor`) of it and
-    of the reference, under `mode` (one of `ALIGN_MODES`)."""
-    identity = np.eye(3)
-    tries, keeps = ALIGN_MODES[mode].tries, ALIGN_MODES[mode].keeps
-    if not tries:
-        return Alignment(identity, "none", mode)
-    if min(reduced_reference.shape[:2]) < MIN_ESTIMATE_SIDE:
-        height, width = reduced_reference.shape[:2]
-        return Alignment(identity, "none", mode, None, fallback=(
-            f"too narrow to align ({width}x{height} pixels once reduced by {factor}; "
-            f"at least {MIN_ESTIMATE_SIDE} are needed each way)"))
-    (reference, ref_mask), (photo, photo_mask) = common_exposure(
-        reduced_photo, time, reduced_reference, reference_time)
+def _candidates(reference, ref_mask, photo, photo_mask, tries, keeps):
+    """`(candidates, failures)`: the motions worth judging between these two views, features
+    first, ECC's search where features find none."""
     candidates, failures = {}, []
     if keeps is None or "homography" in keeps:
         found, failures = _from_features(reference, ref_mask, photo, photo_mask)
@@ -450,24 +490,76 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
                 failures.append(f"{name}: implausible motion")
                 continue
             candidates[name] = (warp, score)
+    return candidates, failures
+
+
+def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, factor,
+                full_shape):
+    """The `Alignment` of one photo from reduced copies (`reduced_copy`'s `factor`) of it and
+    of the reference, under `mode` (one of `ALIGN_MODES`)."""
+    identity = np.eye(3)
+    tries, keeps = ALIGN_MODES[mode].tries, ALIGN_MODES[mode].keeps
+    if not tries:
+        return Alignment(identity, "none", mode)
+    if min(reduced_reference.shape[:2]) < MIN_ESTIMATE_SIDE:
+        height, width = reduced_reference.shape[:2]
+        return Alignment(identity, "none", mode, None, fallback=(
+            f"too narrow to align ({width}x{height} pixels once reduced by {factor}; "
+            f"at least {MIN_ESTIMATE_SIDE} are needed each way)"))
+    (reference, ref_mask), (photo, photo_mask) = common_exposure(
+        reduced_photo, time, reduced_reference, reference_time)
+    brighter = brighter_exposure(reduced_photo, time, reduced_reference, reference_time)
+    heavily_clipped = max((b[2] > 0).mean() for b in brighter) >= HEAVILY_CLIPPED
+    candidates, failures = {}, []
+    views = [((reference, ref_mask), (photo, photo_mask), "")]
+    if heavily_clipped:
+        views.append((brighter[0][:2], brighter[1][:2], " (clipped edges)"))
+    for (v_ref, v_ref_mask), (v_photo, v_photo_mask), tag in views:
+        found, fails = _candidates(v_ref, v_ref_mask, v_photo, v_photo_mask, tries, keeps)
+        candidates.update({name + tag: fit for name, fit in found.items()})
+        failures += [f + tag for f in fails]
     motions = {name: warp for name, (warp, _) in candidates.items()}
     scores = compared(reference, ref_mask, photo, photo_mask, {**motions, "none": identity})
-    if scores is None:
-        reason = (f"too little in common to judge a motion (under {MIN_COMMON} pixels well "
-                  f"exposed in both at their common exposure)")
-        return Alignment(identity, "none", mode, None, None, None,
-                         "; ".join(failures + [reason]))
-    unaligned = scores.pop("none")
-    best = min(scores, key=scores.get, default=None)
-    # Aligning must beat not aligning, by more than interpolation's own smoothing can explain.
-    if best is None or not scores[best] < 0.97 * unaligned:
-        reasons = failures + ([f"{best} left {scores[best]:.4g}, not less than "
-                               f"{unaligned:.4g} unaligned"] if best else [])
+    clipping = (clip_mismatch(brighter[0][2], brighter[1][2], {**motions, "none": identity})
+                if heavily_clipped and motions else None)
+    best, reason = _choose(motions, scores, clipping)
+    unaligned = scores["none"] if scores else None
+    clipped_unaligned = clipping["none"] if clipping else None
+    if best is None:
         return Alignment(identity, "none", mode, None, unaligned, unaligned,
-                         "; ".join(reasons) or "no motion converged")
+                         "; ".join(failures + [reason]), clipping=clipped_unaligned,
+                         clipping_unaligned=clipped_unaligned)
     full = _scale(candidates[best][0], factor, (factor - 1) / 2)
-    return Alignment(full, best, mode, candidates[best][1], scores[best], unaligned,
-                     "; ".join(failures) or None, uncovered_share(full, full_shape))
+    method, _, view = best.partition(" (")
+    return Alignment(full, method, mode, candidates[best][1], scores[best] if scores else None,
+                     unaligned, "; ".join(failures) or None, uncovered_share(full, full_shape),
+                     "clipped edges" if view else "exposed pixels",
+                     clipping[best] if clipping else None, clipped_unaligned)
+
+
+def _choose(motions, scores, clipping):
+    """`(name, None)` of the motion to keep among `motions`, or `(None, why none)`, from
+    `compared`'s `scores` and, where the brighter photo is mostly clipped, `clip_mismatch`'s
+    `clipping` (each with "none", no motion)."""
+    if clipping is not None:
+        # Too little is exposed in both to judge by alone: a motion must first make the photos
+        # clip in the same places; then the exposed pixels choose (the clipping, if too few).
+        passing = [n for n in motions if clipping[n] < CLIP_AGREEMENT * clipping["none"]]
+        if not passing:
+            best = min(motions, key=clipping.get)
+            return None, (f"{best} clips where the reference does not ({clipping[best]:.3g} of "
+                          f"pixels, {clipping['none']:.3g} unaligned)")
+        return min(passing, key=(scores or clipping).get), None
+    if scores is None:
+        return None, (f"too little in common to judge a motion (under {MIN_COMMON} pixels well "
+                      f"exposed in both at their common exposure)")
+    best = min(motions, key=scores.get, default=None)
+    if best is None:
+        return None, "no motion converged"
+    # Aligning must beat not aligning, by more than interpolation's own smoothing can explain.
+    if not scores[best] < 0.97 * scores["none"]:
+        return None, f"{best} left {scores[best]:.4g}, not less than {scores['none']:.4g} unaligned"
+    return best, None
 
 
 def align_bracket(ldrs, exposure_bias, mode, log=None, estimate_side=ESTIMATE_SIDE):
@@ -480,14 +572,13 @@ def align_bracket(ldrs, exposure_bias, mode, log=None, estimate_side=ESTIMATE_SI
         return ldrs, [Alignment(np.eye(3), "reference" if i == 1 else "none", mode)
                       for i in range(3)]
     reduced, factor = reduced_copy(ldrs, estimate_side)
-    alignments = []
-    for i in range(3):
-        if i == 1:
-            alignments.append(Alignment(np.eye(3), "reference", mode))
-            continue
-        found = align_photo(reduced[i], times[i], reduced[1], times[1], mode, factor,
-                            shape[1:3])
-        alignments.append(found)
+    # The two photos are aligned independently: side by side they use both cores.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        short, long = pool.map(lambda i: align_photo(reduced[i], times[i], reduced[1], times[1],
+                                                     mode, factor, shape[1:3]), (0, 2))
+    alignments = [short, Alignment(np.eye(3), "reference", mode), long]
+    for i in (0, 2):
+        found = alignments[i]
         if log:
             log(f"Aligned the {('short', '', 'long')[i]} photo: {found.method}"
                 + (f" (uncovered {found.uncovered:.1%}, filled from the reference)"
