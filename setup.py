@@ -5,7 +5,7 @@ with open("requirements.txt") as f:
 
 setup(
     name="hdr_gan_tf",
-    version="0.5.0",
+    version="0.6.0",
     description="HDR-GAN (Niu et al., IEEE TIP 2021) in TensorFlow 2 / Keras 3",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",

@@ -15,7 +15,7 @@ import os
 # package was imported. Set TF_CPU_ALLOCATOR_USE_BFC=false to opt out.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 _EXPORTS = {
     "Discriminator": "hdr_gan_tf.discriminator",

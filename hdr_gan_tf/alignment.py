@@ -76,6 +76,8 @@ MIN_COMMON = 400
 # this fraction of what it is unaligned.
 HEAVILY_CLIPPED = 0.5
 CLIP_AGREEMENT = 0.9
+# ... and come within this factor of the best motion's share.
+CLIP_NEAR_BEST = 1.15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,8 +524,22 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
     scores = compared(reference, ref_mask, photo, photo_mask, {**motions, "none": identity})
     clipping = (clip_mismatch(brighter[0][2], brighter[1][2], {**motions, "none": identity})
                 if heavily_clipped and motions else None)
+    pairs = {}
+    if clipping is not None and scores is None:
+        # Too few pixels are exposed under every motion at once: each motion the clipping lets
+        # through is judged against no motion on the pixels the two share, by their ratio.
+        for name, warp in motions.items():
+            if clipping[name] < CLIP_AGREEMENT * clipping["none"]:
+                pair = compared(reference, ref_mask, photo, photo_mask,
+                                {name: warp, "none": identity})
+                if pair is not None:
+                    pairs[name] = pair
+        scores = ({name: pair[name] / pair["none"] for name, pair in pairs.items()}
+                  | {"none": 1.0}) if pairs else None
     best, reason = _choose(motions, scores, clipping)
-    unaligned = scores["none"] if scores else None
+    # The residuals recorded: on the pixels shared by every motion, else by this one and none.
+    shown = pairs.get(best, {} if pairs else scores or {})
+    unaligned = shown.get("none")
     clipped_unaligned = clipping["none"] if clipping else None
     if best is None:
         return Alignment(identity, "none", mode, None, unaligned, unaligned,
@@ -531,8 +547,8 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
                          clipping_unaligned=clipped_unaligned)
     full = _scale(candidates[best][0], factor, (factor - 1) / 2)
     method, _, view = best.partition(" (")
-    return Alignment(full, method, mode, candidates[best][1], scores[best] if scores else None,
-                     unaligned, "; ".join(failures) or None, uncovered_share(full, full_shape),
+    return Alignment(full, method, mode, candidates[best][1], shown.get(best), unaligned,
+                     "; ".join(failures) or None, uncovered_share(full, full_shape),
                      "clipped edges" if view else "exposed pixels",
                      clipping[best] if clipping else None, clipped_unaligned)
 
@@ -543,17 +559,21 @@ def _choose(motions, scores, clipping):
     `clipping` (each with "none", no motion)."""
     if clipping is not None:
         # Too little is exposed in both to judge by alone: a motion must first make the photos
-        # clip in the same places; then the exposed pixels choose (the clipping, if too few).
-        passing = [n for n in motions if clipping[n] < CLIP_AGREEMENT * clipping["none"]]
+        # clip in the same places, nearly as alike as the best motion does and clearly more
+        # than none does; then the exposed pixels choose among those, as below.
+        floor = min(clipping.values())
+        passing = [n for n in motions if clipping[n] < CLIP_AGREEMENT * clipping["none"]
+                   and clipping[n] <= CLIP_NEAR_BEST * floor]
         if not passing:
             best = min(motions, key=clipping.get)
-            return None, (f"{best} clips where the reference does not ({clipping[best]:.3g} of "
-                          f"pixels, {clipping['none']:.3g} unaligned)")
-        return min(passing, key=(scores or clipping).get), None
+            return None, (f"no motion makes the photos clip alike clearly better than none "
+                          f"(pixels clipped in one only: {best} {clipping[best]:.3g}, unaligned "
+                          f"{clipping['none']:.3g})")
+        motions = {n: motions[n] for n in passing}
     if scores is None:
         return None, (f"too little in common to judge a motion (under {MIN_COMMON} pixels well "
                       f"exposed in both at their common exposure)")
-    best = min(motions, key=scores.get, default=None)
+    best = min((n for n in motions if n in scores), key=scores.get, default=None)
     if best is None:
         return None, "no motion converged"
     # Aligning must beat not aligning, by more than interpolation's own smoothing can explain.
