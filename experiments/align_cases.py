@@ -3,11 +3,12 @@ not aligning would leave it? (docs/alignment.md)
 
 Prints, per kind of bracket (parts of the real capture in tests/data/hdrvdp2 at 85, 95 and 97 %
 clipping; tripod brackets, procedural and real, at 60, 85 and 97 %; long photos of another part
-of the scene, which must not move; nearly uniform scenes; procedural brackets at 480x320 and
+of the scene, and at 1500x1000 of the scene turned upside down, which must not move; nearly
+uniform scenes; procedural brackets at 480x320 and
 1500x1000): photos within 2 pixels of the truth, photos made worse than unaligned (each also
 printed), median and worst corner error, seconds per bracket.
 
-    python experiments/align_cases.py [--module=path/to/another/alignment.py]
+    python experiments/align_cases.py [--module=path/to/another/alignment.py] [--only=real]
 """
 
 import argparse
@@ -62,6 +63,14 @@ def cases(scene):
         other = synthetic.hand_held_bracket(rng, 320, 480, clipped=0.85, radiance=part(rng))[0]
         photos[0], photos[2] = other[0], other[2]
         yield "another part", (photos, ev, [None, np.eye(3), None])
+    for seed in (1000, 1002):
+        # At full size: a long photo of the scene turned upside down.
+        rng = np.random.default_rng(seed)
+        photos, ev, truth = synthetic.hand_held_bracket(rng, 1000, 1500, clipped=0.85,
+                                                        radiance=scene)
+        photos[2] = synthetic.hand_held_bracket(rng, 1000, 1500, clipped=0.85,
+                                                radiance=scene[::-1, ::-1].copy())[0][2]
+        yield "another scene, 1500x1000", (photos, ev, [truth[0], np.eye(3), None])
     for seed in (800, 801):
         rng = np.random.default_rng(seed)
         flat = np.full((320, 480, 3), 1.0, np.float32) * (
@@ -82,6 +91,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", help="another alignment.py to run instead (e.g. an older "
                                          "version, for before and after)")
+    parser.add_argument("--only", default="", help="only the kinds whose name holds this")
     args = parser.parse_args()
     module = alignment
     if args.module:
@@ -93,6 +103,8 @@ def main():
     rows = collections.defaultdict(lambda: {"photos": 0, "ok": 0, "worse": 0, "errors": [],
                                             "seconds": 0.0, "brackets": 0})
     for kind, (photos, ev, truth) in cases(scene):
+        if args.only not in kind:
+            continue
         height, width = photos.shape[1:3]
         start = time.perf_counter()
         _, found = module.align_bracket(photos, ev, "auto")

@@ -76,8 +76,13 @@ MIN_COMMON = 400
 # this fraction of what it is unaligned.
 HEAVILY_CLIPPED = 0.5
 CLIP_AGREEMENT = 0.9
-# ... and come within this factor of the best motion's share.
+# ... and come within this factor of the best motion's share. A motion moving a corner by more
+# than this share of the diagonal (more than a hand usually moves between frames) must bring the
+# clipping and the difference on exposed pixels below these fractions of no motion's.
 CLIP_NEAR_BEST = 1.15
+LARGE_MOTION = 0.06
+LARGE_MOTION_CLIPPING = 0.6
+LARGE_MOTION_DIFFERENCE = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -536,7 +541,7 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
                     pairs[name] = pair
         scores = ({name: pair[name] / pair["none"] for name, pair in pairs.items()}
                   | {"none": 1.0}) if pairs else None
-    best, reason = _choose(motions, scores, clipping)
+    best, reason = _choose(motions, scores, clipping, reference.shape)
     # The residuals recorded: on the pixels shared by every motion, else by this one and none.
     shown = pairs.get(best, {} if pairs else scores or {})
     unaligned = shown.get("none")
@@ -553,10 +558,10 @@ def align_photo(reduced_photo, time, reduced_reference, reference_time, mode, fa
                      clipping[best] if clipping else None, clipped_unaligned)
 
 
-def _choose(motions, scores, clipping):
-    """`(name, None)` of the motion to keep among `motions`, or `(None, why none)`, from
-    `compared`'s `scores` and, where the brighter photo is mostly clipped, `clip_mismatch`'s
-    `clipping` (each with "none", no motion)."""
+def _choose(motions, scores, clipping, shape):
+    """`(name, None)` of the motion to keep among `motions` (homographies of `shape` images),
+    or `(None, why none)`, from `compared`'s `scores` and, where the brighter photo is mostly
+    clipped, `clip_mismatch`'s `clipping` (each with "none", no motion)."""
     if clipping is not None:
         # Too little is exposed in both to judge by alone: a motion must first make the photos
         # clip in the same places, nearly as alike as the best motion does and clearly more
@@ -579,6 +584,15 @@ def _choose(motions, scores, clipping):
     # Aligning must beat not aligning, by more than interpolation's own smoothing can explain.
     if not scores[best] < 0.97 * scores["none"]:
         return None, f"{best} left {scores[best]:.4g}, not less than {scores['none']:.4g} unaligned"
+    # Where most is clipped, chance agreements of large clipped areas can pass both checks by a
+    # little: a motion larger than a hand usually makes must pass them by much.
+    if (clipping is not None
+            and _corner_shift(motions[best], np.eye(3), shape) > LARGE_MOTION * math.hypot(*shape)
+            and not (clipping[best] < LARGE_MOTION_CLIPPING * clipping["none"]
+                     and scores[best] < LARGE_MOTION_DIFFERENCE * scores["none"])):
+        return None, (f"{best} moves the photo far on weak evidence (pixels clipped in one only: "
+                      f"{clipping[best]:.3g}, unaligned {clipping['none']:.3g}; difference "
+                      f"{scores[best]:.4g}, unaligned {scores['none']:.4g})")
     return best, None
 
 

@@ -134,9 +134,9 @@ def test_hand_held_brackets_of_a_real_scene_are_registered():
 
 @pytest.mark.slow
 def test_mostly_clipped_photos_are_never_moved_wrongly():
-    """Where the long photo is 97 % clipped, little tells a motion apart: a tripod bracket of
-    the real capture stays where it is (within half a pixel), and a long photo of another part
-    of the capture is left where it is, saying why."""
+    """Where the long photo is mostly clipped, little tells a motion apart: a tripod bracket of
+    the real capture at 97 % stays where it is (within half a pixel), and a long photo of
+    another part of the capture, or of it upside down, is left where it is, saying why."""
     with np.load(Path(__file__).parent / "data" / "hdrvdp2" / "images.npz") as stored:
         scene = stored["full_1500x1000_ref"].astype(np.float32)
     height, width = 320, 480
@@ -162,6 +162,14 @@ def test_mostly_clipped_photos_are_never_moved_wrongly():
                                                 radiance=part(rng))[0][2]
         _, found = alignment.align_bracket(photos, ev, "auto")
         assert found[2].method == "none" and found[2].fallback, (seed, found[2])
+    # At full size, a long photo of the capture turned upside down: a shift of 175 pixels once
+    # passed both checks by a little.
+    rng = np.random.default_rng(1000)
+    photos, ev, _ = synthetic.hand_held_bracket(rng, 1000, 1500, clipped=0.85, radiance=scene)
+    photos[2] = synthetic.hand_held_bracket(rng, 1000, 1500, clipped=0.85,
+                                            radiance=scene[::-1, ::-1].copy())[0][2]
+    _, found = alignment.align_bracket(photos, ev, "auto")
+    assert found[2].method == "none" and "weak evidence" in found[2].fallback, found[2]
 
 
 def test_photos_with_too_little_in_common_are_left_alone_saying_so():
