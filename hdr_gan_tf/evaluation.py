@@ -17,7 +17,8 @@ from hdr_gan_tf.display import bar_chart, comparison_panel
 from hdr_gan_tf.image_io import HDR_SUFFIXES, MAX_PIXELS, read_hdr, write_hdr, write_ldr
 from hdr_gan_tf.outputs import write_text
 from hdr_gan_tf.imaging import MU
-from hdr_gan_tf.metrics import HDR_VDP2_PROTOCOL, METRICS, PU21_DISPLAY_PEAK, hdr_metrics
+from hdr_gan_tf.metrics import (HDR_VDP2_DISPLAY_INCHES, HDR_VDP2_DISTANCE_M, HDR_VDP2_ENCODING,
+                                HDR_VDP2_PROTOCOL, METRICS, PU21_DISPLAY_PEAK, hdr_metrics)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +67,14 @@ def center_crop(array, size):
 
 
 def format_table(rows, branches, protocol=PROTOCOLS["full"], display_peak=PU21_DISPLAY_PEAK):
-    """The rows as a table, under lines that say what was scored and how PU21 showed it."""
+    """The rows as a table, under lines that say what was scored and how PU21 and HDR-VDP-2
+    saw it."""
     header = ["scene"] + [f"{m}_{b}" for b in branches for m in METRICS]
     lines = [protocol.describe(),
              f"PU21: each scene's ground-truth peak shown at {display_peak:g} cd/m²; mu-law "
              f"metrics with mu = {MU:g}",
+             f"HDR-VDP-2: {HDR_VDP2_ENCODING}, each image filling a "
+             f"{HDR_VDP2_DISPLAY_INCHES:g}-inch display seen from {HDR_VDP2_DISTANCE_M:g} m",
              "  ".join(f"{h:>15}" for h in header)]
     for row in rows:
         cells = [f"{row['scene']:>15}"] + [f"{row[f'{m}_{b}']:15.4f}"

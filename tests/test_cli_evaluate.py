@@ -22,11 +22,16 @@ def test_evaluate_writes_metrics_outputs_and_panels(converted, exported, tiny_da
     metrics = json.loads((out / "metrics.json").read_text())
     assert [s["scene"] for s in metrics["scenes"]] == ["001", "002"]
     for key in ("psnr_mu_main", "psnr_l_main", "ssim_mu_main", "ssim_l_main", "psnr_mu_aux1",
-                "pu21_psnr_main", "pu21_ssim_main", "pu21_psnr_aux1", "pu21_ssim_aux1"):
+                "pu21_psnr_main", "pu21_ssim_main", "pu21_psnr_aux1", "pu21_ssim_aux1",
+                "hdr_vdp2_main", "hdr_vdp2_aux1"):
         assert metrics["mean"][key] == pytest.approx(
             np.mean([s[key] for s in metrics["scenes"]]))
     assert metrics["pu21_display_peak"] == 4000
+    assert metrics["hdr_vdp2"]["encoding"] == "sRGB-display"
+    assert all(0 < s["hdr_vdp2_main"] <= 100 for s in metrics["scenes"])
     assert "ground-truth peak shown at 4000 cd/m²" in result.stdout
+    assert "HDR-VDP-2: sRGB-display, each image filling a 24-inch display seen from 0.5 m" in (
+        result.stdout)
     assert metrics["protocol"] == {"name": "full", "center_crop": None, "ldr_bits": 16}
     assert "protocol full: full frame, LDRs read at 16 bits" in result.stdout
     csv_lines = (out / "metrics.csv").read_text().splitlines()
