@@ -24,16 +24,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_align import corner_error  # noqa: E402
 from hdr_gan_tf import alignment, synthetic  # noqa: E402
 
 TRIPOD = dict(max_angle=0, max_shift=0, max_tilt=0)
-
-
-def corner_error(found, truth, height, width):
-    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1],
-                        [0, height - 1, 1]], np.float64)
-    a, b = corners @ found.T, corners @ truth.T
-    return float(np.abs(a[:, :2] / a[:, 2:] - b[:, :2] / b[:, 2:]).max())
 
 
 def cases(scene):

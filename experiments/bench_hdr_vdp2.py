@@ -14,7 +14,6 @@ Prints, on this machine's CPU:
 
 import argparse
 import csv
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,19 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_align import cpu_name  # noqa: E402
 from hdr_gan_tf import hdr_vdp2  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "hdrvdp2"
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def rows():

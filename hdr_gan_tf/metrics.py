@@ -12,7 +12,7 @@ import typing
 import cv2
 import numpy as np
 
-from hdr_gan_tf import hdr_vdp2 as _hdr_vdp2
+from hdr_gan_tf.hdr_vdp2 import SMALLEST_SIDE as _HDR_VDP2_SMALLEST_SIDE
 from hdr_gan_tf.hdr_vdp2 import hdr_vdp2, pixels_per_degree
 from hdr_gan_tf.imaging import MU, mu_law
 
@@ -108,7 +108,7 @@ HDR_VDP2_DISTANCE_M = 0.5
 HDR_VDP2_PROTOCOL = {"encoding": HDR_VDP2_ENCODING, "display_inches": HDR_VDP2_DISPLAY_INCHES,
                      "distance_m": HDR_VDP2_DISTANCE_M, "pixels_per_degree": "of the image's size"}
 # The smallest side every metric can score: SSIM's window, HDR-VDP-2's pyramid.
-SMALLEST_SIDE = max(SSIM_WINDOW, _hdr_vdp2.SMALLEST_SIDE)
+SMALLEST_SIDE = max(SSIM_WINDOW, _HDR_VDP2_SMALLEST_SIDE)
 
 
 def hdr_vdp2_quality(hdr, hdr_gt, display_peak=None):
